@@ -1,0 +1,99 @@
+import yargs, { type Argv } from 'yargs';
+import { UsageError } from './errors.js';
+import { FLAGS, type FlagSpec } from './flags.js';
+
+/** What the command line and the environment said, before validation. */
+export interface GivenOption {
+  readonly value: string | boolean;
+  /** How the user wrote it: `--proxy-port`, or `--proxy-port (from ENVOY_PORT)`. */
+  readonly origin: string;
+}
+
+export type GivenOptions = ReadonlyMap<string, GivenOption>;
+
+export type Parsed =
+  | { readonly kind: 'help'; readonly text: string }
+  | { readonly kind: 'version' }
+  | { readonly kind: 'run'; readonly options: GivenOptions };
+
+function buildParser(argv: readonly string[]): Argv {
+  let parser = yargs([...argv])
+    .scriptName('mesh-init')
+    .usage(
+      "mesh-init [options]\n\nRedirect the pod's inbound and outbound TCP to the sidecar proxy with one atomic iptables-restore per IP family, then exit.\nEvery option can also be set by the environment variables named in brackets; a flag beats its variable.",
+    )
+    .parserConfiguration({
+      'parse-numbers': false,
+      'parse-positional-numbers': false,
+      'boolean-negation': true,
+    })
+    .strict()
+    .help(false)
+    .version(false)
+    .exitProcess(false)
+    .wrap(100)
+    .fail((message, error) => {
+      throw new UsageError(message || error?.message || 'invalid command line');
+    })
+    .option('help', { alias: 'h', type: 'boolean', describe: 'show this help' })
+    .option('version', { type: 'boolean', describe: 'show the version' });
+  for (const flag of FLAGS) {
+    parser = parser.option(flag.name, {
+      type: flag.type,
+      describe: `${flag.describe} [default: ${flag.defaultText}] [env: ${flag.env.join(', ')}]`,
+      ...(flag.short ? { alias: flag.short } : {}),
+    });
+  }
+  return parser;
+}
+
+function fromEnv(flag: FlagSpec, env: Readonly<Record<string, string | undefined>>) {
+  for (const name of flag.env) {
+    const value = env[name];
+    if (value !== undefined) return { name, value };
+  }
+  return undefined;
+}
+
+function parseBooleanEnv(flag: FlagSpec, variable: string, value: string): boolean {
+  const v = value.trim().toLowerCase();
+  if (v === 'true' || v === '1') return true;
+  if (v === 'false' || v === '0' || v === '') return false;
+  throw new UsageError(
+    `invalid --${flag.name} (from ${variable}): expected true, false, 1 or 0, got "${value}"`,
+  );
+}
+
+/** Parses argv (strict: unknown flags are errors) and fills in from the environment. */
+export async function parseCommandLine(
+  argv: readonly string[],
+  env: Readonly<Record<string, string | undefined>>,
+): Promise<Parsed> {
+  const parser = buildParser(argv);
+  const args = parser.parseSync() as Record<string, unknown>;
+  if (args.help === true) return { kind: 'help', text: await parser.getHelp() };
+  if (args.version === true) return { kind: 'version' };
+
+  const options = new Map<string, GivenOption>();
+  for (const flag of FLAGS) {
+    const value = args[flag.name];
+    if (Array.isArray(value)) {
+      throw new UsageError(`invalid --${flag.name}: given more than once`);
+    }
+    if (typeof value === 'string' || typeof value === 'boolean') {
+      options.set(flag.name, { value, origin: `--${flag.name}` });
+      continue;
+    }
+    const variable = fromEnv(flag, env);
+    if (variable === undefined) continue;
+    const origin = `--${flag.name} (from ${variable.name})`;
+    options.set(flag.name, {
+      value:
+        flag.type === 'boolean'
+          ? parseBooleanEnv(flag, variable.name, variable.value)
+          : variable.value,
+      origin,
+    });
+  }
+  return { kind: 'run', options };
+}

@@ -1,0 +1,267 @@
+import ipaddr from 'ipaddr.js';
+import type { GivenOption, GivenOptions } from './args.js';
+import { UsageError } from './errors.js';
+import type { Cidr, Family } from './rules.js';
+
+export type PortSelection =
+  | { readonly kind: 'all' }
+  | { readonly kind: 'none' }
+  | { readonly kind: 'only'; readonly ports: readonly number[] };
+
+export type CidrSelection =
+  | { readonly kind: 'all' }
+  | { readonly kind: 'none' }
+  | { readonly kind: 'only'; readonly cidrs: readonly Cidr[] };
+
+export type Backend = 'legacy' | 'nft';
+
+export interface Config {
+  readonly proxyPort: number;
+  readonly inboundCapturePort: number;
+  readonly proxyUids: readonly number[];
+  readonly proxyGids: readonly number[];
+  readonly inboundPorts: PortSelection;
+  readonly inboundExcludePorts: readonly number[];
+  readonly outboundIncludeCidrs: CidrSelection;
+  readonly outboundExcludeCidrs: readonly Cidr[];
+  readonly outboundExcludePorts: readonly number[];
+  readonly outboundIncludePorts: readonly number[];
+  readonly dryRun: boolean;
+  readonly ipv6: 'auto' | boolean;
+  readonly backend: 'auto' | Backend;
+  readonly chainPrefix: string;
+}
+
+export const DEFAULT_PROXY_PORT = 15001;
+export const DEFAULT_PROXY_ID = 1337;
+export const DEFAULT_CHAIN_PREFIX = 'ISTIO_';
+
+/** The longest owned chain suffix is IN_REDIRECT; iptables caps chain names at 28 characters. */
+const MAX_CHAIN_PREFIX = 28 - 'IN_REDIRECT'.length;
+/** The kernel's owner match takes 32-bit ids; 2^32-1 means "no id". */
+const MAX_ID = 4294967294;
+
+function invalid(option: GivenOption, expected: string, got: string = String(option.value)) {
+  return new UsageError(`invalid ${option.origin}: expected ${expected}, got "${got}"`);
+}
+
+/** Splits a comma list; blanks around items and empty items (a trailing comma) are ignored. */
+function items(value: string): string[] {
+  return value
+    .split(',')
+    .map((item) => item.trim())
+    .filter((item) => item !== '');
+}
+
+function parseInteger(text: string): number | undefined {
+  return /^\d+$/.test(text) ? Number(text) : undefined;
+}
+
+function parsePort(option: GivenOption, text: string): number {
+  const port = parseInteger(text);
+  if (port === undefined || port < 1 || port > 65535) {
+    throw invalid(option, 'an integer 1-65535', text);
+  }
+  return port;
+}
+
+function parsePortList(option: GivenOption): number[] {
+  const ports = items(String(option.value)).map((item) => parsePort(option, item));
+  return [...new Set(ports)];
+}
+
+function parseIdList(option: GivenOption): number[] {
+  const list = items(String(option.value));
+  if (list.length === 0) throw invalid(option, 'a comma list of user or group ids');
+  const ids = list.map((item) => {
+    const id = parseInteger(item);
+    if (id === undefined || id > MAX_ID) {
+      throw invalid(option, `a non-negative integer up to ${MAX_ID}`, item);
+    }
+    return id;
+  });
+  return [...new Set(ids)];
+}
+
+function parseCidr(option: GivenOption, text: string): Cidr {
+  const parts = text.split('/');
+  const [addressText = '', prefixText] = parts;
+  if (parts.length > 2) throw invalid(option, 'an IPv4 or IPv6 CIDR such as 10.0.0.0/8', text);
+  const isV4 = ipaddr.IPv4.isValidFourPartDecimal(addressText);
+  const isV6 = !isV4 && ipaddr.IPv6.isValid(addressText) && !addressText.includes('%');
+  if (!isV4 && !isV6) throw invalid(option, 'an IPv4 or IPv6 CIDR such as 10.0.0.0/8', text);
+  const family: Family = isV4 ? 'ipv4' : 'ipv6';
+  const bits = isV4 ? 32 : 128;
+  const prefix = prefixText === undefined ? bits : parseInteger(prefixText);
+  if (prefix === undefined || prefix > bits) {
+    throw invalid(option, `a prefix length 0-${bits} after the "/"`, text);
+  }
+  const address = ipaddr.parse(addressText);
+  if (address.kind() === 'ipv6' && (address as ipaddr.IPv6).isIPv4MappedAddress()) {
+    throw invalid(option, 'a plain IPv4 CIDR instead of an IPv4-mapped IPv6 one', text);
+  }
+  const network =
+    family === 'ipv4'
+      ? ipaddr.IPv4.networkAddressFromCIDR(`${addressText}/${prefix}`)
+      : ipaddr.IPv6.networkAddressFromCIDR(`${addressText}/${prefix}`);
+  return { family, address: network.toString(), prefix };
+}
+
+function parseCidrList(option: GivenOption): Cidr[] {
+  const seen = new Set<string>();
+  const cidrs: Cidr[] = [];
+  for (const item of items(String(option.value))) {
+    const cidr = parseCidr(option, item);
+    const key = `${cidr.address}/${cidr.prefix}`;
+    if (!seen.has(key)) cidrs.push(cidr);
+    seen.add(key);
+  }
+  return cidrs;
+}
+
+function parseChoice<T extends string>(option: GivenOption, choices: readonly T[]): T {
+  const value = String(option.value);
+  const found = choices.find((choice) => choice === value);
+  if (found === undefined) throw invalid(option, `one of ${choices.join(', ')}`);
+  return found;
+}
+
+function overlap(a: readonly number[], b: readonly number[]): number | undefined {
+  return a.find((port) => b.includes(port));
+}
+
+/**
+ * The one place where user input is checked. Every message names the flag (and the
+ * variable it came from) and the bad value; the result is fully typed and trusted.
+ */
+export function validateConfig(options: GivenOptions): Config {
+  const get = (name: string): GivenOption | undefined => options.get(name);
+
+  const mode = get('inbound-interception-mode');
+  if (mode !== undefined) {
+    const value = parseChoice(mode, ['REDIRECT', 'TPROXY'] as const);
+    if (value === 'TPROXY') {
+      throw new UsageError(
+        `invalid ${mode.origin}: TPROXY is not supported yet, use REDIRECT (the default)`,
+      );
+    }
+  }
+
+  const proxyPortOption = get('proxy-port');
+  const proxyPort = proxyPortOption
+    ? parsePort(proxyPortOption, String(proxyPortOption.value).trim())
+    : DEFAULT_PROXY_PORT;
+  const inboundPortOption = get('inbound-capture-port');
+  const inboundCapturePort = inboundPortOption
+    ? parsePort(inboundPortOption, String(inboundPortOption.value).trim())
+    : proxyPort;
+
+  const uidOption = get('proxy-uid');
+  const proxyUids = uidOption ? parseIdList(uidOption) : [DEFAULT_PROXY_ID];
+  const gidOption = get('proxy-gid');
+  // Istio's injector may pass an empty -g; like Istio, that means "same as -u".
+  const proxyGids =
+    gidOption && items(String(gidOption.value)).length > 0 ? parseIdList(gidOption) : proxyUids;
+
+  const inboundOption = get('inbound-ports');
+  let inboundPorts: PortSelection = { kind: 'all' };
+  if (inboundOption) {
+    const value = String(inboundOption.value).trim();
+    if (value === '*') inboundPorts = { kind: 'all' };
+    else {
+      const ports = parsePortList(inboundOption);
+      inboundPorts = ports.length === 0 ? { kind: 'none' } : { kind: 'only', ports };
+    }
+  }
+  const inboundExcludeOption = get('inbound-exclude-ports');
+  const inboundExcludePorts = inboundExcludeOption ? parsePortList(inboundExcludeOption) : [];
+  if (inboundPorts.kind === 'only' && inboundExcludeOption) {
+    const port = overlap(inboundPorts.ports, inboundExcludePorts);
+    if (port !== undefined) {
+      throw new UsageError(
+        `conflicting ${inboundOption?.origin} and ${inboundExcludeOption.origin}: port ${port} is both captured and excluded`,
+      );
+    }
+  }
+
+  const ipv6Option = get('ipv6');
+  let ipv6: 'auto' | boolean = 'auto';
+  if (ipv6Option) {
+    // A bare `--ipv6` reads as "true".
+    const value = String(ipv6Option.value).trim() || 'true';
+    ipv6 = { auto: 'auto', true: true, false: false }[
+      parseChoice({ ...ipv6Option, value }, ['auto', 'true', 'false'] as const)
+    ] as 'auto' | boolean;
+  }
+
+  const cidrFamilyCheck = (option: GivenOption, cidrs: readonly Cidr[]) => {
+    const v6 = cidrs.find((cidr) => cidr.family === 'ipv6');
+    if (ipv6 === false && v6 !== undefined && ipv6Option) {
+      throw new UsageError(
+        `conflicting ${option.origin} and ${ipv6Option.origin}: IPv6 CIDR "${v6.address}/${v6.prefix}" given but IPv6 capture is off`,
+      );
+    }
+  };
+
+  const includeOption = get('outbound-include-cidrs');
+  let outboundIncludeCidrs: CidrSelection = { kind: 'all' };
+  if (includeOption) {
+    const value = String(includeOption.value).trim();
+    if (value === '*') outboundIncludeCidrs = { kind: 'all' };
+    else {
+      if (items(value).includes('*')) {
+        throw invalid(includeOption, '"*" alone or a CIDR list, not both');
+      }
+      const cidrs = parseCidrList(includeOption);
+      cidrFamilyCheck(includeOption, cidrs);
+      outboundIncludeCidrs = cidrs.length === 0 ? { kind: 'none' } : { kind: 'only', cidrs };
+    }
+  }
+  const excludeCidrOption = get('outbound-exclude-cidrs');
+  const outboundExcludeCidrs = excludeCidrOption ? parseCidrList(excludeCidrOption) : [];
+  if (excludeCidrOption) cidrFamilyCheck(excludeCidrOption, outboundExcludeCidrs);
+
+  const excludePortOption = get('outbound-exclude-ports');
+  const outboundExcludePorts = excludePortOption ? parsePortList(excludePortOption) : [];
+  const includePortOption = get('outbound-include-ports');
+  const outboundIncludePorts = includePortOption ? parsePortList(includePortOption) : [];
+  if (excludePortOption && includePortOption) {
+    const port = overlap(outboundIncludePorts, outboundExcludePorts);
+    if (port !== undefined) {
+      throw new UsageError(
+        `conflicting ${includePortOption.origin} and ${excludePortOption.origin}: port ${port} is both included and excluded`,
+      );
+    }
+  }
+
+  const backendOption = get('iptables-backend');
+  const backend = backendOption
+    ? parseChoice(backendOption, ['auto', 'legacy', 'nft'] as const)
+    : 'auto';
+
+  const prefixOption = get('chain-prefix');
+  const chainPrefix = prefixOption ? String(prefixOption.value) : DEFAULT_CHAIN_PREFIX;
+  if (prefixOption && !/^[A-Za-z][A-Za-z0-9_-]*$/.test(chainPrefix)) {
+    throw invalid(prefixOption, 'letters, digits, "_" or "-", starting with a letter');
+  }
+  if (prefixOption && chainPrefix.length > MAX_CHAIN_PREFIX) {
+    throw invalid(prefixOption, `at most ${MAX_CHAIN_PREFIX} characters`);
+  }
+
+  return {
+    proxyPort,
+    inboundCapturePort,
+    proxyUids,
+    proxyGids,
+    inboundPorts,
+    inboundExcludePorts,
+    outboundIncludeCidrs,
+    outboundExcludeCidrs,
+    outboundExcludePorts,
+    outboundIncludePorts,
+    dryRun: get('dry-run')?.value === true,
+    ipv6,
+    backend,
+    chainPrefix,
+  };
+}

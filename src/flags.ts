@@ -1,0 +1,138 @@
+/**
+ * The command line, as data: yargs is configured from this table, environment
+ * variables are looked up from it, and `--help` prints it. Letters follow Istio's
+ * istio-iptables, so the argv Istio's injector writes works unchanged.
+ */
+
+export interface FlagSpec {
+  /** Long name, without dashes. */
+  readonly name: string;
+  readonly short?: string;
+  readonly type: 'string' | 'boolean';
+  /** Variables read when the flag is absent, first one set wins. Istio's names come second. */
+  readonly env: readonly string[];
+  readonly describe: string;
+  /** Shown in --help; the real defaults live in config.ts. */
+  readonly defaultText: string;
+}
+
+export const FLAGS: readonly FlagSpec[] = [
+  {
+    name: 'proxy-port',
+    short: 'p',
+    type: 'string',
+    env: ['MESH_INIT_PROXY_PORT', 'ENVOY_PORT'],
+    describe: 'port that outbound TCP is redirected to',
+    defaultText: '15001',
+  },
+  {
+    name: 'inbound-capture-port',
+    short: 'z',
+    type: 'string',
+    env: ['MESH_INIT_INBOUND_CAPTURE_PORT', 'INBOUND_CAPTURE_PORT'],
+    describe: 'port that inbound TCP is redirected to',
+    defaultText: 'same as --proxy-port',
+  },
+  {
+    name: 'proxy-uid',
+    short: 'u',
+    type: 'string',
+    env: ['MESH_INIT_PROXY_UID'],
+    describe: 'comma list of UIDs whose traffic is never redirected (the proxy)',
+    defaultText: '1337',
+  },
+  {
+    name: 'proxy-gid',
+    short: 'g',
+    type: 'string',
+    env: ['MESH_INIT_PROXY_GID'],
+    describe: 'comma list of GIDs whose traffic is never redirected',
+    defaultText: 'same as --proxy-uid',
+  },
+  {
+    name: 'inbound-interception-mode',
+    short: 'm',
+    type: 'string',
+    env: ['MESH_INIT_INBOUND_INTERCEPTION_MODE', 'ISTIO_INBOUND_INTERCEPTION_MODE'],
+    describe: 'how inbound TCP is captured: REDIRECT (TPROXY is not supported yet)',
+    defaultText: 'REDIRECT',
+  },
+  {
+    name: 'inbound-ports',
+    short: 'b',
+    type: 'string',
+    env: ['MESH_INIT_INBOUND_PORTS', 'ISTIO_INBOUND_PORTS'],
+    describe: '"*" = capture all inbound TCP, a port list = only those, "" = no inbound capture',
+    defaultText: '*',
+  },
+  {
+    name: 'inbound-exclude-ports',
+    short: 'd',
+    type: 'string',
+    env: ['MESH_INIT_INBOUND_EXCLUDE_PORTS', 'ISTIO_LOCAL_EXCLUDE_PORTS'],
+    describe: 'comma list of ports never captured inbound',
+    defaultText: 'none',
+  },
+  {
+    name: 'outbound-include-cidrs',
+    short: 'i',
+    type: 'string',
+    env: ['MESH_INIT_OUTBOUND_INCLUDE_CIDRS', 'ISTIO_SERVICE_CIDR'],
+    describe: '"*" = capture all outbound TCP, a CIDR list = only to those, "" = none',
+    defaultText: '*',
+  },
+  {
+    name: 'outbound-exclude-cidrs',
+    short: 'x',
+    type: 'string',
+    env: ['MESH_INIT_OUTBOUND_EXCLUDE_CIDRS', 'ISTIO_SERVICE_EXCLUDE_CIDR'],
+    describe: 'comma list of CIDRs never captured outbound',
+    defaultText: 'none',
+  },
+  {
+    name: 'outbound-exclude-ports',
+    short: 'o',
+    type: 'string',
+    env: ['MESH_INIT_OUTBOUND_EXCLUDE_PORTS', 'ISTIO_LOCAL_OUTBOUND_PORTS_EXCLUDE'],
+    describe: 'comma list of destination ports never captured outbound (TCP and UDP)',
+    defaultText: 'none',
+  },
+  {
+    name: 'outbound-include-ports',
+    short: 'q',
+    type: 'string',
+    env: ['MESH_INIT_OUTBOUND_INCLUDE_PORTS'],
+    describe: 'comma list of destination ports always captured outbound, whatever -i and -x say',
+    defaultText: 'none',
+  },
+  {
+    name: 'dry-run',
+    short: 'n',
+    type: 'boolean',
+    env: ['MESH_INIT_DRY_RUN'],
+    describe: 'print the iptables-restore input instead of applying it; needs no privileges',
+    defaultText: 'false',
+  },
+  {
+    name: 'ipv6',
+    type: 'string',
+    env: ['MESH_INIT_IPV6'],
+    describe:
+      'capture IPv6 too: auto (when the pod has a non-link-local IPv6 address), true, false',
+    defaultText: 'auto',
+  },
+  {
+    name: 'iptables-backend',
+    type: 'string',
+    env: ['MESH_INIT_IPTABLES_BACKEND'],
+    describe: 'auto (the backend already holding rules, else nft, else legacy), legacy, nft',
+    defaultText: 'auto',
+  },
+  {
+    name: 'chain-prefix',
+    type: 'string',
+    env: ['MESH_INIT_CHAIN_PREFIX'],
+    describe: 'prefix of the chains mesh-init owns',
+    defaultText: 'ISTIO_',
+  },
+];

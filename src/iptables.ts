@@ -1,0 +1,96 @@
+import { execa } from 'execa';
+import { binaryFor, type Tool } from './backend.js';
+import type { Backend } from './config.js';
+import { BackendError, RestoreError } from './errors.js';
+import type { Family } from './rules.js';
+
+export interface CommandResult {
+  /** undefined when the program could not be started at all. */
+  readonly exitCode: number | undefined;
+  readonly stdout: string;
+  readonly stderr: string;
+  /** Why it could not be started (e.g. not found). */
+  readonly startError?: string;
+}
+
+export type RunCommand = (
+  file: string,
+  args: readonly string[],
+  input?: string,
+) => Promise<CommandResult>;
+
+/** The one place that starts programs. No shell: arguments are argv, rules go to stdin. */
+export const runCommand: RunCommand = async (file, args, input) => {
+  const result = await execa(file, args, {
+    reject: false,
+    stripFinalNewline: false,
+    ...(input === undefined ? { stdin: 'ignore' as const } : { input }),
+  });
+  const code = (result as { code?: string }).code;
+  return {
+    exitCode: result.exitCode,
+    stdout: String(result.stdout ?? ''),
+    stderr: String(result.stderr ?? ''),
+    ...(result.exitCode === undefined
+      ? { startError: code === 'ENOENT' ? 'not found' : (code ?? result.shortMessage) }
+      : {}),
+  };
+};
+
+function describeFailure(result: CommandResult): string {
+  if (result.exitCode === undefined) return result.startError ?? 'could not be started';
+  const stderr = result.stderr.trim();
+  return `exit ${result.exitCode}${stderr ? `: ${stderr}` : ''}`;
+}
+
+export interface Saved {
+  readonly ok: boolean;
+  readonly stdout: string;
+  readonly failure: string;
+}
+
+/** Runs `*-save`, all tables or only nat. Never throws: callers decide what a failure means. */
+export async function save(
+  run: RunCommand,
+  backend: Backend,
+  family: Family,
+  tables: 'all' | 'nat',
+): Promise<Saved> {
+  const file = binaryFor(backend, family, 'save');
+  const result = await run(file, tables === 'nat' ? ['-t', 'nat'] : []);
+  const ok = result.exitCode === 0;
+  return { ok, stdout: result.stdout, failure: ok ? '' : `${file} ${describeFailure(result)}` };
+}
+
+export async function saveOrThrow(
+  run: RunCommand,
+  backend: Backend,
+  family: Family,
+): Promise<string> {
+  const saved = await save(run, backend, family, 'nat');
+  if (!saved.ok) throw new BackendError(`cannot read the ${family} nat table: ${saved.failure}`);
+  return saved.stdout;
+}
+
+/** Feeds one family's text to `*-restore --noflush`: one kernel transaction, all or nothing. */
+export async function restore(
+  run: RunCommand,
+  backend: Backend,
+  family: Family,
+  text: string,
+): Promise<void> {
+  const file = binaryFor(backend, family, 'restore');
+  const result = await run(file, ['--noflush', '--wait'], text);
+  if (result.exitCode === 0) return;
+  if (result.exitCode === undefined) {
+    throw new BackendError(`cannot run ${file}: ${describeFailure(result)}`);
+  }
+  const lineNumber = /line (\d+)/.exec(result.stderr)?.[1];
+  const offending = lineNumber === undefined ? undefined : text.split('\n')[Number(lineNumber) - 1];
+  throw new RestoreError(
+    [
+      `${file} rejected the ${family} rules (nothing of them was applied): ${describeFailure(result)}`,
+      ...(offending === undefined ? [] : [`  line ${lineNumber}: ${offending}`]),
+    ].join('\n'),
+  );
+}

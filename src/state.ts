@@ -1,0 +1,79 @@
+/**
+ * What is live in one family's nat table, read from `iptables-save` output.
+ * Only the parts reconciliation needs: which chains exist and which rules jump where.
+ */
+
+export interface LiveRule {
+  readonly chain: string;
+  /** The rule exactly as iptables-save printed it, without the leading `-A CHAIN`. */
+  readonly spec: string;
+  readonly target: string | undefined;
+}
+
+export interface NatState {
+  readonly chains: readonly string[];
+  readonly rules: readonly LiveRule[];
+}
+
+export const EMPTY_STATE: NatState = { chains: [], rules: [] };
+
+/** Splits like iptables-restore does: blanks separate, double quotes group, backslash escapes. */
+export function tokenize(line: string): string[] {
+  const tokens: string[] = [];
+  let current = '';
+  let quoted = false;
+  let started = false;
+  for (let i = 0; i < line.length; i++) {
+    const c = line[i];
+    if (c === '\\' && i + 1 < line.length) {
+      current += line[++i];
+      started = true;
+    } else if (c === '"') {
+      quoted = !quoted;
+      started = true;
+    } else if (!quoted && (c === ' ' || c === '\t')) {
+      if (started) tokens.push(current);
+      current = '';
+      started = false;
+    } else {
+      current += c;
+      started = true;
+    }
+  }
+  if (started) tokens.push(current);
+  return tokens;
+}
+
+/** Reads the `*nat` section of iptables-save output (the whole dump or `-t nat`). */
+export function parseNatState(save: string): NatState {
+  const chains: string[] = [];
+  const rules: LiveRule[] = [];
+  let inNat = false;
+  for (const line of save.split('\n')) {
+    if (line.startsWith('*')) {
+      inNat = line.trim() === '*nat';
+      continue;
+    }
+    if (!inNat) continue;
+    if (line.startsWith(':')) {
+      const name = line.slice(1).split(' ', 1)[0];
+      if (name) chains.push(name);
+    } else if (line.startsWith('-A ')) {
+      const tokens = tokenize(line);
+      const chain = tokens[1];
+      if (chain === undefined) continue;
+      const at = tokens.lastIndexOf('-j');
+      const target = at >= 0 ? tokens[at + 1] : undefined;
+      const spec = line.slice(`-A ${chain}`.length).trim();
+      rules.push({ chain, spec, target });
+    } else if (line.startsWith('COMMIT')) {
+      inNat = false;
+    }
+  }
+  return { chains, rules };
+}
+
+/** How many rules a dump holds in all its tables; picks the backend in use. */
+export function countRules(save: string): number {
+  return save.split('\n').filter((line) => line.startsWith('-A ')).length;
+}
