@@ -2,7 +2,7 @@ import type { Backend } from './config.js';
 import { BackendError } from './errors.js';
 import type { Family } from './rules.js';
 
-export type Tool = 'save' | 'restore';
+type Tool = 'save' | 'restore';
 
 /** e.g. `ip6tables-legacy-restore`: always the explicit variant, never whatever `iptables` points at. */
 export function binaryFor(backend: Backend, family: Family, tool: Tool): string {

@@ -1,5 +1,5 @@
 import { execa } from 'execa';
-import { binaryFor, type Tool } from './backend.js';
+import { binaryFor } from './backend.js';
 import type { Backend } from './config.js';
 import { BackendError, RestoreError } from './errors.js';
 import type { Family } from './rules.js';
