@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Builds the init container image: `npm run image` (or `bash image/build.sh`).
+#
+#   IMAGE=mesh-init:dev   tag to build (default mesh-init:dev)
+#   BASE=...              base image, passed as --build-arg BASE (default in the
+#                         Dockerfile: debian:trixie-slim; CI passes the local
+#                         equivalent made by scripts/base-image.sh)
+#   SKIP_BUNDLE=1         reuse dist/mesh-init.mjs instead of running `npm run build`
+#
+# The build context is dist/ alone (the bundle needs no node_modules at run
+# time), so nothing else of the work tree is sent to the engine. The legacy
+# builder is used because it works offline with local base images.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+image=${IMAGE:-mesh-init:dev}
+
+if [[ ${SKIP_BUNDLE:-0} != 1 ]]; then
+  npm run --silent build
+fi
+if [[ ! -s dist/mesh-init.mjs ]]; then
+  echo "image/build.sh: dist/mesh-init.mjs is missing: run npm run build" >&2
+  exit 1
+fi
+
+build_args=()
+if [[ -n ${BASE:-} ]]; then
+  build_args+=(--build-arg "BASE=$BASE")
+fi
+
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+if ! DOCKER_BUILDKIT=0 docker build "${build_args[@]}" -f image/Dockerfile -t "$image" dist >"$log" 2>&1; then
+  tail -n 40 "$log" >&2
+  echo "image/build.sh: docker build failed" >&2
+  exit 1
+fi
+size=$(docker image inspect --format '{{.Size}}' "$image")
+echo "image/build.sh: built $image ($(awk -v s="$size" 'BEGIN { printf "%.1f MB", s / 1e6 }'))"
