@@ -1,7 +1,7 @@
 import { type Choice, chooseBackend, type Probe } from './backend.js';
 import type { Backend, Config } from './config.js';
-import { type RunCommand, restore, save, saveOrThrow } from './iptables.js';
-import { planRules } from './plan.js';
+import { addPassthroughAddress, type RunCommand, restore, save, saveOrThrow } from './iptables.js';
+import { INBOUND_PASSTHROUGH, planRules } from './plan.js';
 import { planTransaction } from './reconcile.js';
 import { renderRestore } from './render.js';
 import type { Family } from './rules.js';
@@ -93,12 +93,18 @@ export async function runMeshInit(config: Config, deps: Deps): Promise<void> {
       );
     }
     for (const { text } of renderFamilies(config, families, states)) deps.stdout(text);
+    if (families.includes('ipv6')) {
+      deps.stderr(
+        `mesh-init: dry-run: would also run: ip -6 addr replace ${INBOUND_PASSTHROUGH.ipv6.address}/128 dev lo\n`,
+      );
+    }
     return;
   }
 
   const live = await readLive(config, families, deps.run);
   const texts = renderFamilies(config, families, live.states);
   for (const { family, text } of texts) {
+    if (family === 'ipv6') await addPassthroughAddress(deps.run, INBOUND_PASSTHROUGH.ipv6.address);
     await restore(deps.run, live.choice.backend, family, text);
   }
   const applied = texts.map((t) => `${t.family} (${t.rules} rules)`).join(' and ');

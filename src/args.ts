@@ -26,6 +26,7 @@ function buildParser(argv: readonly string[]): Argv {
       'parse-numbers': false,
       'parse-positional-numbers': false,
       'boolean-negation': true,
+      'camel-case-expansion': false,
     })
     .strict()
     .help(false)

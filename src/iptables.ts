@@ -94,3 +94,17 @@ export async function restore(
     ].join('\n'),
   );
 }
+
+/**
+ * IPv6 gives lo only ::1/128, so the proxy could not bind ::6 for its inbound
+ * passthrough (IPv4 has all of 127/8). `replace` makes a re-run a no-op.
+ */
+export async function addPassthroughAddress(run: RunCommand, address: string): Promise<void> {
+  const args = ['-6', 'addr', 'replace', `${address}/128`, 'dev', 'lo'];
+  const result = await run('ip', args);
+  if (result.exitCode !== 0) {
+    throw new BackendError(
+      `cannot add ${address}/128 to lo (ip ${args.join(' ')}): ${describeFailure(result)}`,
+    );
+  }
+}

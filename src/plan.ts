@@ -18,7 +18,7 @@ const LOOPBACK: Record<Family, Cidr> = {
   ipv6: { family: 'ipv6', address: '::1', prefix: 128 },
 };
 /** The source address Istio's proxy binds for inbound passthrough to the app. */
-const INBOUND_PASSTHROUGH: Record<Family, Cidr> = {
+export const INBOUND_PASSTHROUGH: Record<Family, Cidr> = {
   ipv4: { family: 'ipv4', address: '127.0.0.6', prefix: 32 },
   ipv6: { family: 'ipv6', address: '::6', prefix: 128 },
 };

@@ -1,0 +1,188 @@
+/**
+ * Throw-away "pods" for the real-kernel suite: a pod network namespace joined by a
+ * veth pair to a peer namespace (another host), with listeners that report where a
+ * connection landed. Nothing here touches the machine's own network namespace.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { execa } from 'execa';
+
+export const BUNDLE = new URL('../../dist/mesh-init.mjs', import.meta.url).pathname;
+const PROBE = readFileSync(new URL('./probe.py', import.meta.url), 'utf8');
+const PYTHON = '/usr/bin/python3';
+
+export const PROXY_UID = 1337;
+export const ADDRESSES = {
+  ipv4: { pod: '10.200.1.1', peer: '10.200.1.2', loopback: '127.0.0.1', passthrough: '127.0.0.6' },
+  ipv6: { pod: 'fd00:200:1::1', peer: 'fd00:200:1::2', loopback: '::1', passthrough: '::6' },
+} as const;
+export type Family = keyof typeof ADDRESSES;
+
+/** Why this machine cannot run the suite, or undefined when it can. */
+export function missingPrerequisites(): string | undefined {
+  if (process.getuid?.() !== 0) return 'not running as root';
+  for (const file of [
+    '/usr/sbin/ip',
+    '/usr/sbin/iptables-legacy-restore',
+    '/usr/sbin/iptables-nft-restore',
+    '/usr/bin/setpriv',
+    PYTHON,
+  ]) {
+    if (!existsSync(file)) return `${file} is missing`;
+  }
+  if (!existsSync(BUNDLE)) return `${BUNDLE} is missing (npm run build)`;
+  return undefined;
+}
+
+export interface Report {
+  readonly server?: string;
+  readonly local?: string;
+  readonly peer?: string;
+  readonly original?: string | null;
+  readonly error?: string;
+}
+
+export interface As {
+  readonly uid?: number;
+  readonly gid?: number;
+}
+
+let counter = 0;
+
+export class Pod {
+  private readonly servers: { kill: () => void; exited: Promise<unknown> }[] = [];
+
+  private constructor(
+    readonly pod: string,
+    readonly peer: string,
+  ) {}
+
+  static async create(): Promise<Pod> {
+    const id = `mi-${process.pid}-${counter++}`;
+    const net = new Pod(`${id}-pod`, `${id}-peer`);
+    try {
+      await execa('ip', ['netns', 'add', net.pod]);
+      await execa('ip', ['netns', 'add', net.peer]);
+      await execa('ip', [
+        '-n',
+        net.pod,
+        'link',
+        'add',
+        'eth0',
+        'type',
+        'veth',
+        'peer',
+        'name',
+        'eth0',
+        'netns',
+        net.peer,
+      ]);
+      for (const [ns, side] of [
+        [net.pod, 'pod'],
+        [net.peer, 'peer'],
+      ] as const) {
+        await execa('ip', ['-n', ns, 'addr', 'add', `${ADDRESSES.ipv4[side]}/24`, 'dev', 'eth0']);
+        await execa('ip', [
+          '-n',
+          ns,
+          'addr',
+          'add',
+          `${ADDRESSES.ipv6[side]}/64`,
+          'dev',
+          'eth0',
+          'nodad',
+        ]);
+        await execa('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+        await execa('ip', ['-n', ns, 'link', 'set', 'eth0', 'up']);
+      }
+    } catch (error) {
+      await net.destroy();
+      throw error;
+    }
+    return net;
+  }
+
+  private argv(ns: string, as: As, argv: readonly string[]): string[] {
+    const user =
+      as.uid === undefined && as.gid === undefined
+        ? []
+        : [
+            'setpriv',
+            `--reuid=${as.uid ?? 0}`,
+            `--regid=${as.gid ?? as.uid ?? 0}`,
+            '--clear-groups',
+          ];
+    return ['netns', 'exec', ns, ...user, ...argv];
+  }
+
+  /** Starts a listener; resolves once it is bound on both families. */
+  async serve(
+    where: 'pod' | 'peer',
+    name: string,
+    proto: 'tcp' | 'udp',
+    ports: readonly number[],
+    as: As = {},
+  ): Promise<void> {
+    const ns = where === 'pod' ? this.pod : this.peer;
+    const child = execa(
+      'ip',
+      this.argv(ns, as, [PYTHON, '-c', PROBE, 'serve', name, proto, ...ports.map(String)]),
+      {
+        stdin: 'pipe',
+        reject: false,
+      },
+    );
+    this.servers.push({ kill: () => child.kill('SIGKILL'), exited: child.then(() => undefined) });
+    await new Promise<void>((resolve, reject) => {
+      child.stdout?.once('data', () => resolve());
+      child.once('exit', (code) => reject(new Error(`listener ${name} exited (${code})`)));
+    });
+  }
+
+  /** Connects from inside a namespace and returns what the listener reported. */
+  async connect(
+    from: 'pod' | 'peer',
+    proto: 'tcp' | 'udp',
+    host: string,
+    port: number,
+    options: As & { source?: string } = {},
+  ): Promise<Report> {
+    const ns = from === 'pod' ? this.pod : this.peer;
+    const args = [PYTHON, '-c', PROBE, 'connect', proto, host, String(port)];
+    if (options.source) args.push(options.source);
+    const { stdout } = await execa('ip', this.argv(ns, options, args));
+    return JSON.parse(stdout) as Report;
+  }
+
+  /** Runs the real bundle inside the pod namespace. */
+  meshInit(args: readonly string[], env: Record<string, string> = {}) {
+    return execa('/usr/sbin/ip', ['netns', 'exec', this.pod, process.execPath, BUNDLE, ...args], {
+      reject: false,
+      stripFinalNewline: false,
+      env,
+    });
+  }
+
+  /** The nat table of one family, without the timestamped comment lines and counters. */
+  async natTable(backend: 'legacy' | 'nft', family: Family): Promise<string> {
+    const tool = `${family === 'ipv4' ? 'iptables' : 'ip6tables'}-${backend}-save`;
+    const { stdout } = await execa('ip', ['netns', 'exec', this.pod, tool, '-t', 'nat']);
+    return stdout
+      .split('\n')
+      .filter((line) => !line.startsWith('#'))
+      .map((line) => line.replace(/\[\d+:\d+\]$/, '[0:0]'))
+      .join('\n');
+  }
+
+  /** Runs a restore of foreign rules in the pod (rules "others" put there). */
+  async restoreForeign(backend: 'legacy' | 'nft', family: Family, text: string): Promise<void> {
+    const tool = `${family === 'ipv4' ? 'iptables' : 'ip6tables'}-${backend}-restore`;
+    await execa('ip', ['netns', 'exec', this.pod, tool, '--noflush'], { input: text });
+  }
+
+  async destroy(): Promise<void> {
+    for (const server of this.servers) server.kill();
+    await Promise.allSettled(this.servers.map((server) => server.exited));
+    await execa('ip', ['netns', 'del', this.pod], { reject: false });
+    await execa('ip', ['netns', 'del', this.peer], { reject: false });
+  }
+}
