@@ -10,6 +10,7 @@ export default defineConfig({
         test: {
           name: 'kernel',
           include: ['test/kernel/**/*.test.ts'],
+          globalSetup: ['test/kernel/global-setup.ts'],
           testTimeout: 30_000,
           hookTimeout: 30_000,
         },
