@@ -110,7 +110,7 @@ export async function runMeshInit(config: Config, deps: Deps): Promise<void> {
   const applied = texts.map((t) => `${t.family} (${t.rules} rules)`).join(' and ');
   const ipv6 = families.includes('ipv6')
     ? ''
-    : '; ipv6 not captured (--ipv6 or no global IPv6 address)';
+    : `; ipv6 not captured (${config.ipv6 === false ? '--ipv6 false' : 'no global IPv6 address'})`;
   deps.stderr(
     `mesh-init: applied ${applied} with the ${live.choice.backend} backend (${live.choice.reason})${ipv6}\n`,
   );
