@@ -1,0 +1,332 @@
+// Pods made of Docker containers, the way a kubelet makes them: one long-running
+// container holds the network namespace, the init container runs to completion
+// in it (`network_mode: container:<pod>`), then the app and the proxy join it.
+// Every pod sits on one Docker network created `Internal: true`, so nothing a
+// test sends can leave the machine; everything is labelled with the run's id
+// and removed by `Cluster.remove()`.
+import { randomUUID } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import {
+  type ContainerRuntimeClient,
+  GenericContainer,
+  getContainerRuntimeClient,
+  ImageName,
+  type StartedTestContainer,
+  Wait,
+  type WaitStrategy,
+} from 'testcontainers';
+
+// Ryuk would be pulled from a registry (there is none here), and this host has
+// /.dockerenv, which makes testcontainers look for the engine at a gateway address.
+process.env.TESTCONTAINERS_RYUK_DISABLED ??= 'true';
+process.env.TESTCONTAINERS_HOST_OVERRIDE ??= 'localhost';
+
+export const IMAGE = process.env.MESH_INIT_IMAGE ?? 'mesh-init:dev';
+export const PROXY_UID = 1337;
+export const PROXY_PORT = 15001;
+export const APP_PORT = 8080;
+/** What Istio's injection template passes to istio/init. */
+export const INIT_ARGS: readonly string[] = ['-p', String(PROXY_PORT), '-u', String(PROXY_UID)];
+
+const RUN_LABEL = 'mesh-init-test.run';
+const HELPERS_DIR = '/opt/mesh-test';
+const helperFiles = ['echo-server.mjs', 'test-proxy.mjs', 'http-get.mjs'].map((name) => ({
+  source: fileURLToPath(new URL(name, import.meta.url)),
+  target: `${HELPERS_DIR}/${name}`,
+}));
+
+export const isCI = ['true', '1'].includes((process.env.CI ?? '').toLowerCase());
+
+export type Engine = { readonly ok: true } | { readonly ok: false; readonly reason: string };
+
+/** Whether the suite can run here: an engine that answers, and the image built. */
+export async function probeEngine(): Promise<Engine> {
+  let client: ContainerRuntimeClient;
+  try {
+    client = await getContainerRuntimeClient();
+  } catch (err) {
+    return { ok: false, reason: `no Docker engine answers (${(err as Error).message})` };
+  }
+  if (!(await client.image.exists(ImageName.fromString(IMAGE)))) {
+    return { ok: false, reason: `the image ${IMAGE} is not built` };
+  }
+  return { ok: true };
+}
+
+export const HOW_TO_RUN =
+  'as root: bash scripts/docker-up.sh && bash scripts/base-image.sh && ' +
+  'BASE=mesh-init-base:trixie npm run image && npx vitest run --project container ' +
+  '(bash .ci/run does all of it)';
+
+export interface Pod {
+  readonly name: string;
+  readonly id: string;
+  /** The pod's IP on the cluster network. */
+  readonly ip: string;
+}
+
+export interface Sidecars {
+  readonly app: StartedTestContainer;
+  readonly proxy: StartedTestContainer;
+}
+
+export interface RunResult {
+  readonly exitCode: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+export interface InitOptions {
+  /** `privileged: true` instead of only NET_ADMIN and NET_RAW. */
+  readonly privileged?: boolean;
+}
+
+export interface NatTables {
+  readonly legacy: string;
+  readonly nft: string;
+}
+
+export interface HttpAnswer {
+  readonly status?: number;
+  readonly body?: string;
+  readonly error?: string;
+}
+
+/** Waits for a one-shot container to exit, whatever its exit code (testcontainers' own one-shot check polls once a second and throws on a non-zero code). */
+class UntilExit implements WaitStrategy {
+  private timeoutMs = 60_000;
+
+  async waitUntilReady(container: Parameters<WaitStrategy['waitUntilReady']>[0]): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new Error(`container did not exit within ${this.timeoutMs} ms`)),
+        this.timeoutMs,
+      );
+    });
+    try {
+      await Promise.race([container.wait(), timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  withStartupTimeout(startupTimeoutMs: number): this {
+    this.timeoutMs = startupTimeoutMs;
+    return this;
+  }
+
+  isStartupTimeoutSet(): boolean {
+    return true;
+  }
+
+  getStartupTimeout(): number {
+    return this.timeoutMs;
+  }
+}
+
+/** Splits Docker's multiplexed log stream (8-byte frame headers: stream, 0, 0, 0, size). */
+function demuxLogs(buffer: Buffer): { stdout: string; stderr: string } {
+  const out: Buffer[] = [];
+  const err: Buffer[] = [];
+  let offset = 0;
+  while (offset + 8 <= buffer.length) {
+    const stream = buffer[offset];
+    const size = buffer.readUInt32BE(offset + 4);
+    const payload = buffer.subarray(offset + 8, offset + 8 + size);
+    (stream === 2 ? err : out).push(payload);
+    offset += 8 + size;
+  }
+  return {
+    stdout: Buffer.concat(out).toString('utf8'),
+    stderr: Buffer.concat(err).toString('utf8'),
+  };
+}
+
+/** Drops what changes between two saves of the same rules: comments and counters. */
+function normalizeSave(save: string): string {
+  return save
+    .split('\n')
+    .filter((line) => line !== '' && !line.startsWith('#'))
+    .map((line) => line.replace(/\[\d+:\d+\]$/, '[0:0]'))
+    .join('\n');
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+export class Cluster {
+  private readonly labels: Record<string, string>;
+
+  private constructor(
+    private readonly client: ContainerRuntimeClient,
+    private readonly runId: string,
+    readonly network: string,
+  ) {
+    this.labels = { [RUN_LABEL]: runId };
+  }
+
+  /** A cluster network that reaches nothing outside this machine. */
+  static async create(): Promise<Cluster> {
+    const client = await getContainerRuntimeClient();
+    const runId = randomUUID().slice(0, 8);
+    const network = `mesh-init-test-${runId}`;
+    await client.network.create({
+      Name: network,
+      Driver: 'bridge',
+      Internal: true,
+      CheckDuplicate: true,
+      Labels: { [RUN_LABEL]: runId },
+    });
+    return new Cluster(client, runId, network);
+  }
+
+  /**
+   * The pod's sandbox: holds the network namespace and does nothing else. Created
+   * through the engine API rather than GenericContainer because GenericContainer
+   * attaches a container with network aliases to the default bridge first, and a
+   * pod must be on the internal network alone. The alias is the Service name.
+   */
+  async startPod(name: string): Promise<Pod> {
+    const container = await this.client.container.create({
+      name: `mesh-init-test-${this.runId}-${name}`,
+      Image: IMAGE,
+      Hostname: name,
+      Entrypoint: ['sleep', 'infinity'],
+      Labels: this.labels,
+      HostConfig: { NetworkMode: this.network, CapDrop: ['ALL'] },
+      NetworkingConfig: { EndpointsConfig: { [this.network]: { Aliases: [name] } } },
+    });
+    await this.client.container.start(container);
+    const info = await this.client.container.inspect(container);
+    const networks = Object.keys(info.NetworkSettings.Networks);
+    const ip = info.NetworkSettings.Networks[this.network]?.IPAddress;
+    if (ip === undefined || ip === '' || networks.length !== 1) {
+      throw new Error(
+        `pod ${name} should be on ${this.network} alone, is on ${networks.join(', ')}`,
+      );
+    }
+    return { name, id: container.id, ip };
+  }
+
+  /** Runs the init container in the pod to completion, as the kubelet does before the app starts. */
+  async runInit(pod: Pod, args: readonly string[], options: InitOptions = {}): Promise<RunResult> {
+    let init = new GenericContainer(IMAGE)
+      .withNetworkMode(`container:${pod.id}`)
+      .withCommand([...args])
+      .withLabels(this.labels)
+      .withWaitStrategy(new UntilExit());
+    init = options.privileged
+      ? init.withPrivilegedMode()
+      : init.withDroppedCapabilities('ALL').withAddedCapabilities('NET_ADMIN', 'NET_RAW');
+    return this.runToCompletion(init);
+  }
+
+  /** The app (echo server on 8080) and the proxy (UID 1337, port 15001), joining the pod's namespace. */
+  async startSidecars(pod: Pod): Promise<Sidecars> {
+    const sidecar = (role: string, script: string) =>
+      new GenericContainer(IMAGE)
+        .withName(`mesh-init-test-${this.runId}-${pod.name}-${role}`)
+        .withNetworkMode(`container:${pod.id}`)
+        .withDroppedCapabilities('ALL')
+        .withEntrypoint(['node', `${HELPERS_DIR}/${script}`])
+        .withCopyFilesToContainer(helperFiles)
+        .withLabels(this.labels)
+        .withWaitStrategy(Wait.forLogMessage(/listening on/));
+    const [app, proxy] = await Promise.all([
+      sidecar('app', 'echo-server.mjs').start(),
+      sidecar('proxy', 'test-proxy.mjs').withUser(`${PROXY_UID}:${PROXY_UID}`).start(),
+    ]);
+    return { app, proxy };
+  }
+
+  /**
+   * The pod's nat table as each iptables backend sees it, read by a one-shot
+   * container with NET_ADMIN in the pod's namespace (`kubectl debug`'s way in).
+   */
+  async natTables(pod: Pod): Promise<NatTables> {
+    const reader = new GenericContainer(IMAGE)
+      .withNetworkMode(`container:${pod.id}`)
+      .withDroppedCapabilities('ALL')
+      .withAddedCapabilities('NET_ADMIN', 'NET_RAW')
+      .withEntrypoint(['sh', '-c'])
+      .withCommand(['iptables-legacy-save -t nat && echo @@@ && iptables-nft-save -t nat'])
+      .withLabels(this.labels)
+      .withWaitStrategy(new UntilExit());
+    const result = await this.runToCompletion(reader);
+    const [legacy, nft] = result.stdout.split('@@@\n');
+    if (result.exitCode !== 0 || legacy === undefined || nft === undefined) {
+      throw new Error(`reading the nat table failed (${result.exitCode}): ${result.stderr}`);
+    }
+    return { legacy: normalizeSave(legacy), nft: normalizeSave(nft) };
+  }
+
+  /** The proxy's access log: its stdout, as `kubectl logs <pod> proxy` shows it. */
+  async accessLog(sidecars: Sidecars): Promise<string[]> {
+    const { stdout } = await this.logsOf(sidecars.proxy.getId());
+    return stdout.split('\n').filter((line) => line.startsWith('['));
+  }
+
+  /** Waits until the proxy has logged a line containing `needle` (logs reach the engine asynchronously). */
+  async waitForAccessLog(sidecars: Sidecars, needle: string, timeoutMs = 5_000): Promise<string[]> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const lines = await this.accessLog(sidecars);
+      if (lines.some((line) => line.includes(needle)) || Date.now() > deadline) return lines;
+      await sleep(100);
+    }
+  }
+
+  /** `curl URL` from inside a container of the pod, as root or as another user. */
+  async httpGet(
+    from: StartedTestContainer,
+    url: string,
+    userAgent: string,
+    user = '0:0',
+  ): Promise<HttpAnswer> {
+    const result = await from.exec(['node', `${HELPERS_DIR}/http-get.mjs`, url, userAgent], {
+      user,
+    });
+    try {
+      return JSON.parse(result.stdout) as HttpAnswer;
+    } catch {
+      return { error: `exit ${result.exitCode}: ${result.stdout}${result.stderr}` };
+    }
+  }
+
+  /** Removes every container and the network of this run. */
+  async remove(): Promise<void> {
+    const dockerode = this.client.container.dockerode;
+    const containers = await dockerode.listContainers({
+      all: true,
+      filters: { label: [`${RUN_LABEL}=${this.runId}`] },
+    });
+    // Joined containers first, then the pods that hold their namespaces.
+    const order = (c: { HostConfig: { NetworkMode: string } }) =>
+      c.HostConfig.NetworkMode.startsWith('container:') ? 0 : 1;
+    containers.sort((a, b) => order(a) - order(b));
+    for (const c of containers) {
+      await dockerode.getContainer(c.Id).remove({ force: true, v: true });
+    }
+    await this.client.network.remove(this.client.network.getById(this.network));
+  }
+
+  private async runToCompletion(container: GenericContainer): Promise<RunResult> {
+    const started = await container.start();
+    try {
+      const info = await this.client.container.inspect(
+        this.client.container.getById(started.getId()),
+      );
+      const logs = await this.logsOf(started.getId());
+      return { exitCode: info.State.ExitCode, ...logs };
+    } finally {
+      await started.stop({ remove: true });
+    }
+  }
+
+  private async logsOf(id: string): Promise<{ stdout: string; stderr: string }> {
+    const buffer = (await this.client.container.dockerode
+      .getContainer(id)
+      .logs({ stdout: true, stderr: true, follow: false })) as unknown as Buffer;
+    return demuxLogs(buffer);
+  }
+}
