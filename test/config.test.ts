@@ -1,0 +1,619 @@
+/**
+ * The edge of the program: argv + environment → a validated Config, or a UsageError
+ * whose message names the flag (and the variable) and the bad value.
+ */
+import { describe, expect, it } from 'vitest';
+import { parseCommandLine } from '../src/args.js';
+import { type Config, validateConfig } from '../src/config.js';
+import { UsageError } from '../src/errors.js';
+import { FLAGS } from '../src/flags.js';
+
+type Env = Record<string, string>;
+
+async function configFrom(argv: readonly string[], env: Env = {}): Promise<Config> {
+  const parsed = await parseCommandLine(argv, env);
+  if (parsed.kind !== 'run') throw new Error(`expected a run, got ${parsed.kind}`);
+  return validateConfig(parsed.options);
+}
+
+/** The error configFrom throws, checked to be a UsageError; fails the test when nothing is thrown. */
+async function usageErrorFrom(argv: readonly string[], env: Env = {}): Promise<UsageError> {
+  const outcome = await configFrom(argv, env).then(
+    (config) => ({ config }),
+    (error: unknown) => ({ error }),
+  );
+  if (!('error' in outcome)) {
+    throw new Error(`expected a UsageError, got a config: ${JSON.stringify(outcome.config)}`);
+  }
+  expect(outcome.error).toBeInstanceOf(UsageError);
+  expect((outcome.error as UsageError).exitCode).toBe(2);
+  return outcome.error as UsageError;
+}
+
+const DEFAULTS: Config = {
+  proxyPort: 15001,
+  inboundCapturePort: 15001,
+  proxyUids: [1337],
+  proxyGids: [1337],
+  inboundPorts: { kind: 'all' },
+  inboundExcludePorts: [],
+  outboundIncludeCidrs: { kind: 'all' },
+  outboundExcludeCidrs: [],
+  outboundExcludePorts: [],
+  outboundIncludePorts: [],
+  dryRun: false,
+  ipv6: 'auto',
+  backend: 'auto',
+  chainPrefix: 'ISTIO_',
+};
+
+const v4 = (address: string, prefix: number) => ({ family: 'ipv4', address, prefix }) as const;
+const v6 = (address: string, prefix: number) => ({ family: 'ipv6', address, prefix }) as const;
+
+describe('defaults', () => {
+  it('no flags and no environment give the documented defaults', async () => {
+    expect(await configFrom([])).toEqual(DEFAULTS);
+  });
+
+  it('variables of unrelated programs are ignored', async () => {
+    expect(await configFrom([], { PORT: '8080', HOME: '/root', ISTIO_META_MESH_ID: 'x' })).toEqual(
+      DEFAULTS,
+    );
+  });
+});
+
+describe('good values', () => {
+  it.each<[string, string[], Partial<Config>]>([
+    ['-p sets both ports', ['-p', '15002'], { proxyPort: 15002, inboundCapturePort: 15002 }],
+    [
+      '--proxy-port long form',
+      ['--proxy-port', '8000'],
+      { proxyPort: 8000, inboundCapturePort: 8000 },
+    ],
+    ['--proxy-port=N form', ['--proxy-port=8001'], { proxyPort: 8001, inboundCapturePort: 8001 }],
+    ['lowest port', ['-p', '1'], { proxyPort: 1, inboundCapturePort: 1 }],
+    ['highest port', ['-p', '65535'], { proxyPort: 65535, inboundCapturePort: 65535 }],
+    ['blanks around a port', ['-p', ' 15003 '], { proxyPort: 15003, inboundCapturePort: 15003 }],
+    ['-z overrides the -p default', ['-p', '15001', '-z', '15006'], { inboundCapturePort: 15006 }],
+    ['-z alone', ['-z', '15006'], { proxyPort: 15001, inboundCapturePort: 15006 }],
+    ['-u sets uids and gids', ['-u', '1000'], { proxyUids: [1000], proxyGids: [1000] }],
+    ['uid 0', ['-u', '0'], { proxyUids: [0], proxyGids: [0] }],
+    ['largest uid', ['-u', '4294967294'], { proxyUids: [4294967294], proxyGids: [4294967294] }],
+    ['uid list', ['-u', '1337,0'], { proxyUids: [1337, 0], proxyGids: [1337, 0] }],
+    ['uid list dedupe', ['-u', '1337, 1337,0,0'], { proxyUids: [1337, 0], proxyGids: [1337, 0] }],
+    ['uid list trailing comma', ['-u', '1337,'], { proxyUids: [1337] }],
+    ['-g overrides the -u default', ['-u', '1337', '-g', '1338'], { proxyGids: [1338] }],
+    ['gid list', ['-g', '1337,1338'], { proxyUids: [1337], proxyGids: [1337, 1338] }],
+    [
+      'empty -g means same as -u',
+      ['-u', '1000,1001', '-g', ''],
+      {
+        proxyUids: [1000, 1001],
+        proxyGids: [1000, 1001],
+      },
+    ],
+    ['-m REDIRECT', ['-m', 'REDIRECT'], {}],
+    ['-b "*"', ['-b', '*'], { inboundPorts: { kind: 'all' } }],
+    ['-b " * "', ['-b', ' * '], { inboundPorts: { kind: 'all' } }],
+    ['-b "" = none', ['-b', ''], { inboundPorts: { kind: 'none' } }],
+    ['-b list', ['-b', '8080,9090'], { inboundPorts: { kind: 'only', ports: [8080, 9090] } }],
+    [
+      '-b list dedupe',
+      ['-b', '8080,9090,8080'],
+      { inboundPorts: { kind: 'only', ports: [8080, 9090] } },
+    ],
+    ['-d list', ['-d', '15090,15021,15020'], { inboundExcludePorts: [15090, 15021, 15020] }],
+    ['-d ""', ['-d', ''], { inboundExcludePorts: [] }],
+    ['-d with -b "*" is no conflict', ['-b', '*', '-d', '8080'], { inboundExcludePorts: [8080] }],
+    [
+      '-d and -b list disjoint',
+      ['-b', '8080', '-d', '9090'],
+      {
+        inboundPorts: { kind: 'only', ports: [8080] },
+        inboundExcludePorts: [9090],
+      },
+    ],
+    ['-i "*"', ['-i', '*'], { outboundIncludeCidrs: { kind: 'all' } }],
+    ['-i "" = none', ['-i', ''], { outboundIncludeCidrs: { kind: 'none' } }],
+    [
+      '-i host bits normalised',
+      ['-i', '10.1.2.3/8'],
+      { outboundIncludeCidrs: { kind: 'only', cidrs: [v4('10.0.0.0', 8)] } },
+    ],
+    [
+      '-i bare IPv4 = /32',
+      ['-i', '10.1.2.3'],
+      { outboundIncludeCidrs: { kind: 'only', cidrs: [v4('10.1.2.3', 32)] } },
+    ],
+    [
+      '-i bare IPv6 = /128',
+      ['-i', 'fd00::1'],
+      { outboundIncludeCidrs: { kind: 'only', cidrs: [v6('fd00::1', 128)] } },
+    ],
+    [
+      '-i IPv6 host bits normalised and lower-cased',
+      ['-i', 'FD00:10:96::1/112'],
+      { outboundIncludeCidrs: { kind: 'only', cidrs: [v6('fd00:10:96::', 112)] } },
+    ],
+    [
+      '-i mixed families keep their order',
+      ['-i', '10.96.0.0/12, fd00:10:96::/112'],
+      {
+        outboundIncludeCidrs: {
+          kind: 'only',
+          cidrs: [v4('10.96.0.0', 12), v6('fd00:10:96::', 112)],
+        },
+      },
+    ],
+    [
+      '-i dedupe after normalising',
+      ['-i', '10.0.0.0/8,10.1.2.3/8'],
+      { outboundIncludeCidrs: { kind: 'only', cidrs: [v4('10.0.0.0', 8)] } },
+    ],
+    [
+      '-i everything as CIDRs',
+      ['-i', '0.0.0.0/0,::/0'],
+      { outboundIncludeCidrs: { kind: 'only', cidrs: [v4('0.0.0.0', 0), v6('::', 0)] } },
+    ],
+    ['-x ""', ['-x', ''], { outboundExcludeCidrs: [] }],
+    [
+      '-x list',
+      ['-x', '10.96.0.1/32,169.254.0.0/16'],
+      {
+        outboundExcludeCidrs: [v4('10.96.0.1', 32), v4('169.254.0.0', 16)],
+      },
+    ],
+    ['-x normalised', ['-x', '192.168.1.77/24'], { outboundExcludeCidrs: [v4('192.168.1.0', 24)] }],
+    ['-o list', ['-o', '22,3306'], { outboundExcludePorts: [22, 3306] }],
+    ['-o dedupe', ['-o', '22,22'], { outboundExcludePorts: [22] }],
+    ['-q list', ['-q', '443'], { outboundIncludePorts: [443] }],
+    [
+      '-q and -o disjoint',
+      ['-q', '443', '-o', '22'],
+      {
+        outboundIncludePorts: [443],
+        outboundExcludePorts: [22],
+      },
+    ],
+    ['-n', ['-n'], { dryRun: true }],
+    ['--dry-run', ['--dry-run'], { dryRun: true }],
+    ['--dry-run=false', ['--dry-run=false'], { dryRun: false }],
+    ['--ipv6 auto', ['--ipv6', 'auto'], { ipv6: 'auto' }],
+    ['--ipv6 true', ['--ipv6', 'true'], { ipv6: true }],
+    ['--ipv6 false', ['--ipv6', 'false'], { ipv6: false }],
+    ['bare --ipv6 = true', ['--ipv6'], { ipv6: true }],
+    ['--no-ipv6 = false', ['--no-ipv6'], { ipv6: false }],
+    [
+      'IPv6 CIDR with --ipv6 true',
+      ['-i', 'fd00::/8', '--ipv6', 'true'],
+      {
+        ipv6: true,
+        outboundIncludeCidrs: { kind: 'only', cidrs: [v6('fd00::', 8)] },
+      },
+    ],
+    [
+      'IPv4 CIDRs with --ipv6 false',
+      ['-i', '10.0.0.0/8', '-x', '10.0.0.1', '--ipv6', 'false'],
+      {
+        ipv6: false,
+        outboundIncludeCidrs: { kind: 'only', cidrs: [v4('10.0.0.0', 8)] },
+        outboundExcludeCidrs: [v4('10.0.0.1', 32)],
+      },
+    ],
+    ['--iptables-backend auto', ['--iptables-backend', 'auto'], { backend: 'auto' }],
+    ['--iptables-backend legacy', ['--iptables-backend', 'legacy'], { backend: 'legacy' }],
+    ['--iptables-backend nft', ['--iptables-backend', 'nft'], { backend: 'nft' }],
+    ['--chain-prefix MESH_', ['--chain-prefix', 'MESH_'], { chainPrefix: 'MESH_' }],
+    ['--chain-prefix one letter', ['--chain-prefix', 'm'], { chainPrefix: 'm' }],
+    ['--chain-prefix dash', ['--chain-prefix', 'Mesh-Init_2'], { chainPrefix: 'Mesh-Init_2' }],
+    // 17 + len("IN_REDIRECT") = 28, iptables' limit for a chain name.
+    [
+      '--chain-prefix 17 characters',
+      ['--chain-prefix', 'ABCDEFGHIJKLMNOPQ'],
+      {
+        chainPrefix: 'ABCDEFGHIJKLMNOPQ',
+      },
+    ],
+  ])('%s', async (_name, argv, expected) => {
+    expect(await configFrom(argv)).toEqual({ ...DEFAULTS, ...expected });
+  });
+
+  it("parses the argv Istio's injector writes", async () => {
+    const argv = [
+      ...['-p', '15001', '-z', '15006', '-u', '1337', '-m', 'REDIRECT'],
+      ...['-i', '*', '-x', '', '-b', '*', '-d', '15090,15021,15020'],
+    ];
+    expect(await configFrom(argv)).toEqual({
+      ...DEFAULTS,
+      proxyPort: 15001,
+      inboundCapturePort: 15006,
+      inboundExcludePorts: [15090, 15021, 15020],
+    });
+  });
+});
+
+describe('bad values', () => {
+  const port = (flag: string, got: string) =>
+    `invalid --${flag}: expected an integer 1-65535, got "${got}"`;
+  const id = (flag: string, got: string) =>
+    `invalid --${flag}: expected a non-negative integer up to 4294967294, got "${got}"`;
+  const cidr = (flag: string, got: string) =>
+    `invalid --${flag}: expected an IPv4 or IPv6 CIDR such as 10.0.0.0/8, got "${got}"`;
+  const prefixLength = (flag: string, bits: number, got: string) =>
+    `invalid --${flag}: expected a prefix length 0-${bits} after the "/", got "${got}"`;
+  const include = 'outbound-include-cidrs';
+  const exclude = 'outbound-exclude-cidrs';
+
+  it.each<[string[], string]>([
+    [['-p', '0'], port('proxy-port', '0')],
+    [['-p', '70000'], port('proxy-port', '70000')],
+    [['-p', '65536'], port('proxy-port', '65536')],
+    [['-p', '-1'], port('proxy-port', '-1')],
+    [['--proxy-port=-1'], port('proxy-port', '-1')],
+    [['-p', '1.5'], port('proxy-port', '1.5')],
+    [['-p', 'abc'], port('proxy-port', 'abc')],
+    [['-p', ''], port('proxy-port', '')],
+    [['-p'], port('proxy-port', '')],
+    [['-p', '0x50'], port('proxy-port', '0x50')],
+    [['-p', '1e3'], port('proxy-port', '1e3')],
+    [['-p', '15001,15002'], port('proxy-port', '15001,15002')],
+    [['-z', '0'], port('inbound-capture-port', '0')],
+    [['-z', 'http'], port('inbound-capture-port', 'http')],
+    [['-u', '-1'], id('proxy-uid', '-1')],
+    [['-u', '1.5'], id('proxy-uid', '1.5')],
+    [['-u', '4294967295'], id('proxy-uid', '4294967295')],
+    [['-u', '99999999999999999999'], id('proxy-uid', '99999999999999999999')],
+    [['-u', 'istio-proxy'], id('proxy-uid', 'istio-proxy')],
+    [['-u', '1337,x'], id('proxy-uid', 'x')],
+    [['-u', ''], 'invalid --proxy-uid: expected a comma list of user or group ids, got ""'],
+    [['-g', '-1'], id('proxy-gid', '-1')],
+    [['-g', '1337,1.5'], id('proxy-gid', '1.5')],
+    [['-b', '0'], port('inbound-ports', '0')],
+    [['-b', '8080,70000'], port('inbound-ports', '70000')],
+    [['-b', '*,8080'], port('inbound-ports', '*')],
+    [['-d', 'x'], port('inbound-exclude-ports', 'x')],
+    [['-o', '0'], port('outbound-exclude-ports', '0')],
+    [['-q', '65536'], port('outbound-include-ports', '65536')],
+    [['-i', '10.0.0.0/33'], prefixLength(include, 32, '10.0.0.0/33')],
+    [['-i', 'fd00::/129'], prefixLength(include, 128, 'fd00::/129')],
+    [['-i', '10.0.0.0/'], prefixLength(include, 32, '10.0.0.0/')],
+    [['-i', '10.0.0.0/x'], prefixLength(include, 32, '10.0.0.0/x')],
+    [['-i', '1.2.3'], cidr(include, '1.2.3')],
+    [['-i', '300.1.1.1/8'], cidr(include, '300.1.1.1/8')],
+    [['-i', '010.0.0.1'], cidr(include, '010.0.0.1')],
+    [['-i', '0x0a.0.0.1'], cidr(include, '0x0a.0.0.1')],
+    [['-i', '10.0.0.0/8/9'], cidr(include, '10.0.0.0/8/9')],
+    [['-i', 'fe80::1%eth0'], cidr(include, 'fe80::1%eth0')],
+    [['-i', 'kubernetes.default'], cidr(include, 'kubernetes.default')],
+    [['-i', '10.0.0.0/8,nope'], cidr(include, 'nope')],
+    [
+      ['-i', '::ffff:1.2.3.4/128'],
+      `invalid --${include}: expected a plain IPv4 CIDR instead of an IPv4-mapped IPv6 one, got "::ffff:1.2.3.4/128"`,
+    ],
+    [
+      ['-i', '*,10.0.0.0/8'],
+      `invalid --${include}: expected "*" alone or a CIDR list, not both, got "*,10.0.0.0/8"`,
+    ],
+    [
+      ['-i', '10.0.0.0/8,*'],
+      `invalid --${include}: expected "*" alone or a CIDR list, not both, got "10.0.0.0/8,*"`,
+    ],
+    [['-x', '10.0.0.0/33'], prefixLength(exclude, 32, '10.0.0.0/33')],
+    [['-x', '*'], cidr(exclude, '*')],
+    [['-x', '1.2.3'], cidr(exclude, '1.2.3')],
+    [
+      ['-m', 'TPROXY'],
+      'invalid --inbound-interception-mode: TPROXY is not supported yet, use REDIRECT (the default)',
+    ],
+    [
+      ['-m', 'FOO'],
+      'invalid --inbound-interception-mode: expected one of REDIRECT, TPROXY, got "FOO"',
+    ],
+    [
+      ['-m', 'redirect'],
+      'invalid --inbound-interception-mode: expected one of REDIRECT, TPROXY, got "redirect"',
+    ],
+    [['--ipv6', 'maybe'], 'invalid --ipv6: expected one of auto, true, false, got "maybe"'],
+    [['--ipv6', 'yes'], 'invalid --ipv6: expected one of auto, true, false, got "yes"'],
+    [
+      ['--iptables-backend', 'iptables'],
+      'invalid --iptables-backend: expected one of auto, legacy, nft, got "iptables"',
+    ],
+    [
+      ['--iptables-backend', ''],
+      'invalid --iptables-backend: expected one of auto, legacy, nft, got ""',
+    ],
+    [
+      ['--chain-prefix', '1MESH_'],
+      'invalid --chain-prefix: expected letters, digits, "_" or "-", starting with a letter, got "1MESH_"',
+    ],
+    [
+      ['--chain-prefix', 'MESH INIT'],
+      'invalid --chain-prefix: expected letters, digits, "_" or "-", starting with a letter, got "MESH INIT"',
+    ],
+    [
+      ['--chain-prefix', 'MESH.'],
+      'invalid --chain-prefix: expected letters, digits, "_" or "-", starting with a letter, got "MESH."',
+    ],
+    [
+      ['--chain-prefix', ''],
+      'invalid --chain-prefix: expected letters, digits, "_" or "-", starting with a letter, got ""',
+    ],
+    [
+      ['--chain-prefix', 'ABCDEFGHIJKLMNOPQR'],
+      'invalid --chain-prefix: expected at most 17 characters, got "ABCDEFGHIJKLMNOPQR"',
+    ],
+    [['-p', '15001', '-p', '15002'], 'invalid --proxy-port: given more than once'],
+    [['-p', '15001', '--proxy-port', '15002'], 'invalid --proxy-port: given more than once'],
+    [['-b', '*', '-b', ''], 'invalid --inbound-ports: given more than once'],
+    [['-x', '', '-x', '10.0.0.0/8'], 'invalid --outbound-exclude-cidrs: given more than once'],
+    [['--ipv6', 'true', '--no-ipv6'], 'invalid --ipv6: given more than once'],
+    [
+      ['-q', '443', '-o', '443'],
+      'conflicting --outbound-include-ports and --outbound-exclude-ports: port 443 is both included and excluded',
+    ],
+    [
+      ['-q', '80,443', '-o', '22,443'],
+      'conflicting --outbound-include-ports and --outbound-exclude-ports: port 443 is both included and excluded',
+    ],
+    [
+      ['-b', '8080,9090', '-d', '9090'],
+      'conflicting --inbound-ports and --inbound-exclude-ports: port 9090 is both captured and excluded',
+    ],
+    [
+      ['-i', '10.0.0.0/8,fd00::1/8', '--ipv6', 'false'],
+      'conflicting --outbound-include-cidrs and --ipv6: IPv6 CIDR "fd00::/8" given but IPv6 capture is off',
+    ],
+    [
+      ['-x', 'fd00::1', '--no-ipv6'],
+      'conflicting --outbound-exclude-cidrs and --ipv6: IPv6 CIDR "fd00::1/128" given but IPv6 capture is off',
+    ],
+  ])('%j', async (argv, message) => {
+    expect((await usageErrorFrom(argv)).message).toBe(message);
+  });
+
+  it.each([
+    [['--bogus'], 'bogus'],
+    [['--proxyport', '15001'], 'proxyport'],
+    [['-Z', '15006'], 'Z'],
+    [['--tproxy'], 'tproxy'],
+    [['extra-positional'], 'extra-positional'],
+  ])('unknown %j is rejected (yargs strict) and named', async (argv, name) => {
+    const error = await usageErrorFrom(argv);
+    expect(error.message).toMatch(/unknown argument/i);
+    expect(error.message).toContain(name);
+  });
+
+  // yargs collapses a repeated boolean into one value, so args.ts never sees an array
+  // for it: the last one silently wins, and `--dry-run --no-dry-run` applies rules.
+  it.fails.each([[['--dry-run', '--no-dry-run']], [['-n', '--dry-run=false']], [['-n', '-n']]])(
+    'boolean %j given twice is rejected like the other flags',
+    async (argv) => {
+      expect((await usageErrorFrom(argv)).message).toBe('invalid --dry-run: given more than once');
+    },
+  );
+});
+
+describe('environment variables', () => {
+  /** One good and one bad value per flag, and where the good one lands in the config. */
+  const CASES: Record<
+    string,
+    { good: string; expect: Partial<Config>; bad: string; says: string }
+  > = {
+    'proxy-port': {
+      good: '15002',
+      expect: { proxyPort: 15002, inboundCapturePort: 15002 },
+      bad: '70000',
+      says: 'expected an integer 1-65535, got "70000"',
+    },
+    'inbound-capture-port': {
+      good: '15006',
+      expect: { inboundCapturePort: 15006 },
+      bad: '0',
+      says: 'expected an integer 1-65535, got "0"',
+    },
+    'proxy-uid': {
+      good: '1000,0',
+      expect: { proxyUids: [1000, 0], proxyGids: [1000, 0] },
+      bad: '-5',
+      says: 'expected a non-negative integer up to 4294967294, got "-5"',
+    },
+    'proxy-gid': {
+      good: '2000',
+      expect: { proxyGids: [2000] },
+      bad: 'wheel',
+      says: 'expected a non-negative integer up to 4294967294, got "wheel"',
+    },
+    'inbound-interception-mode': {
+      good: 'REDIRECT',
+      expect: {},
+      bad: 'FOO',
+      says: 'expected one of REDIRECT, TPROXY, got "FOO"',
+    },
+    'inbound-ports': {
+      good: '8080',
+      expect: { inboundPorts: { kind: 'only', ports: [8080] } },
+      bad: '99999',
+      says: 'expected an integer 1-65535, got "99999"',
+    },
+    'inbound-exclude-ports': {
+      good: '15090,15021',
+      expect: { inboundExcludePorts: [15090, 15021] },
+      bad: 'x',
+      says: 'expected an integer 1-65535, got "x"',
+    },
+    'outbound-include-cidrs': {
+      good: '10.96.0.0/12',
+      expect: { outboundIncludeCidrs: { kind: 'only', cidrs: [v4('10.96.0.0', 12)] } },
+      bad: '10.0.0.0/33',
+      says: 'expected a prefix length 0-32 after the "/", got "10.0.0.0/33"',
+    },
+    'outbound-exclude-cidrs': {
+      good: '10.96.0.1',
+      expect: { outboundExcludeCidrs: [v4('10.96.0.1', 32)] },
+      bad: '1.2.3',
+      says: 'expected an IPv4 or IPv6 CIDR such as 10.0.0.0/8, got "1.2.3"',
+    },
+    'outbound-exclude-ports': {
+      good: '22',
+      expect: { outboundExcludePorts: [22] },
+      bad: '0',
+      says: 'expected an integer 1-65535, got "0"',
+    },
+    'outbound-include-ports': {
+      good: '443',
+      expect: { outboundIncludePorts: [443] },
+      bad: '65536',
+      says: 'expected an integer 1-65535, got "65536"',
+    },
+    'dry-run': {
+      good: 'true',
+      expect: { dryRun: true },
+      bad: 'yes',
+      says: 'expected true, false, 1 or 0, got "yes"',
+    },
+    ipv6: {
+      good: 'false',
+      expect: { ipv6: false },
+      bad: 'maybe',
+      says: 'expected one of auto, true, false, got "maybe"',
+    },
+    'iptables-backend': {
+      good: 'legacy',
+      expect: { backend: 'legacy' },
+      bad: 'iptables',
+      says: 'expected one of auto, legacy, nft, got "iptables"',
+    },
+    'chain-prefix': {
+      good: 'MESH_',
+      expect: { chainPrefix: 'MESH_' },
+      bad: '_MESH',
+      says: 'expected letters, digits, "_" or "-", starting with a letter, got "_MESH"',
+    },
+  };
+
+  const byVariable = FLAGS.flatMap((flag) =>
+    flag.env.map((variable) => ({ flag: flag.name, variable })),
+  );
+
+  it('every flag has a case here and at least one variable', () => {
+    expect(Object.keys(CASES).sort()).toEqual(FLAGS.map((flag) => flag.name).sort());
+    for (const flag of FLAGS) expect(flag.env.length).toBeGreaterThan(0);
+  });
+
+  it('Istio names come second, after the MESH_INIT_ name', () => {
+    for (const flag of FLAGS) {
+      expect(flag.env[0]).toBe(`MESH_INIT_${flag.name.toUpperCase().replaceAll('-', '_')}`);
+    }
+    expect(byVariable.filter((v) => !v.variable.startsWith('MESH_INIT_'))).toEqual([
+      { flag: 'proxy-port', variable: 'ENVOY_PORT' },
+      { flag: 'inbound-capture-port', variable: 'INBOUND_CAPTURE_PORT' },
+      { flag: 'inbound-interception-mode', variable: 'ISTIO_INBOUND_INTERCEPTION_MODE' },
+      { flag: 'inbound-ports', variable: 'ISTIO_INBOUND_PORTS' },
+      { flag: 'inbound-exclude-ports', variable: 'ISTIO_LOCAL_EXCLUDE_PORTS' },
+      { flag: 'outbound-include-cidrs', variable: 'ISTIO_SERVICE_CIDR' },
+      { flag: 'outbound-exclude-cidrs', variable: 'ISTIO_SERVICE_EXCLUDE_CIDR' },
+      { flag: 'outbound-exclude-ports', variable: 'ISTIO_LOCAL_OUTBOUND_PORTS_EXCLUDE' },
+    ]);
+  });
+
+  it.each(byVariable)('$variable sets --$flag', async ({ flag, variable }) => {
+    const c = CASES[flag];
+    if (c === undefined) throw new Error(`no case for --${flag}`);
+    expect(await configFrom([], { [variable]: c.good })).toEqual({ ...DEFAULTS, ...c.expect });
+  });
+
+  it.each(byVariable)('a bad $variable is named in the message', async ({ flag, variable }) => {
+    const c = CASES[flag];
+    if (c === undefined) throw new Error(`no case for --${flag}`);
+    const error = await usageErrorFrom([], { [variable]: c.bad });
+    expect(error.message).toBe(`invalid --${flag} (from ${variable}): ${c.says}`);
+  });
+
+  it('the MESH_INIT_ variable wins over the Istio one', async () => {
+    const env = {
+      MESH_INIT_PROXY_PORT: '15002',
+      ENVOY_PORT: '15003',
+      MESH_INIT_INBOUND_PORTS: '8080',
+      ISTIO_INBOUND_PORTS: '9090',
+      MESH_INIT_OUTBOUND_INCLUDE_CIDRS: '10.0.0.0/8',
+      ISTIO_SERVICE_CIDR: 'not even a CIDR',
+    };
+    expect(await configFrom([], env)).toMatchObject({
+      proxyPort: 15002,
+      inboundPorts: { kind: 'only', ports: [8080] },
+      outboundIncludeCidrs: { kind: 'only', cidrs: [v4('10.0.0.0', 8)] },
+    });
+  });
+
+  it('an empty MESH_INIT_ variable is a value and still wins over the Istio one', async () => {
+    const config = await configFrom([], { MESH_INIT_INBOUND_PORTS: '', ISTIO_INBOUND_PORTS: '80' });
+    expect(config.inboundPorts).toEqual({ kind: 'none' });
+  });
+
+  it('the Istio variable is read when the MESH_INIT_ one is unset', async () => {
+    const config = await configFrom([], { ENVOY_PORT: '15003', ISTIO_INBOUND_PORTS: '' });
+    expect(config.proxyPort).toBe(15003);
+    expect(config.inboundPorts).toEqual({ kind: 'none' });
+  });
+
+  it('a flag beats its variables, which are then not even validated', async () => {
+    const env = { MESH_INIT_PROXY_PORT: 'garbage', ENVOY_PORT: '70000', MESH_INIT_DRY_RUN: 'yes' };
+    expect(await configFrom(['-p', '15004', '--dry-run=false'], env)).toMatchObject({
+      proxyPort: 15004,
+      dryRun: false,
+    });
+    expect((await configFrom(['-n'], { MESH_INIT_DRY_RUN: 'false' })).dryRun).toBe(true);
+  });
+
+  it('an empty -g from the environment means same as -u', async () => {
+    const config = await configFrom(['-u', '1000'], { MESH_INIT_PROXY_GID: '' });
+    expect(config.proxyGids).toEqual([1000]);
+  });
+
+  it('-z defaults to a -p that came from the environment', async () => {
+    const config = await configFrom([], { ENVOY_PORT: '15002' });
+    expect(config.inboundCapturePort).toBe(15002);
+  });
+
+  it('a conflict names the variable the value came from', async () => {
+    const error = await usageErrorFrom(['-d', '8080'], { ISTIO_INBOUND_PORTS: '8080,9090' });
+    expect(error.message).toBe(
+      'conflicting --inbound-ports (from ISTIO_INBOUND_PORTS) and --inbound-exclude-ports: port 8080 is both captured and excluded',
+    );
+  });
+
+  it('an IPv6 conflict names both variables', async () => {
+    const env = { ISTIO_SERVICE_CIDR: 'fd00::/8', MESH_INIT_IPV6: 'false' };
+    expect((await usageErrorFrom([], env)).message).toBe(
+      'conflicting --outbound-include-cidrs (from ISTIO_SERVICE_CIDR) and --ipv6 (from MESH_INIT_IPV6): IPv6 CIDR "fd00::/8" given but IPv6 capture is off',
+    );
+  });
+
+  it.each([
+    ['true', true],
+    ['TRUE', true],
+    [' True ', true],
+    ['1', true],
+    ['false', false],
+    ['False', false],
+    ['0', false],
+    ['', false],
+  ])('MESH_INIT_DRY_RUN=%j is %s', async (value, expected) => {
+    expect((await configFrom([], { MESH_INIT_DRY_RUN: value })).dryRun).toBe(expected);
+  });
+
+  it.each(['yes', 'no', 'on', '2', 'truthy'])('MESH_INIT_DRY_RUN=%j is rejected', async (value) => {
+    expect((await usageErrorFrom([], { MESH_INIT_DRY_RUN: value })).message).toBe(
+      `invalid --dry-run (from MESH_INIT_DRY_RUN): expected true, false, 1 or 0, got "${value}"`,
+    );
+  });
+
+  // config.ts reads an empty --ipv6 value as "true" so that a bare `--ipv6` works; an
+  // empty MESH_INIT_IPV6 (e.g. a templated manifest with no value) takes the same path
+  // and silently turns IPv6 capture on. Either "auto" or a UsageError would be safe.
+  it.fails('an empty MESH_INIT_IPV6 does not silently turn IPv6 capture on', async () => {
+    const outcome = await configFrom([], { MESH_INIT_IPV6: '' }).catch((error: unknown) => error);
+    expect(outcome instanceof UsageError || (outcome as Config).ipv6 === 'auto').toBe(true);
+  });
+});
