@@ -7,9 +7,10 @@
 #                         equivalent made by scripts/base-image.sh)
 #   SKIP_BUNDLE=1         reuse dist/mesh-init.mjs instead of running `npm run build`
 #
-# The build context is dist/ alone (the bundle needs no node_modules at run
-# time), so nothing else of the work tree is sent to the engine. The legacy
-# builder is used because it works offline with local base images.
+# The build context is a temporary directory holding the Dockerfile, rootfs.sh
+# and the bundle (which needs no node_modules at run time), so nothing else of
+# the work tree is sent to the engine. The legacy builder is used because it
+# works offline with local base images.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -28,9 +29,11 @@ if [[ -n ${BASE:-} ]]; then
   build_args+=(--build-arg "BASE=$BASE")
 fi
 
+context=$(mktemp -d)
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
-if ! DOCKER_BUILDKIT=0 docker build "${build_args[@]}" -f image/Dockerfile -t "$image" dist >"$log" 2>&1; then
+trap 'rm -rf "$context" "$log"' EXIT
+cp image/Dockerfile image/rootfs.sh dist/mesh-init.mjs "$context/"
+if ! DOCKER_BUILDKIT=0 docker build --force-rm "${build_args[@]}" -t "$image" "$context" >"$log" 2>&1; then
   tail -n 40 "$log" >&2
   echo "image/build.sh: docker build failed" >&2
   exit 1

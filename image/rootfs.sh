@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Runs inside image/Dockerfile's first stage, after apt has installed nodejs and
+# iptables there: copies into /rootfs only what the init container runs, so the
+# final stage can start FROM scratch. That is the runtime closure (Depends and
+# Pre-Depends, recursively) of nodejs, iptables and dash, without docs, man
+# pages, locales, iconv modules or corepack. No apt, dpkg, perl or coreutils.
+#
+# The packages' dpkg status goes to /var/lib/dpkg/status.d/ (as distroless
+# images do) and /etc/os-release is kept, so image scanners still see what the
+# image holds.
+set -euo pipefail
+
+out=/rootfs
+roots=(nodejs iptables dash)
+# Not needed to run a bundle: corepack is the shim for npm/yarn/pnpm.
+skip_packages='^(node-corepack)$'
+skip_files='^/usr/share/(man|info|locale|lintian|bug|doc-base)/|^/usr/share/doc/.*/[^/]*$|^/usr/lib/x86_64-linux-gnu/gconv/|^/usr/share/nodejs/@types/'
+
+mapfile -t packages < <(
+  apt-cache depends --recurse --installed --no-recommends --no-suggests --no-conflicts \
+    --no-breaks --no-replaces --no-enhances "${roots[@]}" |
+    grep '^[a-z0-9]' | grep -Ev "$skip_packages" | sort -u
+)
+echo "rootfs.sh: packages: ${packages[*]}"
+
+mkdir -p "$out"
+cd "$out"
+# Merged /usr, as in the base.
+for dir in bin lib lib64 sbin; do
+  ln -s "usr/$dir" "$dir"
+done
+mkdir -p usr/bin usr/lib usr/lib64 usr/sbin etc/alternatives run tmp var/tmp var/lib/dpkg/status.d root
+chmod 1777 tmp var/tmp
+
+for pkg in "${packages[@]}"; do
+  dpkg-query -s "$pkg" >"var/lib/dpkg/status.d/$pkg"
+  dpkg -L "$pkg"
+done |
+  sort -u |
+  while read -r path; do
+    if [[ -L $path || -f $path ]]; then
+      if [[ ! $path =~ $skip_files || $path == /usr/share/doc/*/copyright ]]; then
+        printf '%s\n' "$path"
+      fi
+    fi
+  done >/tmp/rootfs-files
+tar -cf - --no-recursion -T /tmp/rootfs-files 2>/dev/null | tar -xf - --keep-directory-symlink
+
+# What maintainer scripts made rather than shipped: the alternatives for the
+# plain iptables names (nft, Debian's default), the loader cache, the accounts.
+for name in /usr/sbin/{ip,ip6,arp,eb}tables{,-save,-restore}; do
+  if [[ -L $name ]]; then
+    cp -a "$name" "$out$name"
+    cp -a "/etc/alternatives/${name##*/}" etc/alternatives/
+  fi
+done
+cp -a /etc/passwd /etc/group /etc/ld.so.cache /etc/ld.so.conf /etc/ld.so.conf.d /etc/os-release \
+  /etc/debian_version etc/
+if [[ -e /etc/nsswitch.conf ]]; then
+  cp -a /etc/nsswitch.conf etc/
+fi
+cp -a --parents /usr/lib/os-release "$out"
+
+echo "rootfs.sh: $(wc -l </tmp/rootfs-files) files, $(du -sh "$out" | cut -f1)"
