@@ -191,7 +191,8 @@ export class Cluster {
       name: `mesh-init-test-${this.runId}-${name}`,
       Image: IMAGE,
       Hostname: name,
-      Entrypoint: ['sleep', 'infinity'],
+      // The image has no coreutils (no `sleep`): Node idles as the pause process.
+      Entrypoint: ['node', '-e', 'setInterval(() => {}, 1 << 30)'],
       Labels: this.labels,
       HostConfig: { NetworkMode: this.network, CapDrop: ['ALL'] },
       NetworkingConfig: { EndpointsConfig: { [this.network]: { Aliases: [name] } } },
@@ -215,9 +216,15 @@ export class Cluster {
       .withCommand([...args])
       .withLabels(this.labels)
       .withWaitStrategy(new UntilExit());
+    // Otherwise the securityContext of Istio's injection template: root, capabilities
+    // NET_ADMIN and NET_RAW only, allowPrivilegeEscalation: false.
     init = options.privileged
       ? init.withPrivilegedMode()
-      : init.withDroppedCapabilities('ALL').withAddedCapabilities('NET_ADMIN', 'NET_RAW');
+      : init
+          .withUser('0:0')
+          .withDroppedCapabilities('ALL')
+          .withAddedCapabilities('NET_ADMIN', 'NET_RAW')
+          .withSecurityOpt('no-new-privileges');
     return this.runToCompletion(init);
   }
 
