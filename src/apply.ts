@@ -1,5 +1,6 @@
 import { type Choice, chooseBackend, type Probe } from './backend.js';
 import type { Backend, Config } from './config.js';
+import { MeshInitError } from './errors.js';
 import { addPassthroughAddress, type RunCommand, restore, save, saveOrThrow } from './iptables.js';
 import { INBOUND_PASSTHROUGH, planRules } from './plan.js';
 import { planTransaction } from './reconcile.js';
@@ -88,6 +89,7 @@ export async function runMeshInit(config: Config, deps: Deps): Promise<void> {
     try {
       states = (await readLive(config, families, deps.run)).states;
     } catch (error) {
+      if (!(error instanceof MeshInitError)) throw error;
       deps.stderr(
         `mesh-init: dry-run: live rules not read (${(error as Error).message}); showing the rules for a namespace without mesh-init rules\n`,
       );
@@ -103,8 +105,11 @@ export async function runMeshInit(config: Config, deps: Deps): Promise<void> {
 
   const live = await readLive(config, families, deps.run);
   const texts = renderFamilies(config, families, live.states);
+  // Before any restore, so that its failure leaves nothing applied.
+  if (families.includes('ipv6')) {
+    await addPassthroughAddress(deps.run, INBOUND_PASSTHROUGH.ipv6.address);
+  }
   for (const { family, text } of texts) {
-    if (family === 'ipv6') await addPassthroughAddress(deps.run, INBOUND_PASSTHROUGH.ipv6.address);
     await restore(deps.run, live.choice.backend, family, text);
   }
   const applied = texts.map((t) => `${t.family} (${t.rules} rules)`).join(' and ');

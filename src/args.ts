@@ -7,6 +7,7 @@ export interface GivenOption {
   readonly value: string | boolean;
   /** How the user wrote it: `--proxy-port`, or `--proxy-port (from ENVOY_PORT)`. */
   readonly origin: string;
+  readonly fromEnv: boolean;
 }
 
 export type GivenOptions = ReadonlyMap<string, GivenOption>;
@@ -65,11 +66,42 @@ function parseBooleanEnv(flag: FlagSpec, variable: string, value: string): boole
   );
 }
 
+/**
+ * The first flag written twice, in any of its spellings (`-n --no-dry-run`, `-p 1 --proxy-port 2`).
+ * yargs would quietly merge or keep the last one; a repeated flag is more likely a
+ * templating mistake than an intent, so it is refused.
+ */
+function repeatedFlag(argv: readonly string[]): string | undefined {
+  const seen = new Set<string>();
+  for (let i = 0; i < argv.length; i++) {
+    const token = argv[i] ?? '';
+    if (token === '--') break;
+    let flag: FlagSpec | undefined;
+    let attached = false;
+    if (token.startsWith('--')) {
+      const [name = '', ...value] = token.slice(2).split('=');
+      const negated = name.startsWith('no-');
+      attached = value.length > 0 || negated; // `--no-x` takes no value
+      flag = FLAGS.find((f) => f.name === name || `no-${f.name}` === name);
+    } else if (/^-[A-Za-z]/.test(token)) {
+      flag = FLAGS.find((f) => f.short === token[1]);
+      attached = token.length > 2;
+    }
+    if (flag === undefined) continue;
+    if (seen.has(flag.name)) return flag.name;
+    seen.add(flag.name);
+    if (flag.type === 'string' && !attached) i++; // the next token is its value
+  }
+  return undefined;
+}
+
 /** Parses argv (strict: unknown flags are errors) and fills in from the environment. */
 export async function parseCommandLine(
   argv: readonly string[],
   env: Readonly<Record<string, string | undefined>>,
 ): Promise<Parsed> {
+  const repeated = repeatedFlag(argv);
+  if (repeated !== undefined) throw new UsageError(`invalid --${repeated}: given more than once`);
   const parser = buildParser(argv);
   const args = parser.parseSync() as Record<string, unknown>;
   if (args.help === true) return { kind: 'help', text: await parser.getHelp() };
@@ -78,11 +110,8 @@ export async function parseCommandLine(
   const options = new Map<string, GivenOption>();
   for (const flag of FLAGS) {
     const value = args[flag.name];
-    if (Array.isArray(value)) {
-      throw new UsageError(`invalid --${flag.name}: given more than once`);
-    }
     if (typeof value === 'string' || typeof value === 'boolean') {
-      options.set(flag.name, { value, origin: `--${flag.name}` });
+      options.set(flag.name, { value, origin: `--${flag.name}`, fromEnv: false });
       continue;
     }
     const variable = fromEnv(flag, env);
@@ -94,6 +123,7 @@ export async function parseCommandLine(
           ? parseBooleanEnv(flag, variable.name, variable.value)
           : variable.value,
       origin,
+      fromEnv: true,
     });
   }
   return { kind: 'run', options };

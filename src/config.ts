@@ -53,8 +53,9 @@ function items(value: string): string[] {
     .filter((item) => item !== '');
 }
 
+/** Plain decimal, no sign, no leading zeros (`0080` is more likely a typo than a port). */
 function parseInteger(text: string): number | undefined {
-  return /^\d+$/.test(text) ? Number(text) : undefined;
+  return /^(0|[1-9]\d*)$/.test(text) ? Number(text) : undefined;
 }
 
 function parsePort(option: GivenOption, text: string): number {
@@ -122,7 +123,9 @@ function parseCidrList(option: GivenOption): Cidr[] {
 function parseChoice<T extends string>(option: GivenOption, choices: readonly T[]): T {
   const value = String(option.value);
   const found = choices.find((choice) => choice === value);
-  if (found === undefined) throw invalid(option, `one of ${choices.join(', ')}`);
+  if (found === undefined) {
+    throw invalid(option, choices.length === 1 ? `${choices[0]}` : `one of ${choices.join(', ')}`);
+  }
   return found;
 }
 
@@ -139,12 +142,12 @@ export function validateConfig(options: GivenOptions): Config {
 
   const mode = get('inbound-interception-mode');
   if (mode !== undefined) {
-    const value = parseChoice(mode, ['REDIRECT', 'TPROXY'] as const);
-    if (value === 'TPROXY') {
+    if (String(mode.value) === 'TPROXY') {
       throw new UsageError(
         `invalid ${mode.origin}: TPROXY is not supported yet, use REDIRECT (the default)`,
       );
     }
+    parseChoice(mode, ['REDIRECT'] as const);
   }
 
   const proxyPortOption = get('proxy-port');
@@ -187,8 +190,9 @@ export function validateConfig(options: GivenOptions): Config {
   const ipv6Option = get('ipv6');
   let ipv6: 'auto' | boolean = 'auto';
   if (ipv6Option) {
-    // A bare `--ipv6` reads as "true".
-    const value = String(ipv6Option.value).trim() || 'true';
+    // A bare `--ipv6` reads as "true"; an empty variable as unset.
+    const value =
+      String(ipv6Option.value).trim().toLowerCase() || (ipv6Option.fromEnv ? 'auto' : 'true');
     ipv6 = { auto: 'auto', true: true, false: false }[
       parseChoice({ ...ipv6Option, value }, ['auto', 'true', 'false'] as const)
     ] as 'auto' | boolean;
@@ -236,7 +240,11 @@ export function validateConfig(options: GivenOptions): Config {
 
   const backendOption = get('iptables-backend');
   const backend = backendOption
-    ? parseChoice(backendOption, ['auto', 'legacy', 'nft'] as const)
+    ? parseChoice({ ...backendOption, value: String(backendOption.value).toLowerCase() }, [
+        'auto',
+        'legacy',
+        'nft',
+      ] as const)
     : 'auto';
 
   const prefixOption = get('chain-prefix');

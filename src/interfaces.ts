@@ -1,4 +1,5 @@
 import type { NetworkInterfaceInfo } from 'node:os';
+import ipaddr from 'ipaddr.js';
 
 /** True when some interface has an IPv6 address that is not loopback and not link-local (fe80::/10). */
 export function hasGlobalIpv6(
@@ -6,7 +7,13 @@ export function hasGlobalIpv6(
 ): boolean {
   return Object.values(interfaces).some((addresses) =>
     (addresses ?? []).some(
-      (a) => a.family === 'IPv6' && !a.internal && !/^fe[89ab]/i.test(a.address),
+      (a) =>
+        a.family === 'IPv6' &&
+        !a.internal &&
+        ipaddr.IPv6.isValid(a.address.split('%')[0] ?? '') &&
+        !['linkLocal', 'loopback'].includes(
+          ipaddr.IPv6.parse(a.address.split('%')[0] ?? '').range(),
+        ),
     ),
   );
 }

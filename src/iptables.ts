@@ -85,7 +85,8 @@ export async function restore(
   if (result.exitCode === undefined) {
     throw new BackendError(`cannot run ${file}: ${describeFailure(result)}`);
   }
-  const lineNumber = /line (\d+)/.exec(result.stderr)?.[1];
+  // Rejections say `line 7 failed`; parse errors say `Error occurred at line: 7`.
+  const lineNumber = /line:? (\d+)/.exec(result.stderr)?.[1];
   const offending = lineNumber === undefined ? undefined : text.split('\n')[Number(lineNumber) - 1];
   throw new RestoreError(
     [

@@ -179,11 +179,11 @@ describe('apply', () => {
         'ip6tables-nft-restore --noflush --wait',
       ].sort(),
     );
-    // Everything is read before anything is applied; IPv4 is applied first, and lo
-    // gets ::6 (the proxy's inbound passthrough source) before the IPv6 rules.
+    // Everything is read before anything is applied; lo gets ::6 (the proxy's inbound
+    // passthrough source) before any restore, then IPv4 is applied first.
     expect(calls.slice(-3).map((c) => c.file)).toEqual([
-      'iptables-nft-restore',
       'ip',
+      'iptables-nft-restore',
       'ip6tables-nft-restore',
     ]);
     expect(calls[5]?.input).toMatch(/^# mesh-init: ipv6 nat rules/);
@@ -217,8 +217,8 @@ describe('apply', () => {
       [
         'iptables-legacy-save -t nat',
         'ip6tables-legacy-save -t nat',
-        'iptables-legacy-restore --noflush --wait',
         'ip -6 addr replace ::6/128 dev lo',
+        'iptables-legacy-restore --noflush --wait',
         'ip6tables-legacy-restore --noflush --wait',
       ],
     ],
@@ -316,7 +316,7 @@ describe('failures', () => {
   // A parse error (as opposed to a failed commit) is reported by iptables-restore
   // 1.8.x as "Error occurred at line: N", which src/iptables.ts's /line (\d+)/ misses,
   // so the offending line of the text is not shown.
-  it.fails(
+  it(
     'a parse error reported as "Error occurred at line: N" also shows the line',
     async () => {
       const stderr = [
@@ -386,7 +386,7 @@ describe('failures', () => {
   // README (exit code 3): "::6 could not be added to lo. Nothing was applied". But
   // src/apply.ts adds ::6 inside the restore loop, after the IPv4 restore has run,
   // so the pod is left with IPv4 captured and IPv6 not.
-  it.fails('lo refusing ::6 leaves nothing applied, as the README promises', async () => {
+  it('lo refusing ::6 leaves nothing applied, as the README promises', async () => {
     const result = await run([], refusingLo, { globalIpv6: true });
     expect(result.code).toBe(3);
     expect(result.restores()).toEqual([]);
