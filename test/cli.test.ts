@@ -316,25 +316,22 @@ describe('failures', () => {
   // A parse error (as opposed to a failed commit) is reported by iptables-restore
   // 1.8.x as "Error occurred at line: N", which src/iptables.ts's /line (\d+)/ misses,
   // so the offending line of the text is not shown.
-  it(
-    'a parse error reported as "Error occurred at line: N" also shows the line',
-    async () => {
-      const stderr = [
-        "iptables-restore v1.8.9 (legacy): Couldn't load target `ISTIO_OUTPUT':No such file or directory",
-        '',
-        'Error occurred at line: 7',
-        "Try `iptables-restore -h' or 'iptables-restore --help' for more information.",
-        '',
-      ].join('\n');
-      const result = await run(['--iptables-backend', 'legacy'], {
-        ...LIVE_LEGACY,
-        'iptables-legacy-restore': exited(2, stderr),
-      });
-      expect(result.code).toBe(4);
-      const line7 = result.restores()[0]?.input?.split('\n')[6];
-      expect(result.stderr()).toContain(`line 7: ${line7}`);
-    },
-  );
+  it('a parse error reported as "Error occurred at line: N" also shows the line', async () => {
+    const stderr = [
+      "iptables-restore v1.8.9 (legacy): Couldn't load target `ISTIO_OUTPUT':No such file or directory",
+      '',
+      'Error occurred at line: 7',
+      "Try `iptables-restore -h' or 'iptables-restore --help' for more information.",
+      '',
+    ].join('\n');
+    const result = await run(['--iptables-backend', 'legacy'], {
+      ...LIVE_LEGACY,
+      'iptables-legacy-restore': exited(2, stderr),
+    });
+    expect(result.code).toBe(4);
+    const line7 = result.restores()[0]?.input?.split('\n')[6];
+    expect(result.stderr()).toContain(`line 7: ${line7}`);
+  });
 
   it('a save that cannot be started for either backend exits 3 naming both', async () => {
     const result = await run([], {
