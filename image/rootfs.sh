@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Runs inside image/Dockerfile's first stage, after apt has installed nodejs and
-# iptables there: copies into /rootfs only what the init container runs, so the
+# Runs inside image/Dockerfile's first stage, after apt has installed the
+# packages there: copies into /rootfs only what the init container runs, so the
 # final stage can start FROM scratch. That is the runtime closure (Depends and
-# Pre-Depends, recursively) of nodejs, iptables and dash, without docs, man
-# pages, locales, iconv modules or corepack. No apt, dpkg, perl or coreutils.
+# Pre-Depends, recursively) of nodejs, iptables, iproute2 (`ip`, which puts ::6
+# on lo in IPv6 pods) and dash, without docs, man pages, locales, iconv modules
+# or corepack. No apt, dpkg, perl or coreutils.
 #
 # The packages' dpkg status goes to /var/lib/dpkg/status.d/ (as distroless
 # images do) and /etc/os-release is kept, so image scanners still see what the
@@ -11,9 +12,9 @@
 set -euo pipefail
 
 out=/rootfs
-roots=(nodejs iptables dash)
-# Not needed to run a bundle: corepack is the shim for npm/yarn/pnpm.
-skip_packages='^(node-corepack)$'
+roots=(nodejs iptables iproute2 dash)
+# Not needed at run time: corepack (the npm/yarn/pnpm shim), debconf (Perl, and no perl here).
+skip_packages='^(node-corepack|debconf)$'
 skip_files='^/usr/share/(man|info|locale|lintian|bug|doc-base)/|^/usr/share/doc/.*/[^/]*$|^/usr/lib/x86_64-linux-gnu/gconv/|^/usr/share/nodejs/@types/'
 
 mapfile -t packages < <(
