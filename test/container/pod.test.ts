@@ -134,7 +134,9 @@ describe.runIf(engine.ok)('a pod with the mesh-init init container', () => {
   it("does not loop the proxy UID's traffic back into the proxy", async () => {
     // From service-one as UID/GID 1337, straight to the server's app port.
     const own = marker('proxy-uid');
-    const answer = await cluster.httpGet(oneSide.app, 'http://service-two:8080/', own, '1337:1337');
+    const answer = await cluster.httpGet(oneSide.app, 'http://service-two:8080/', own, {
+      user: '1337:1337',
+    });
     expect(answer.error).toBeUndefined();
     expect(answer.status).toBe(200);
 
@@ -206,4 +208,50 @@ describe.runIf(engine.ok)('a pod with the mesh-init init container', () => {
       ]);
     },
   );
+});
+
+describe.runIf(engine.ok)('dual-stack pods with the mesh-init init container', () => {
+  let cluster: Cluster;
+
+  beforeAll(async () => {
+    cluster = await Cluster.create({ ipv6: true });
+  });
+
+  afterAll(async () => {
+    await cluster?.remove();
+  });
+
+  it('captures IPv6 too: a request over IPv6 goes through both proxies', async () => {
+    const [server, client] = await Promise.all(
+      ['service-two', 'service-one'].map(async (name) => {
+        const pod = await cluster.startPod(name);
+        const init = await cluster.runInit(pod, INIT_ARGS);
+        expect(init.exitCode, init.stderr).toBe(0);
+        return { pod, sidecars: await cluster.startSidecars(pod) };
+      }),
+    );
+    if (server === undefined || client === undefined || server.pod.ipv6 === undefined) {
+      throw new Error('the dual-stack pods did not start');
+    }
+
+    const tables = await cluster.natTables(client.pod, 6);
+    expect(tables.nft).toMatch(/-A OUTPUT -p tcp .*-j ISTIO_OUTPUT$/m);
+    expect(tables.nft).toMatch(/-A PREROUTING -p tcp .*-j ISTIO_INBOUND$/m);
+
+    const agent = marker('ipv6');
+    const answer = await cluster.httpGet(client.sidecars.app, 'http://service-two:80/', agent, {
+      family: 6,
+    });
+    expect(answer.error).toBeUndefined();
+    expect(answer.status).toBe(200);
+    const id = requestIdOf(answer.body) ?? 'missing';
+    const clientLog = await cluster.waitForAccessLog(client.sidecars, id);
+    const serverLog = await cluster.waitForAccessLog(server.sidecars, id);
+    expect(clientLog.filter((line) => line.includes(id))).toEqual([
+      expect.stringMatching(accessLine(agent, id, 'service-two', `[${server.pod.ipv6}]:8080`)),
+    ]);
+    expect(serverLog.filter((line) => line.includes(id))).toEqual([
+      expect.stringMatching(accessLine(agent, id, 'service-two', '127.0.0.1:8080')),
+    ]);
+  });
 });

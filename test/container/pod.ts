@@ -63,6 +63,8 @@ export interface Pod {
   readonly id: string;
   /** The pod's IP on the cluster network. */
   readonly ip: string;
+  /** Its IPv6 address, on a dual-stack cluster. */
+  readonly ipv6?: string;
 }
 
 export interface Sidecars {
@@ -84,6 +86,13 @@ export interface InitOptions {
 export interface NatTables {
   readonly legacy: string;
   readonly nft: string;
+}
+
+export interface HttpOptions {
+  /** `uid:gid` to send as (default root, as the app). */
+  readonly user?: string;
+  /** Resolve names to IPv4 (default) or IPv6. */
+  readonly family?: 4 | 6;
 }
 
 export interface HttpAnswer {
@@ -165,17 +174,22 @@ export class Cluster {
     this.labels = { [RUN_LABEL]: runId };
   }
 
-  /** A cluster network that reaches nothing outside this machine. */
-  static async create(): Promise<Cluster> {
+  /**
+   * A cluster network that reaches nothing outside this machine; dual-stack with
+   * `ipv6`, on a random unique-local /64 (Docker picks the IPv4 subnet itself).
+   */
+  static async create(options: { ipv6?: boolean } = {}): Promise<Cluster> {
     const client = await getContainerRuntimeClient();
     const runId = randomUUID().slice(0, 8);
     const network = `mesh-init-test-${runId}`;
+    const ula = `fd6d:${runId.slice(0, 4)}:${runId.slice(4, 8)}::/64`;
     await client.network.create({
       Name: network,
       Driver: 'bridge',
       Internal: true,
       CheckDuplicate: true,
       Labels: { [RUN_LABEL]: runId },
+      ...(options.ipv6 ? { EnableIPv6: true, IPAM: { Config: [{ Subnet: ula }] } } : {}),
     });
     return new Cluster(client, runId, network);
   }
@@ -200,13 +214,15 @@ export class Cluster {
     await this.client.container.start(container);
     const info = await this.client.container.inspect(container);
     const networks = Object.keys(info.NetworkSettings.Networks);
-    const ip = info.NetworkSettings.Networks[this.network]?.IPAddress;
+    const endpoint = info.NetworkSettings.Networks[this.network];
+    const ip = endpoint?.IPAddress;
     if (ip === undefined || ip === '' || networks.length !== 1) {
       throw new Error(
         `pod ${name} should be on ${this.network} alone, is on ${networks.join(', ')}`,
       );
     }
-    return { name, id: container.id, ip };
+    const ipv6 = endpoint?.GlobalIPv6Address;
+    return { name, id: container.id, ip, ...(ipv6 ? { ipv6 } : {}) };
   }
 
   /** Runs the init container in the pod to completion, as the kubelet does before the app starts. */
@@ -250,13 +266,14 @@ export class Cluster {
    * The pod's nat table as each iptables backend sees it, read by a one-shot
    * container with NET_ADMIN in the pod's namespace (`kubectl debug`'s way in).
    */
-  async natTables(pod: Pod): Promise<NatTables> {
+  async natTables(pod: Pod, family: 4 | 6 = 4): Promise<NatTables> {
+    const tool = family === 4 ? 'iptables' : 'ip6tables';
     const reader = new GenericContainer(IMAGE)
       .withNetworkMode(`container:${pod.id}`)
       .withDroppedCapabilities('ALL')
       .withAddedCapabilities('NET_ADMIN', 'NET_RAW')
       .withEntrypoint(['sh', '-c'])
-      .withCommand(['iptables-legacy-save -t nat && echo @@@ && iptables-nft-save -t nat'])
+      .withCommand([`${tool}-legacy-save -t nat && echo @@@ && ${tool}-nft-save -t nat`])
       .withLabels(this.labels)
       .withWaitStrategy(new UntilExit());
     const result = await this.runToCompletion(reader);
@@ -283,15 +300,16 @@ export class Cluster {
     }
   }
 
-  /** `curl URL` from inside a container of the pod, as root or as another user. */
+  /** `curl URL` from inside a container of the pod. */
   async httpGet(
     from: StartedTestContainer,
     url: string,
     userAgent: string,
-    user = '0:0',
+    options: HttpOptions = {},
   ): Promise<HttpAnswer> {
     const result = await from.exec(['node', `${HELPERS_DIR}/http-get.mjs`, url, userAgent], {
-      user,
+      user: options.user ?? '0:0',
+      env: { MESH_TEST_FAMILY: String(options.family ?? 4) },
     });
     try {
       return JSON.parse(result.stdout) as HttpAnswer;

@@ -3,10 +3,11 @@
 // to (15001 for both directions with `-p 15001`). Per request it:
 //  - tells inbound from outbound by the address the connection was redirected
 //    to: REDIRECT in PREROUTING (inbound) rewrites the destination to the pod's
-//    own address, REDIRECT in OUTPUT (outbound) to 127.0.0.1;
+//    own address, REDIRECT in OUTPUT (outbound) to 127.0.0.1 (::1 for IPv6);
 //  - adds an x-request-id when the request has none, as Envoy does;
 //  - forwards: inbound to the app on 127.0.0.1:8080; outbound to the Host
-//    header's service, resolved by DNS, on the app port 8080, as a Kubernetes
+//    header's service, resolved by DNS in the family the app used, on the app
+//    port 8080, as a Kubernetes
 //    Service's targetPort would (Node cannot read SO_ORIGINAL_DST);
 //  - writes one access-log line to stdout in the shape of Envoy's default log,
 //    as in the walkthrough:
@@ -21,8 +22,13 @@ const appPort = Number(process.env.APP_PORT ?? 8080);
 
 const hopByHop = ['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'upgrade'];
 
+/** The address as the kernel sees it: a dual-stack socket shows IPv4 as ::ffff:a.b.c.d. */
+function plain(address) {
+  return address.startsWith('::ffff:') ? address.slice('::ffff:'.length) : address;
+}
+
 function isLoopback(address) {
-  return address.startsWith('127.') || address === '::1' || address.startsWith('::ffff:127.');
+  return address.startsWith('127.') || address === '::1';
 }
 
 function quoted(value) {
@@ -49,11 +55,17 @@ function accessLog(entry) {
   process.stdout.write(`${line}\n`);
 }
 
+function hostPort(host, port) {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
 async function upstreamFor(req) {
-  const inbound = !isLoopback(req.socket.localAddress ?? '');
-  if (inbound) return { host: '127.0.0.1', port: appPort };
+  const local = plain(req.socket.localAddress ?? '');
+  if (!isLoopback(local)) return { host: '127.0.0.1', port: appPort };
+  // Outbound: the Service behind the Host header, in the family the app used.
   const service = (req.headers.host ?? '').replace(/:\d+$/, '');
-  const { address } = await lookup(service, { family: 4 });
+  const family = local.includes(':') ? 6 : 4;
+  const { address } = await lookup(service, { family });
   return { host: address, port: appPort };
 }
 
@@ -79,7 +91,7 @@ const server = http.createServer(async (req, res) => {
     fail('NR');
     return;
   }
-  const target = `${upstream.host}:${upstream.port}`;
+  const target = hostPort(upstream.host, upstream.port);
 
   const headers = { ...req.headers, 'x-request-id': requestId };
   for (const name of hopByHop) delete headers[name];
@@ -115,8 +127,9 @@ const server = http.createServer(async (req, res) => {
   req.pipe(forward);
 });
 
-// Every address: inbound arrives on the pod's IP, outbound on 127.0.0.1.
-server.listen(proxyPort, '0.0.0.0', () => {
+// Every address of both families (Node falls back to IPv4 alone where IPv6 is off):
+// inbound arrives on the pod's IP, outbound on 127.0.0.1 or ::1.
+server.listen(proxyPort, () => {
   console.log(`test-proxy listening on ${proxyPort} as uid ${process.getuid?.()}`);
 });
 
