@@ -1,12 +1,22 @@
 import { type Choice, chooseBackend, type Probe } from './backend.js';
 import type { Backend, Config } from './config.js';
-import { MeshInitError } from './errors.js';
+import { findDrift } from './drift.js';
+import {
+  EXIT_DRIFT,
+  EXIT_OK,
+  MeshInitError,
+  RestoreError,
+  SettleError,
+  ValidationError,
+} from './errors.js';
 import { addPassthroughAddress, type RunCommand, restore, save, saveOrThrow } from './iptables.js';
+import type { Logger } from './log.js';
 import { INBOUND_PASSTHROUGH, planRules } from './plan.js';
-import { planTransaction } from './reconcile.js';
+import { planCleanup, planTransaction, type Transaction } from './reconcile.js';
 import { renderRestore } from './render.js';
 import type { Family } from './rules.js';
 import { countRules, EMPTY_STATE, type NatState, parseNatState } from './state.js';
+import type { ValidationResult } from './validate.js';
 
 export interface Deps {
   readonly run: RunCommand;
@@ -14,12 +24,10 @@ export interface Deps {
   readonly hasGlobalIpv6: () => boolean;
   readonly stdout: (text: string) => void;
   readonly stderr: (text: string) => void;
-}
-
-export interface FamilyText {
-  readonly family: Family;
-  readonly text: string;
-  readonly rules: number;
+  readonly sleep: (ms: number) => Promise<void>;
+  readonly now: () => Date;
+  /** --run-validation: probes the capture in this namespace. */
+  readonly validate: (config: Config) => Promise<ValidationResult>;
 }
 
 export function familiesFor(config: Config, hasGlobalIpv6: () => boolean): Family[] {
@@ -27,15 +35,17 @@ export function familiesFor(config: Config, hasGlobalIpv6: () => boolean): Famil
   return ipv6 ? ['ipv4', 'ipv6'] : ['ipv4'];
 }
 
+/** What is live, per family: parsed, and as saved (to put it back if a later family fails). */
 interface Live {
   readonly choice: Choice;
   readonly states: ReadonlyMap<Family, NatState>;
+  readonly saved: ReadonlyMap<Family, string>;
 }
 
 /** Finds the backend and reads the live nat table of each family with it. */
 async function readLive(config: Config, families: Family[], run: RunCommand): Promise<Live> {
   let choice: Choice;
-  const states = new Map<Family, NatState>();
+  const saved = new Map<Family, string>();
   if (config.backend === 'auto') {
     // The whole IPv4 dump of each backend both picks the backend and gives the state.
     const order: Backend[] = ['nft', 'legacy'];
@@ -47,40 +57,114 @@ async function readLive(config: Config, families: Family[], run: RunCommand): Pr
           : { backend: order[i] as Backend, ok: false, error: dump.failure },
     );
     choice = chooseBackend(probes);
-    const chosen = dumps[order.indexOf(choice.backend)];
-    states.set('ipv4', parseNatState(chosen?.stdout ?? ''));
+    saved.set('ipv4', dumps[order.indexOf(choice.backend)]?.stdout ?? '');
   } else {
     choice = { backend: config.backend, reason: 'set by --iptables-backend' };
-    states.set('ipv4', parseNatState(await saveOrThrow(run, choice.backend, 'ipv4')));
+    saved.set('ipv4', await saveOrThrow(run, choice.backend, 'ipv4'));
   }
-  if (families.includes('ipv6')) {
-    states.set('ipv6', parseNatState(await saveOrThrow(run, choice.backend, 'ipv6')));
-  }
-  return { choice, states };
+  if (families.includes('ipv6')) saved.set('ipv6', await saveOrThrow(run, choice.backend, 'ipv6'));
+  return { choice, ...parsed(saved) };
 }
 
-/** Config + live state → the exact restore text of each family. Pure. */
-export function renderFamilies(
+async function reread(live: Live, families: Family[], run: RunCommand): Promise<Live> {
+  const saved = new Map<Family, string>();
+  for (const family of families)
+    saved.set(family, await saveOrThrow(run, live.choice.backend, family));
+  return { choice: live.choice, ...parsed(saved) };
+}
+
+function parsed(saved: Map<Family, string>) {
+  const states = new Map<Family, NatState>();
+  for (const [family, text] of saved) states.set(family, parseNatState(text));
+  return { states, saved };
+}
+
+/** The `*nat` section of a dump; an empty nat table where the dump had none. */
+export function natSection(dump: string): string {
+  const lines = dump.split('\n');
+  const start = lines.findIndex((line) => line.trim() === '*nat');
+  if (start < 0) return '*nat\nCOMMIT\n';
+  const end = lines.findIndex((line, i) => i > start && line.trim() === 'COMMIT');
+  return `${lines.slice(start, end + 1).join('\n')}\n`;
+}
+
+/** Config + live state → each family's transaction. Pure. */
+export function planFamilies(
   config: Config,
   families: readonly Family[],
   states: ReadonlyMap<Family, NatState>,
-): FamilyText[] {
+): Transaction[] {
   return families.map((family) => {
-    const tx = planTransaction(
-      planRules(config, family),
-      states.get(family) ?? EMPTY_STATE,
-      config.chainPrefix,
-    );
-    return { family, text: renderRestore(tx), rules: tx.rules.length };
+    const live = states.get(family) ?? EMPTY_STATE;
+    return config.mode === 'cleanup'
+      ? planCleanup(family, live, config.chainPrefix)
+      : planTransaction(planRules(config, family), live, config.chainPrefix);
   });
 }
 
 /**
- * The whole run: read what is live, compute each family's text once, then either
- * print it (--dry-run) or feed that same string to *-restore.
+ * Applies each family's transaction. When a later family fails, the earlier ones
+ * are put back exactly as they were read, so a pod is never left half-captured.
  */
-export async function runMeshInit(config: Config, deps: Deps): Promise<void> {
+async function applyAll(config: Config, live: Live, txs: Transaction[], deps: Deps) {
+  const options = { retry: config.retry, sleep: deps.sleep };
+  const done: Family[] = [];
+  for (const tx of txs) {
+    try {
+      await restore(deps.run, live.choice.backend, tx.family, renderRestore(tx), {
+        ...options,
+        noflush: true,
+      });
+      done.push(tx.family);
+    } catch (error) {
+      if (!(error instanceof MeshInitError) || done.length === 0) throw error;
+      const notes: string[] = [];
+      for (const family of done) {
+        try {
+          const before = natSection(live.saved.get(family) ?? '');
+          await restore(deps.run, live.choice.backend, family, before, {
+            ...options,
+            noflush: false,
+          });
+          notes.push(`${family} was put back as it was`);
+        } catch (rollback) {
+          notes.push(`putting ${family} back failed too: ${(rollback as Error).message}`);
+        }
+      }
+      throw new RestoreError(`${error.message}\n${notes.join('\n')}`);
+    }
+  }
+}
+
+function driftOf(config: Config, families: Family[], live: Live): string[] {
+  return families.flatMap((family) =>
+    findDrift(
+      planRules(config, family),
+      live.states.get(family) ?? EMPTY_STATE,
+      config.chainPrefix,
+    ),
+  );
+}
+
+async function runValidation(config: Config, deps: Deps, log: Logger): Promise<void> {
+  const result = await deps.validate(config);
+  if (!result.ok) throw new ValidationError(`validation failed: ${result.detail}`);
+  log.info('validated', `validation passed: ${result.detail}`);
+}
+
+/**
+ * The whole run: read what is live, compute each family's text once, then print it
+ * (--dry-run), compare it (--check), or feed that same string to *-restore, re-read,
+ * and go again while other programs (or other mesh-init runs) changed it meanwhile.
+ * Returns the exit code.
+ */
+export async function runMeshInit(config: Config, deps: Deps, log: Logger): Promise<number> {
   const families = familiesFor(config, deps.hasGlobalIpv6);
+
+  if (config.skipRuleApply) {
+    await runValidation(config, deps, log);
+    return EXIT_OK;
+  }
 
   if (config.dryRun) {
     // Dry-run needs no privileges: when the live rules cannot be read, show the
@@ -90,33 +174,81 @@ export async function runMeshInit(config: Config, deps: Deps): Promise<void> {
       states = (await readLive(config, families, deps.run)).states;
     } catch (error) {
       if (!(error instanceof MeshInitError)) throw error;
-      deps.stderr(
-        `mesh-init: dry-run: live rules not read (${(error as Error).message}); showing the rules for a namespace without mesh-init rules\n`,
+      log.info(
+        'dry-run',
+        `dry-run: live rules not read (${error.message}); showing the rules for a namespace without mesh-init rules`,
       );
     }
-    for (const { text } of renderFamilies(config, families, states)) deps.stdout(text);
-    if (families.includes('ipv6')) {
-      deps.stderr(
-        `mesh-init: dry-run: would also run: ip -6 addr replace ${INBOUND_PASSTHROUGH.ipv6.address}/128 dev lo\n`,
+    for (const tx of planFamilies(config, families, states)) deps.stdout(renderRestore(tx));
+    if (families.includes('ipv6') && config.mode === 'apply') {
+      log.info(
+        'dry-run',
+        `dry-run: would also run: ip -6 addr replace ${INBOUND_PASSTHROUGH.ipv6.address}/128 dev lo`,
       );
     }
-    return;
+    return EXIT_OK;
   }
 
-  const live = await readLive(config, families, deps.run);
-  const texts = renderFamilies(config, families, live.states);
+  let live = await readLive(config, families, deps.run);
+  log.info('backend', `backend: ${live.choice.backend} (${live.choice.reason})`, {
+    backend: live.choice.backend,
+    reason: live.choice.reason,
+  });
+  const ipv6Note = families.includes('ipv6')
+    ? ''
+    : `; ipv6 not captured (${config.ipv6 === false ? '--ipv6 false' : 'no global IPv6 address'})`;
+
+  if (config.mode === 'check') {
+    const drift = driftOf(config, families, live);
+    if (drift.length === 0) {
+      log.info('check', `check: the live rules are the planned ones${ipv6Note}`, { drift: false });
+      return EXIT_OK;
+    }
+    deps.stdout(`${drift.join('\n')}\n`);
+    log.info(
+      'check',
+      `check: the live rules differ from the planned ones (${drift.length} lines)`,
+      {
+        drift: true,
+      },
+    );
+    return EXIT_DRIFT;
+  }
+
+  if (config.mode === 'cleanup') {
+    await applyAll(config, live, planFamilies(config, families, live.states), deps);
+    log.info('cleaned', `removed mesh-init's chains and jumps from ${families.join(' and ')}`, {
+      families,
+    });
+    return EXIT_OK;
+  }
+
   // Before any restore, so that its failure leaves nothing applied.
   if (families.includes('ipv6')) {
     await addPassthroughAddress(deps.run, INBOUND_PASSTHROUGH.ipv6.address);
   }
-  for (const { family, text } of texts) {
-    await restore(deps.run, live.choice.backend, family, text);
+  for (let attempt = 1; ; attempt++) {
+    const txs = planFamilies(config, families, live.states);
+    await applyAll(config, live, txs, deps);
+    // Another run may have read the same old state and added its hooks too: read
+    // back, and reconcile again from what is really there until it holds.
+    live = await reread(live, families, deps.run);
+    const drift = driftOf(config, families, live);
+    if (drift.length === 0) {
+      const applied = txs.map((tx) => `${tx.family} (${tx.rules.length} rules)`).join(' and ');
+      log.info('applied', `applied ${applied} with the ${live.choice.backend} backend${ipv6Note}`, {
+        families,
+        rules: txs.map((tx) => tx.rules.length),
+        attempts: attempt,
+      });
+      break;
+    }
+    if (attempt > config.retry.maxRetries) {
+      throw new SettleError(
+        `the rules did not hold after ${attempt} tries; something keeps changing them:\n${drift.join('\n')}`,
+      );
+    }
   }
-  const applied = texts.map((t) => `${t.family} (${t.rules} rules)`).join(' and ');
-  const ipv6 = families.includes('ipv6')
-    ? ''
-    : `; ipv6 not captured (${config.ipv6 === false ? '--ipv6 false' : 'no global IPv6 address'})`;
-  deps.stderr(
-    `mesh-init: applied ${applied} with the ${live.choice.backend} backend (${live.choice.reason})${ipv6}\n`,
-  );
+  if (config.validate) await runValidation(config, deps, log);
+  return EXIT_OK;
 }

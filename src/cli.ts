@@ -2,6 +2,7 @@ import { type Deps, runMeshInit } from './apply.js';
 import { parseCommandLine } from './args.js';
 import { validateConfig } from './config.js';
 import { EXIT_INTERNAL, EXIT_OK, MeshInitError } from './errors.js';
+import { createLogger, describeConfig, formatConfig } from './log.js';
 import { VERSION } from './version.js';
 
 /**
@@ -13,6 +14,13 @@ export async function main(
   env: Readonly<Record<string, string | undefined>>,
   deps: Deps,
 ): Promise<number> {
+  // JSON logs as soon as they were asked for, even when another flag is bad.
+  const wantsJson =
+    argv.some(
+      (arg, i) => arg === '--log-format=json' || (arg === '--log-format' && argv[i + 1] === 'json'),
+    ) ||
+    (!argv.some((arg) => arg.startsWith('--log-format')) && env.MESH_INIT_LOG_FORMAT === 'json');
+  const log = createLogger(wantsJson ? 'json' : 'text', deps.stderr, deps.now);
   try {
     const parsed = await parseCommandLine(argv, env);
     if (parsed.kind === 'help') {
@@ -23,14 +31,17 @@ export async function main(
       deps.stdout(`${VERSION}\n`);
       return EXIT_OK;
     }
-    await runMeshInit(validateConfig(parsed.options), deps);
-    return EXIT_OK;
+    const config = validateConfig(parsed.options);
+    log.info('config', `config: ${formatConfig(config)}`, { config: describeConfig(config) });
+    return await runMeshInit(config, deps, log);
   } catch (error) {
     if (error instanceof MeshInitError) {
-      deps.stderr(`mesh-init: ${error.message}\n`);
+      log.error('failed', error.message, { exitCode: error.exitCode });
       return error.exitCode;
     }
-    deps.stderr(`mesh-init: internal error: ${(error as Error)?.message ?? String(error)}\n`);
+    log.error('failed', `internal error: ${(error as Error)?.message ?? String(error)}`, {
+      exitCode: EXIT_INTERNAL,
+    });
     return EXIT_INTERNAL;
   }
 }

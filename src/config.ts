@@ -30,6 +30,28 @@ export interface Config {
   readonly ipv6: 'auto' | boolean;
   readonly backend: 'auto' | Backend;
   readonly chainPrefix: string;
+  /** What this run does: install the rules, remove mesh-init's, or compare live with planned. */
+  readonly mode: 'apply' | 'cleanup' | 'check';
+  /** Prove after applying (or instead, with skipRuleApply) that outbound TCP lands on the proxy. */
+  readonly validate: boolean;
+  readonly skipRuleApply: boolean;
+  readonly retry: RetryPolicy;
+  readonly probe: Probe;
+  readonly logFormat: 'text' | 'json';
+}
+
+export interface RetryPolicy {
+  /** Seconds *-restore waits for the xtables lock; 0 = do not wait. */
+  readonly waitSeconds: number;
+  /** Further tries after a restore that met a busy lock or table. */
+  readonly maxRetries: number;
+  readonly intervalMs: number;
+}
+
+export interface Probe {
+  readonly address: string;
+  readonly port: number;
+  readonly timeoutMs: number;
 }
 
 export const DEFAULT_PROXY_PORT = 15001;
@@ -118,6 +140,23 @@ function parseCidrList(option: GivenOption): Cidr[] {
     seen.add(key);
   }
   return cidrs;
+}
+
+function parseBounded(option: GivenOption, max: number): number {
+  const text = String(option.value).trim();
+  const value = parseInteger(text);
+  if (value === undefined || value > max) throw invalid(option, `an integer 0-${max}`, text);
+  return value;
+}
+
+/** Decimal seconds such as 0.5, up to max; returned in milliseconds. */
+function parseSeconds(option: GivenOption, max: number, allowZero: boolean): number {
+  const text = String(option.value).trim();
+  const value = /^\d+(\.\d+)?$/.test(text) ? Number(text) : Number.NaN;
+  if (Number.isNaN(value) || value > max || (!allowZero && value === 0)) {
+    throw invalid(option, `a number of seconds, ${allowZero ? '0' : 'above 0'} to ${max}`, text);
+  }
+  return Math.round(value * 1000);
 }
 
 function parseChoice<T extends string>(option: GivenOption, choices: readonly T[]): T {
@@ -256,6 +295,48 @@ export function validateConfig(options: GivenOptions): Config {
     throw invalid(prefixOption, `at most ${MAX_CHAIN_PREFIX} characters`);
   }
 
+  const flag = (name: string) => get(name)?.value === true;
+  const conflict = (a: string, b: string) => {
+    if (flag(a) && flag(b)) {
+      throw new UsageError(`conflicting ${get(a)?.origin} and ${get(b)?.origin}: choose one`);
+    }
+  };
+  conflict('cleanup', 'check');
+  conflict('check', 'dry-run');
+  for (const other of ['cleanup', 'check', 'dry-run']) conflict('run-validation', other);
+  if (flag('skip-rule-apply') && !flag('run-validation')) {
+    throw new UsageError(
+      `invalid ${get('skip-rule-apply')?.origin}: it only goes with --run-validation (there would be nothing to do)`,
+    );
+  }
+
+  const waitOption = get('wait');
+  const retriesOption = get('max-retries');
+  const intervalOption = get('retry-interval');
+  const retry: RetryPolicy = {
+    waitSeconds: waitOption ? parseBounded(waitOption, 3600) : 10,
+    maxRetries: retriesOption ? parseBounded(retriesOption, 100) : 3,
+    intervalMs: intervalOption ? parseSeconds(intervalOption, 60, true) : 1000,
+  };
+
+  const addressOption = get('probe-address');
+  const probeAddress = addressOption ? String(addressOption.value).trim() : '192.0.2.1';
+  if (addressOption && !ipaddr.IPv4.isValidFourPartDecimal(probeAddress)) {
+    throw invalid(addressOption, 'an IPv4 address such as 192.0.2.1');
+  }
+  const probePortOption = get('probe-port');
+  const probeTimeoutOption = get('probe-timeout');
+  const probe: Probe = {
+    address: probeAddress,
+    port: probePortOption
+      ? parsePort(probePortOption, String(probePortOption.value).trim())
+      : 15002,
+    timeoutMs: probeTimeoutOption ? parseSeconds(probeTimeoutOption, 300, false) : 5000,
+  };
+
+  const logOption = get('log-format');
+  const logFormat = logOption ? parseChoice(logOption, ['text', 'json'] as const) : 'text';
+
   return {
     proxyPort,
     inboundCapturePort,
@@ -267,9 +348,15 @@ export function validateConfig(options: GivenOptions): Config {
     outboundExcludeCidrs,
     outboundExcludePorts,
     outboundIncludePorts,
-    dryRun: get('dry-run')?.value === true,
+    dryRun: flag('dry-run'),
     ipv6,
     backend,
     chainPrefix,
+    mode: flag('cleanup') ? 'cleanup' : flag('check') ? 'check' : 'apply',
+    validate: flag('run-validation'),
+    skipRuleApply: flag('skip-rule-apply'),
+    retry,
+    probe,
+    logFormat,
   };
 }

@@ -23,3 +23,16 @@ export class RestoreError extends MeshInitError {
 
 export const EXIT_OK = 0;
 export const EXIT_INTERNAL = 1;
+
+/** The rules did not hold: mesh-init's own rules kept changing under it. */
+export class SettleError extends MeshInitError {
+  readonly exitCode = 4;
+}
+
+/** --run-validation found that outbound TCP does not land on the proxy (Istio's code). */
+export class ValidationError extends MeshInitError {
+  readonly exitCode = 126;
+}
+
+/** --check found the live rules differ from the planned ones. */
+export const EXIT_DRIFT = 5;

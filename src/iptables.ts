@@ -1,6 +1,6 @@
 import { execa } from 'execa';
 import { binaryFor } from './backend.js';
-import type { Backend } from './config.js';
+import type { Backend, RetryPolicy } from './config.js';
 import { BackendError, RestoreError } from './errors.js';
 import type { Family } from './rules.js';
 
@@ -72,28 +72,61 @@ export async function saveOrThrow(
   return saved.stdout;
 }
 
-/** Feeds one family's text to `*-restore --noflush`: one kernel transaction, all or nothing. */
+export interface RestoreOptions {
+  /** `--noflush`: change only what the text says (apply, cleanup); without it the nat table is replaced (rollback). */
+  readonly noflush: boolean;
+  readonly retry: RetryPolicy;
+  readonly sleep: (ms: number) => Promise<void>;
+}
+
+/** Busy, not wrong: another program holds the xtables lock, or the table changed under us. */
+const isBusy = (result: CommandResult) =>
+  /xtables lock|Resource temporarily unavailable|Device or resource busy/i.test(result.stderr);
+
+/**
+ * Feeds one family's text to `*-restore`: one kernel transaction, all or nothing.
+ * A busy lock or table is tried again (--max-retries, --retry-interval); a rejected
+ * ruleset is not, and the error shows the offending line of the text.
+ */
 export async function restore(
   run: RunCommand,
   backend: Backend,
   family: Family,
   text: string,
+  options: RestoreOptions,
 ): Promise<void> {
   const file = binaryFor(backend, family, 'restore');
-  const result = await run(file, ['--noflush', '--wait'], text);
-  if (result.exitCode === 0) return;
-  if (result.exitCode === undefined) {
-    throw new BackendError(`cannot run ${file}: ${describeFailure(result)}`);
+  const { retry } = options;
+  const args = [
+    ...(options.noflush ? ['--noflush'] : []),
+    ...(retry.waitSeconds > 0 ? [`--wait=${retry.waitSeconds}`] : []),
+  ];
+  for (let attempt = 1; ; attempt++) {
+    const result = await run(file, args, text);
+    if (result.exitCode === 0) return;
+    if (result.exitCode === undefined) {
+      throw new BackendError(`cannot run ${file}: ${describeFailure(result)}`);
+    }
+    if (isBusy(result)) {
+      if (attempt <= retry.maxRetries) {
+        await options.sleep(retry.intervalMs);
+        continue;
+      }
+      throw new RestoreError(
+        `${file} found the ${family} tables busy ${attempt} times (--wait ${retry.waitSeconds} s, --max-retries ${retry.maxRetries}, --retry-interval ${retry.intervalMs / 1000} s); nothing of the ${family} rules was applied: ${describeFailure(result)}`,
+      );
+    }
+    // Rejections say `line 7 failed`; parse errors say `Error occurred at line: 7`.
+    const lineNumber = /line:? (\d+)/.exec(result.stderr)?.[1];
+    const offending =
+      lineNumber === undefined ? undefined : text.split('\n')[Number(lineNumber) - 1];
+    throw new RestoreError(
+      [
+        `${file} rejected the ${family} rules (nothing of them was applied): ${describeFailure(result)}`,
+        ...(offending === undefined ? [] : [`  line ${lineNumber}: ${offending}`]),
+      ].join('\n'),
+    );
   }
-  // Rejections say `line 7 failed`; parse errors say `Error occurred at line: 7`.
-  const lineNumber = /line:? (\d+)/.exec(result.stderr)?.[1];
-  const offending = lineNumber === undefined ? undefined : text.split('\n')[Number(lineNumber) - 1];
-  throw new RestoreError(
-    [
-      `${file} rejected the ${family} rules (nothing of them was applied): ${describeFailure(result)}`,
-      ...(offending === undefined ? [] : [`  line ${lineNumber}: ${offending}`]),
-    ].join('\n'),
-  );
 }
 
 /**

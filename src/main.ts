@@ -1,7 +1,9 @@
 import { networkInterfaces } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { main } from './cli.js';
 import { hasGlobalIpv6 } from './interfaces.js';
 import { runCommand } from './iptables.js';
+import { validateRedirect } from './validate.js';
 
 // The only module that touches `process`.
 process.exitCode = await main(process.argv.slice(2), process.env, {
@@ -9,4 +11,8 @@ process.exitCode = await main(process.argv.slice(2), process.env, {
   hasGlobalIpv6: () => hasGlobalIpv6(networkInterfaces()),
   stdout: (text) => process.stdout.write(text),
   stderr: (text) => process.stderr.write(text),
+  sleep: (ms) => sleep(ms),
+  now: () => new Date(),
+  validate: (config) =>
+    validateRedirect(config, { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 }),
 });

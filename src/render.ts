@@ -56,13 +56,14 @@ export function restoreCommandFor(family: Family): string {
  * apply feeds this string; nothing else produces restore text.
  */
 export function renderRestore(tx: Transaction): string {
-  const { plan, prefix } = tx;
+  const { prefix } = tx;
   const lines = [
-    `# mesh-init: ${plan.family} nat rules for ${restoreCommandFor(plan.family)} --noflush`,
+    `# mesh-init: ${tx.family} nat ${tx.purpose} for ${restoreCommandFor(tx.family)} --noflush`,
     '*nat',
-    ...plan.chains.map((chain) => `:${chainName(prefix, chain)} - [0:0]`),
+    ...tx.declare.map((chain) => `:${chainName(prefix, chain)} - [0:0]`),
     ...tx.unhook.map((rule) => `-D ${rule.chain} ${rule.spec}`),
     ...tx.rules.map((rule) => renderRule(rule, prefix)),
+    ...tx.remove.map((chain) => `-X ${chainName(prefix, chain)}`),
     'COMMIT',
   ];
   return `${lines.join('\n')}\n`;

@@ -1,0 +1,58 @@
+import type { Config } from './config.js';
+
+/** One line per event on stderr: `mesh-init: <message>`, or a JSON object per line. */
+export interface Logger {
+  info(event: string, message: string, fields?: Readonly<Record<string, unknown>>): void;
+  error(event: string, message: string, fields?: Readonly<Record<string, unknown>>): void;
+}
+
+export function createLogger(
+  format: 'text' | 'json',
+  write: (line: string) => void,
+  now: () => Date,
+): Logger {
+  const emit =
+    (level: 'info' | 'error') =>
+    (event: string, message: string, fields: Readonly<Record<string, unknown>> = {}) => {
+      if (format === 'text') write(`mesh-init: ${message}\n`);
+      else {
+        const line = { time: now().toISOString(), level, event, msg: message, ...fields };
+        write(`${JSON.stringify(line)}\n`);
+      }
+    };
+  return { info: emit('info'), error: emit('error') };
+}
+
+const list = (items: readonly (number | string)[]) => items.join(',');
+
+/** The effective configuration, as the flags a user would write. */
+export function describeConfig(config: Config): Record<string, string> {
+  const ports = (s: Config['inboundPorts']) =>
+    s.kind === 'all' ? '*' : s.kind === 'none' ? '' : list(s.ports);
+  const include = config.outboundIncludeCidrs;
+  const cidrs = (items: readonly { address: string; prefix: number }[]) =>
+    list(items.map((c) => `${c.address}/${c.prefix}`));
+  return {
+    mode: config.dryRun ? `${config.mode} (dry-run)` : config.mode,
+    'proxy-port': String(config.proxyPort),
+    'inbound-capture-port': String(config.inboundCapturePort),
+    'proxy-uid': list(config.proxyUids),
+    'proxy-gid': list(config.proxyGids),
+    'inbound-ports': ports(config.inboundPorts),
+    'inbound-exclude-ports': list(config.inboundExcludePorts),
+    'outbound-include-cidrs':
+      include.kind === 'all' ? '*' : include.kind === 'none' ? '' : cidrs(include.cidrs),
+    'outbound-exclude-cidrs': cidrs(config.outboundExcludeCidrs),
+    'outbound-exclude-ports': list(config.outboundExcludePorts),
+    'outbound-include-ports': list(config.outboundIncludePorts),
+    ipv6: String(config.ipv6),
+    'iptables-backend': config.backend,
+    'chain-prefix': config.chainPrefix,
+  };
+}
+
+export function formatConfig(config: Config): string {
+  return Object.entries(describeConfig(config))
+    .map(([key, value]) => `${key}=${value === '' ? '""' : value}`)
+    .join(' ');
+}
