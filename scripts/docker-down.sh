@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Stops the dockerd that scripts/docker-up.sh started, by the pid it recorded.
-# An engine that docker-up.sh found already running is left alone.
+# An engine that docker-up.sh did not start has no such record and is left alone.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -15,7 +15,7 @@ if [[ ! -s $pidfile ]]; then
 fi
 
 pid=$(cat "$pidfile")
-if ! kill -0 "$pid" 2>/dev/null; then
+if [[ $(cat "/proc/$pid/comm" 2>/dev/null) != dockerd ]]; then
   log "dockerd $pid is already gone"
   rm -f "$pidfile"
   exit 0

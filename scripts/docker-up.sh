@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Starts a Docker engine for the container suite on a machine without systemd,
 # as root. Idempotent: an engine that already answers `docker info` is reused
-# (and scripts/docker-down.sh then leaves it alone).
+# and left as it is. scripts/docker-down.sh stops only a dockerd this script
+# started (.ci/run calls it only when it had to start one).
 #
 # Why a runc wrapper: privileged containers ask runc for every capability, and
 # this kind of machine's capability bounding set lacks some (CAP_SYS_RESOURCE),
@@ -20,8 +21,7 @@ mkdir -p "$state"
 log() { printf 'docker-up: %s\n' "$*" >&2; }
 
 if docker info >/dev/null 2>&1; then
-  rm -f "$state/dockerd.pid"
-  log "reusing the Docker engine that is already running (docker-down.sh will not stop it)"
+  log "reusing the Docker engine that is already running (pid $(cat /var/run/docker.pid 2>/dev/null || echo unknown))"
   exit 0
 fi
 
@@ -94,6 +94,12 @@ cat >"$state/daemon.json" <<EOF
   "log-driver": "json-file"
 }
 EOF
+
+# A pid file left by a dockerd that was killed names a pid that may since be
+# another process's, and dockerd refuses to start while that pid is alive.
+if [[ -s /var/run/docker.pid ]] && [[ $(cat "/proc/$(cat /var/run/docker.pid)/comm" 2>/dev/null) != dockerd ]]; then
+  rm -f /var/run/docker.pid
+fi
 
 log "starting dockerd (log: $state/dockerd.log)"
 rm -f "$state/dockerd.pid"
