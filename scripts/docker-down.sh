@@ -3,8 +3,7 @@
 # An engine that docker-up.sh did not start has no such record and is left alone.
 set -euo pipefail
 
-repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-state=${MESH_INIT_CI_DIR:-$repo/.ci-work/docker}
+state=${MESH_INIT_CI_DIR:-/var/lib/mesh-init-ci}
 pidfile=$state/dockerd.pid
 
 log() { printf 'docker-down: %s\n' "$*" >&2; }

@@ -10,12 +10,13 @@
 # wrapper drops, from the OCI spec it is handed, exactly the capabilities the
 # machine's bounding set lacks, then execs the real runc.
 #
-# State lives in $MESH_INIT_CI_DIR (default: <repo>/.ci-work/docker):
-#   daemon.json, runc-wrapper, dockerd.log, and dockerd.pid (only when we started it).
+# State lives in $MESH_INIT_CI_DIR (default /var/lib/mesh-init-ci: the engine is
+# one per machine, whichever clone started it, and nothing lands in the work
+# tree for the linter to find): daemon.json, runc-wrapper, dockerd.log, and
+# dockerd.pid (only when this script started the engine).
 set -euo pipefail
 
-repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-state=${MESH_INIT_CI_DIR:-$repo/.ci-work/docker}
+state=${MESH_INIT_CI_DIR:-/var/lib/mesh-init-ci}
 mkdir -p "$state"
 
 log() { printf 'docker-up: %s\n' "$*" >&2; }
