@@ -28,6 +28,8 @@ export interface Deps {
   readonly now: () => Date;
   /** --run-validation: probes the capture in this namespace. */
   readonly validate: (config: Config) => Promise<ValidationResult>;
+  /** In [0, 1): spreads retries of runs that collided. */
+  readonly random: () => number;
 }
 
 export function familiesFor(config: Config, hasGlobalIpv6: () => boolean): Family[] {
@@ -104,9 +106,18 @@ export function planFamilies(
 
 /**
  * Applies each family's transaction. When a later family fails, the earlier ones
- * are put back exactly as they were read, so a pod is never left half-captured.
+ * are put back exactly as they were before this run (`before`, their saved nat
+ * sections, restored without --noflush), so a pod is never left half-captured —
+ * unless the failure will be retried anyway (`retrying`), which converges instead.
  */
-async function applyAll(config: Config, live: Live, txs: Transaction[], deps: Deps) {
+async function applyAll(
+  config: Config,
+  live: Live,
+  before: Live,
+  txs: Transaction[],
+  deps: Deps,
+  retrying: (error: unknown) => boolean,
+) {
   const options = { retry: config.retry, sleep: deps.sleep };
   const done: Family[] = [];
   for (const tx of txs) {
@@ -117,12 +128,12 @@ async function applyAll(config: Config, live: Live, txs: Transaction[], deps: De
       });
       done.push(tx.family);
     } catch (error) {
-      if (!(error instanceof MeshInitError) || done.length === 0) throw error;
+      if (!(error instanceof MeshInitError) || done.length === 0 || retrying(error)) throw error;
       const notes: string[] = [];
       for (const family of done) {
         try {
-          const before = natSection(live.saved.get(family) ?? '');
-          await restore(deps.run, live.choice.backend, family, before, {
+          const saved = natSection(before.saved.get(family) ?? '');
+          await restore(deps.run, live.choice.backend, family, saved, {
             ...options,
             noflush: false,
           });
@@ -216,7 +227,14 @@ export async function runMeshInit(config: Config, deps: Deps, log: Logger): Prom
   }
 
   if (config.mode === 'cleanup') {
-    await applyAll(config, live, planFamilies(config, families, live.states), deps);
+    await applyAll(
+      config,
+      live,
+      live,
+      planFamilies(config, families, live.states),
+      deps,
+      () => false,
+    );
     log.info('cleaned', `removed mesh-init's chains and jumps from ${families.join(' and ')}`, {
       families,
     });
@@ -227,13 +245,23 @@ export async function runMeshInit(config: Config, deps: Deps, log: Logger): Prom
   if (families.includes('ipv6')) {
     await addPassthroughAddress(deps.run, INBOUND_PASSTHROUGH.ipv6.address);
   }
+  const before = live;
   for (let attempt = 1; ; attempt++) {
     const txs = planFamilies(config, families, live.states);
-    await applyAll(config, live, txs, deps);
-    // Another run may have read the same old state and added its hooks too: read
-    // back, and reconcile again from what is really there until it holds.
-    live = await reread(live, families, deps.run);
-    const drift = driftOf(config, families, live);
+    // A jump read moments ago that is already gone: another run got there first.
+    const retrying = (error: unknown) =>
+      error instanceof RestoreError && error.stale && attempt <= config.retry.maxRetries;
+    let drift: string[];
+    try {
+      await applyAll(config, live, before, txs, deps, retrying);
+      // Another run may have read the same old state and added its hooks too: read
+      // back, and reconcile again from what is really there until it holds.
+      live = await reread(live, families, deps.run);
+      drift = driftOf(config, families, live);
+    } catch (error) {
+      if (!retrying(error)) throw error;
+      drift = [(error as Error).message];
+    }
     if (drift.length === 0) {
       const applied = txs.map((tx) => `${tx.family} (${tx.rules.length} rules)`).join(' and ');
       log.info('applied', `applied ${applied} with the ${live.choice.backend} backend${ipv6Note}`, {
@@ -243,7 +271,11 @@ export async function runMeshInit(config: Config, deps: Deps, log: Logger): Prom
       });
       break;
     }
-    if (attempt > config.retry.maxRetries) {
+    if (attempt <= config.retry.maxRetries) {
+      // Runs that collided tend to collide again in step; a random pause breaks the step.
+      await deps.sleep(Math.round(deps.random() * config.retry.intervalMs));
+      live = await reread(live, families, deps.run);
+    } else {
       throw new SettleError(
         `the rules did not hold after ${attempt} tries; something keeps changing them:\n${drift.join('\n')}`,
       );

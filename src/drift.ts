@@ -1,29 +1,9 @@
-import { chainName, isHook, liveHooks } from './reconcile.js';
+import { isHook, liveHooks } from './reconcile.js';
 import { renderRule } from './render.js';
-import type { NatPlan } from './rules.js';
-import { type NatState, tokenize } from './state.js';
+import { chainName, type NatPlan } from './rules.js';
+import { canonicalRule, type NatState } from './state.js';
 
-/**
- * A rule in a form that does not depend on how it was written: iptables-save adds
- * the implicit `-m tcp`, moves `-s`/`-d` ahead of `-o`, and drops quotes. The
- * option groups (`! -d 127.0.0.1/32`, `--uid-owner 1337`, …) are sorted.
- */
-export function canonicalRule(chain: string, spec: string): string {
-  const tokens = tokenize(spec);
-  const groups: string[][] = [];
-  for (let i = 0; i < tokens.length; i++) {
-    const token = tokens[i] ?? '';
-    if (token === '-m' && (tokens[i + 1] === 'tcp' || tokens[i + 1] === 'udp')) {
-      i++;
-      continue;
-    }
-    const last = groups.at(-1);
-    const startsGroup = token === '!' || (token.startsWith('-') && last?.at(-1) !== '!');
-    if (startsGroup || last === undefined) groups.push([token]);
-    else last.push(token);
-  }
-  return [chain, ...groups.map((group) => group.join(' ')).sort()].join(' ');
-}
+export { canonicalRule };
 
 interface Line {
   readonly canonical: string;

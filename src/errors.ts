@@ -19,6 +19,15 @@ export class BackendError extends MeshInitError {
 /** `*-restore` refused the ruleset. The restore is one transaction: nothing of it applied. */
 export class RestoreError extends MeshInitError {
   readonly exitCode = 4;
+  /**
+   * It failed on a `-D` of a jump that was live when mesh-init read the table: another
+   * program (often another mesh-init run) changed it meanwhile. Reading again helps.
+   */
+  readonly stale: boolean;
+  constructor(message: string, options: { stale?: boolean } = {}) {
+    super(message);
+    this.stale = options.stale ?? false;
+  }
 }
 
 export const EXIT_OK = 0;

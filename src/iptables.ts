@@ -125,6 +125,7 @@ export async function restore(
         `${file} rejected the ${family} rules (nothing of them was applied): ${describeFailure(result)}`,
         ...(offending === undefined ? [] : [`  line ${lineNumber}: ${offending}`]),
       ].join('\n'),
+      { stale: offending?.startsWith('-D ') ?? false },
     );
   }
 }

@@ -13,6 +13,7 @@ process.exitCode = await main(process.argv.slice(2), process.env, {
   stderr: (text) => process.stderr.write(text),
   sleep: (ms) => sleep(ms),
   now: () => new Date(),
+  random: Math.random,
   validate: (config) =>
     validateRedirect(config, { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 }),
 });

@@ -1,12 +1,15 @@
+import { renderRule } from './render.js';
 import {
-  type ChainRef,
+  chainName,
   type Family,
   type NatPlan,
   OWNED_CHAINS,
   type OwnedChain,
   type Rule,
 } from './rules.js';
-import type { LiveRule, NatState } from './state.js';
+import { canonicalRule, type LiveRule, type NatState } from './state.js';
+
+export { chainName };
 
 /** Chains of the nat table that the kernel provides; jumps from them into owned chains are mesh-init's. */
 const KERNEL_CHAINS: readonly string[] = ['PREROUTING', 'INPUT', 'OUTPUT', 'POSTROUTING'];
@@ -30,11 +33,6 @@ export interface Transaction {
   readonly remove: readonly OwnedChain[];
 }
 
-export function chainName(prefix: string, chain: ChainRef | OwnedChain): string {
-  if (typeof chain === 'string') return `${prefix}${chain}`;
-  return chain.kind === 'builtin' ? chain.name : `${prefix}${chain.name}`;
-}
-
 /** The live jumps from the kernel's chains into the given owned chains. */
 export function liveHooks(
   live: NatState,
@@ -50,14 +48,31 @@ export function liveHooks(
 
 export const isHook = (rule: Rule): boolean => rule.chain.kind === 'builtin';
 
+/** Both lists hold the same rules, whatever their order and spelling. */
+function sameRules(planned: readonly Rule[], live: readonly LiveRule[], prefix: string): boolean {
+  const canonical = (chain: string, text: string) =>
+    canonicalRule(chain, text.slice(`-A ${chain} `.length));
+  const want = planned
+    .map((rule) => canonical(chainName(prefix, rule.chain), renderRule(rule, prefix)))
+    .sort();
+  const have = live.map((rule) => canonicalRule(rule.chain, rule.spec)).sort();
+  return want.length === have.length && want.every((rule, i) => rule === have[i]);
+}
+
 export function planTransaction(plan: NatPlan, live: NatState, prefix: string): Transaction {
+  const hooks = plan.rules.filter(isHook);
+  const liveJumps = liveHooks(live, prefix, plan.chains);
+  // Jumps that are already exactly right stay where they are: re-runs (and runs racing
+  // each other) then touch only the owned chains, and never -D a jump that another run
+  // removed a moment ago.
+  const keepHooks = liveJumps.length > 0 && sameRules(hooks, liveJumps, prefix);
   return {
     family: plan.family,
     purpose: 'rules',
     prefix,
     declare: plan.chains,
-    unhook: liveHooks(live, prefix, plan.chains),
-    rules: [...plan.rules.filter((rule) => !isHook(rule)), ...plan.rules.filter(isHook)],
+    unhook: keepHooks ? [] : liveJumps,
+    rules: [...plan.rules.filter((rule) => !isHook(rule)), ...(keepHooks ? [] : hooks)],
     remove: [],
   };
 }

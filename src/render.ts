@@ -1,5 +1,5 @@
-import { chainName, type Transaction } from './reconcile.js';
-import type { Cidr, Family, Match, Rule, Target } from './rules.js';
+import type { Transaction } from './reconcile.js';
+import { type Cidr, chainName, type Family, type Match, type Rule, type Target } from './rules.js';
 
 const cidr = (c: Cidr) => `${c.address}/${c.prefix}`;
 const not = (negate: boolean | undefined) => (negate ? '! ' : '');

@@ -59,3 +59,9 @@ export interface NatPlan {
   readonly chains: readonly OwnedChain[];
   readonly rules: readonly Rule[];
 }
+
+/** The kernel's name of a chain: built-in chains as they are, owned ones behind the prefix. */
+export function chainName(prefix: string, chain: ChainRef | OwnedChain): string {
+  if (typeof chain === 'string') return `${prefix}${chain}`;
+  return chain.kind === 'builtin' ? chain.name : `${prefix}${chain.name}`;
+}

@@ -77,3 +77,25 @@ export function parseNatState(save: string): NatState {
 export function countRules(save: string): number {
   return save.split('\n').filter((line) => line.startsWith('-A ')).length;
 }
+
+/**
+ * A rule in a form that does not depend on how it was written: iptables-save adds
+ * the implicit `-m tcp`, moves `-s`/`-d` ahead of `-o`, and drops quotes. The
+ * option groups (`! -d 127.0.0.1/32`, `--uid-owner 1337`, …) are sorted.
+ */
+export function canonicalRule(chain: string, spec: string): string {
+  const tokens = tokenize(spec);
+  const groups: string[][] = [];
+  for (let i = 0; i < tokens.length; i++) {
+    const token = tokens[i] ?? '';
+    if (token === '-m' && (tokens[i + 1] === 'tcp' || tokens[i + 1] === 'udp')) {
+      i++;
+      continue;
+    }
+    const last = groups.at(-1);
+    const startsGroup = token === '!' || (token.startsWith('-') && last?.at(-1) !== '!');
+    if (startsGroup || last === undefined) groups.push([token]);
+    else last.push(token);
+  }
+  return [chain, ...groups.map((group) => group.join(' ')).sort()].join(' ');
+}

@@ -176,7 +176,12 @@ export class Pod {
   /** Runs a restore of foreign rules in the pod (rules "others" put there). */
   async restoreForeign(backend: 'legacy' | 'nft', family: Family, text: string): Promise<void> {
     const tool = `${family === 'ipv4' ? 'iptables' : 'ip6tables'}-${backend}-restore`;
-    await execa('ip', ['netns', 'exec', this.pod, tool, '--noflush'], { input: text });
+    await execa('ip', ['netns', 'exec', this.pod, tool, '--noflush', '--wait=10'], { input: text });
+  }
+
+  /** A default route through the peer, as a pod has (the validation probe needs a route). */
+  async addDefaultRoute(): Promise<void> {
+    await execa('ip', ['-n', this.pod, 'route', 'add', 'default', 'via', ADDRESSES.ipv4.peer]);
   }
 
   async destroy(): Promise<void> {
