@@ -45,7 +45,20 @@ const DEFAULTS: Config = {
   ipv6: 'auto',
   backend: 'auto',
   chainPrefix: 'ISTIO_',
+  mode: 'apply',
+  validate: false,
+  skipRuleApply: false,
+  retry: { waitSeconds: 10, maxRetries: 3, intervalMs: 1000 },
+  probe: { address: '192.0.2.1', port: 15002, timeoutMs: 5000 },
+  logFormat: 'text',
 };
+
+const retry = (overrides: Partial<Config['retry']>) => ({
+  retry: { ...DEFAULTS.retry, ...overrides },
+});
+const probe = (overrides: Partial<Config['probe']>) => ({
+  probe: { ...DEFAULTS.probe, ...overrides },
+});
 
 const v4 = (address: string, prefix: number) => ({ family: 'ipv4', address, prefix }) as const;
 const v6 = (address: string, prefix: number) => ({ family: 'ipv6', address, prefix }) as const;
@@ -214,6 +227,46 @@ describe('good values', () => {
         chainPrefix: 'ABCDEFGHIJKLMNOPQ',
       },
     ],
+    ['--wait 0 = do not wait', ['--wait', '0'], retry({ waitSeconds: 0 })],
+    ['--wait=30', ['--wait=30'], retry({ waitSeconds: 30 })],
+    ['--wait highest', ['--wait', '3600'], retry({ waitSeconds: 3600 })],
+    ['--wait blanks', ['--wait', ' 5 '], retry({ waitSeconds: 5 })],
+    ['--max-retries 0 = try once', ['--max-retries', '0'], retry({ maxRetries: 0 })],
+    ['--max-retries highest', ['--max-retries', '100'], retry({ maxRetries: 100 })],
+    ['--retry-interval 0', ['--retry-interval', '0'], retry({ intervalMs: 0 })],
+    ['--retry-interval decimal', ['--retry-interval', '0.25'], retry({ intervalMs: 250 })],
+    ['--retry-interval 1.5', ['--retry-interval', '1.5'], retry({ intervalMs: 1500 })],
+    ['--retry-interval highest', ['--retry-interval', '60'], retry({ intervalMs: 60000 })],
+    ['--retry-interval milliseconds', ['--retry-interval', '0.001'], retry({ intervalMs: 1 })],
+    [
+      'all three retry flags',
+      ['--wait', '2', '--max-retries', '5', '--retry-interval', '0.1'],
+      retry({ waitSeconds: 2, maxRetries: 5, intervalMs: 100 }),
+    ],
+    ['--probe-address', ['--probe-address', '10.0.0.1'], probe({ address: '10.0.0.1' })],
+    ['--probe-address blanks', ['--probe-address', ' 10.0.0.2 '], probe({ address: '10.0.0.2' })],
+    ['--probe-port', ['--probe-port', '8080'], probe({ port: 8080 })],
+    ['--probe-timeout decimal', ['--probe-timeout', '0.5'], probe({ timeoutMs: 500 })],
+    ['--probe-timeout highest', ['--probe-timeout', '300'], probe({ timeoutMs: 300000 })],
+    ['--log-format json', ['--log-format', 'json'], { logFormat: 'json' }],
+    ['--log-format text', ['--log-format=text'], { logFormat: 'text' }],
+    ['--cleanup', ['--cleanup'], { mode: 'cleanup' }],
+    ['--check', ['--check'], { mode: 'check' }],
+    ['--no-cleanup', ['--no-cleanup'], {}],
+    ['--cleanup with --no-check', ['--cleanup', '--no-check'], { mode: 'cleanup' }],
+    [
+      '--cleanup --dry-run prints the cleanup',
+      ['--cleanup', '--dry-run'],
+      { mode: 'cleanup', dryRun: true },
+    ],
+    ['--check --dry-run=false', ['--check', '--dry-run=false'], { mode: 'check' }],
+    ['--run-validation', ['--run-validation'], { validate: true }],
+    [
+      '--skip-rule-apply with --run-validation',
+      ['--skip-rule-apply', '--run-validation'],
+      { validate: true, skipRuleApply: true },
+    ],
+    ['--skip-rule-apply=false alone', ['--skip-rule-apply=false'], {}],
   ])('%s', async (_name, argv, expected) => {
     expect(await configFrom(argv)).toEqual({ ...DEFAULTS, ...expected });
   });
@@ -243,6 +296,12 @@ describe('bad values', () => {
     `invalid --${flag}: expected a prefix length 0-${bits} after the "/", got "${got}"`;
   const include = 'outbound-include-cidrs';
   const exclude = 'outbound-exclude-cidrs';
+  const integer = (flag: string, max: number, got: string) =>
+    `invalid --${flag}: expected an integer 0-${max}, got "${got}"`;
+  const seconds = (flag: string, min: string, max: number, got: string) =>
+    `invalid --${flag}: expected a number of seconds, ${min} to ${max}, got "${got}"`;
+  const address = (got: string) =>
+    `invalid --probe-address: expected an IPv4 address such as 192.0.2.1, got "${got}"`;
 
   it.each<[string[], string]>([
     [['-p', '0'], port('proxy-port', '0')],
@@ -362,6 +421,41 @@ describe('bad values', () => {
       ['-x', 'fd00::1', '--no-ipv6'],
       'conflicting --outbound-exclude-cidrs and --ipv6: IPv6 CIDR "fd00::1/128" given but IPv6 capture is off',
     ],
+    [['--wait', '-1'], integer('wait', 3600, '-1')],
+    [['--wait', '3601'], integer('wait', 3600, '3601')],
+    [['--wait', '1.5'], integer('wait', 3600, '1.5')],
+    [['--wait', '010'], integer('wait', 3600, '010')],
+    [['--wait', 'forever'], integer('wait', 3600, 'forever')],
+    [['--wait', ''], integer('wait', 3600, '')],
+    [['--wait'], integer('wait', 3600, '')],
+    [['--max-retries', '101'], integer('max-retries', 100, '101')],
+    [['--max-retries', '-1'], integer('max-retries', 100, '-1')],
+    [['--max-retries', '2.5'], integer('max-retries', 100, '2.5')],
+    [['--retry-interval', '61'], seconds('retry-interval', '0', 60, '61')],
+    [['--retry-interval', '-1'], seconds('retry-interval', '0', 60, '-1')],
+    [['--retry-interval', '.5'], seconds('retry-interval', '0', 60, '.5')],
+    [['--retry-interval', '1.'], seconds('retry-interval', '0', 60, '1.')],
+    [['--retry-interval', '1e3'], seconds('retry-interval', '0', 60, '1e3')],
+    [['--retry-interval', '500ms'], seconds('retry-interval', '0', 60, '500ms')],
+    [['--retry-interval', ''], seconds('retry-interval', '0', 60, '')],
+    [['--probe-timeout', '0'], seconds('probe-timeout', 'above 0', 300, '0')],
+    [['--probe-timeout', '0.0'], seconds('probe-timeout', 'above 0', 300, '0.0')],
+    [['--probe-timeout', '301'], seconds('probe-timeout', 'above 0', 300, '301')],
+    [['--probe-timeout', '5s'], seconds('probe-timeout', 'above 0', 300, '5s')],
+    [['--probe-port', '0'], port('probe-port', '0')],
+    [['--probe-port', '70000'], port('probe-port', '70000')],
+    [['--probe-port', 'http'], port('probe-port', 'http')],
+    [['--probe-address', '192.0.2'], address('192.0.2')],
+    [['--probe-address', '300.1.1.1'], address('300.1.1.1')],
+    [['--probe-address', '::1'], address('::1')],
+    [['--probe-address', '192.0.2.1/32'], address('192.0.2.1/32')],
+    [['--probe-address', 'example.com'], address('example.com')],
+    [['--probe-address', ''], address('')],
+    [['--log-format', 'xml'], 'invalid --log-format: expected one of text, json, got "xml"'],
+    [['--log-format', 'JSON'], 'invalid --log-format: expected one of text, json, got "JSON"'],
+    [['--log-format', ''], 'invalid --log-format: expected one of text, json, got ""'],
+    [['--wait', '1', '--wait', '2'], 'invalid --wait: given more than once'],
+    [['--cleanup', '--no-cleanup'], 'invalid --cleanup: given more than once'],
   ])('%j', async (argv, message) => {
     expect((await usageErrorFrom(argv)).message).toBe(message);
   });
@@ -392,7 +486,8 @@ describe('environment variables', () => {
   /** One good and one bad value per flag, and where the good one lands in the config. */
   const CASES: Record<
     string,
-    { good: string; expect: Partial<Config>; bad: string; says: string }
+    /** `with`: other variables the good value needs to be valid. */
+    { good: string; with?: Env; expect: Partial<Config>; bad: string; says: string }
   > = {
     'proxy-port': {
       good: '15002',
@@ -484,6 +579,73 @@ describe('environment variables', () => {
       bad: '_MESH',
       says: 'expected letters, digits, "_" or "-", starting with a letter, got "_MESH"',
     },
+    wait: {
+      good: '0',
+      expect: retry({ waitSeconds: 0 }),
+      bad: '-1',
+      says: 'expected an integer 0-3600, got "-1"',
+    },
+    'max-retries': {
+      good: '7',
+      expect: retry({ maxRetries: 7 }),
+      bad: '1000',
+      says: 'expected an integer 0-100, got "1000"',
+    },
+    'retry-interval': {
+      good: '2.5',
+      expect: retry({ intervalMs: 2500 }),
+      bad: '1s',
+      says: 'expected a number of seconds, 0 to 60, got "1s"',
+    },
+    cleanup: {
+      good: 'true',
+      expect: { mode: 'cleanup' },
+      bad: 'yes',
+      says: 'expected true, false, 1 or 0, got "yes"',
+    },
+    check: {
+      good: '1',
+      expect: { mode: 'check' },
+      bad: 'on',
+      says: 'expected true, false, 1 or 0, got "on"',
+    },
+    'run-validation': {
+      good: 'TRUE',
+      expect: { validate: true },
+      bad: '2',
+      says: 'expected true, false, 1 or 0, got "2"',
+    },
+    'skip-rule-apply': {
+      good: 'true',
+      with: { MESH_INIT_RUN_VALIDATION: 'true' },
+      expect: { validate: true, skipRuleApply: true },
+      bad: 'y',
+      says: 'expected true, false, 1 or 0, got "y"',
+    },
+    'probe-address': {
+      good: '10.0.0.1',
+      expect: probe({ address: '10.0.0.1' }),
+      bad: 'fd00::1',
+      says: 'expected an IPv4 address such as 192.0.2.1, got "fd00::1"',
+    },
+    'probe-port': {
+      good: '9090',
+      expect: probe({ port: 9090 }),
+      bad: '0',
+      says: 'expected an integer 1-65535, got "0"',
+    },
+    'probe-timeout': {
+      good: '0.75',
+      expect: probe({ timeoutMs: 750 }),
+      bad: '0',
+      says: 'expected a number of seconds, above 0 to 300, got "0"',
+    },
+    'log-format': {
+      good: 'json',
+      expect: { logFormat: 'json' },
+      bad: 'yaml',
+      says: 'expected one of text, json, got "yaml"',
+    },
   };
 
   const byVariable = FLAGS.flatMap((flag) =>
@@ -514,7 +676,10 @@ describe('environment variables', () => {
   it.each(byVariable)('$variable sets --$flag', async ({ flag, variable }) => {
     const c = CASES[flag];
     if (c === undefined) throw new Error(`no case for --${flag}`);
-    expect(await configFrom([], { [variable]: c.good })).toEqual({ ...DEFAULTS, ...c.expect });
+    expect(await configFrom([], { ...c.with, [variable]: c.good })).toEqual({
+      ...DEFAULTS,
+      ...c.expect,
+    });
   });
 
   it.each(byVariable)('a bad $variable is named in the message', async ({ flag, variable }) => {
@@ -609,5 +774,73 @@ describe('environment variables', () => {
   it('an empty MESH_INIT_IPV6 does not silently turn IPv6 capture on', async () => {
     const outcome = await configFrom([], { MESH_INIT_IPV6: '' }).catch((error: unknown) => error);
     expect(outcome instanceof UsageError || (outcome as Config).ipv6 === 'auto').toBe(true);
+  });
+});
+
+describe('modes that do not go together', () => {
+  const choose = (a: string, b: string) => `conflicting ${a} and ${b}: choose one`;
+  const skipAlone = (origin: string) =>
+    `invalid ${origin}: it only goes with --run-validation (there would be nothing to do)`;
+
+  it.each<[string[], Env, string]>([
+    [['--cleanup', '--check'], {}, choose('--cleanup', '--check')],
+    [['--check', '--cleanup'], {}, choose('--cleanup', '--check')],
+    [['--check', '--dry-run'], {}, choose('--check', '--dry-run')],
+    [['--check', '-n'], {}, choose('--check', '--dry-run')],
+    [['--run-validation', '--cleanup'], {}, choose('--run-validation', '--cleanup')],
+    [['--run-validation', '--check'], {}, choose('--run-validation', '--check')],
+    [['--run-validation', '--dry-run'], {}, choose('--run-validation', '--dry-run')],
+    [
+      ['--run-validation', '--skip-rule-apply', '--dry-run'],
+      {},
+      choose('--run-validation', '--dry-run'),
+    ],
+    [['--skip-rule-apply'], {}, skipAlone('--skip-rule-apply')],
+    [['--skip-rule-apply', '--cleanup'], {}, skipAlone('--skip-rule-apply')],
+    [['--skip-rule-apply', '--no-run-validation'], {}, skipAlone('--skip-rule-apply')],
+    [
+      ['--check'],
+      { MESH_INIT_CLEANUP: 'true' },
+      choose('--cleanup (from MESH_INIT_CLEANUP)', '--check'),
+    ],
+    [
+      [],
+      { MESH_INIT_CHECK: '1', MESH_INIT_DRY_RUN: '1' },
+      choose('--check (from MESH_INIT_CHECK)', '--dry-run (from MESH_INIT_DRY_RUN)'),
+    ],
+    [
+      ['--cleanup'],
+      { MESH_INIT_RUN_VALIDATION: 'true' },
+      choose('--run-validation (from MESH_INIT_RUN_VALIDATION)', '--cleanup'),
+    ],
+    [
+      [],
+      { MESH_INIT_SKIP_RULE_APPLY: 'true' },
+      skipAlone('--skip-rule-apply (from MESH_INIT_SKIP_RULE_APPLY)'),
+    ],
+  ])('%j %j', async (argv, env, message) => {
+    expect((await usageErrorFrom(argv, env)).message).toBe(message);
+  });
+
+  it.each<[string[], Env]>([
+    [['--cleanup', '--check=false'], {}],
+    [['--check'], { MESH_INIT_CLEANUP: 'false' }],
+    [['--check'], { MESH_INIT_DRY_RUN: '0' }],
+    [['--run-validation', '--no-dry-run'], {}],
+    [['--skip-rule-apply'], { MESH_INIT_RUN_VALIDATION: '1' }],
+    // A flag beats its variable, so the variable's value takes no part in a conflict.
+    [['--no-cleanup', '--check'], { MESH_INIT_CLEANUP: 'true' }],
+  ])('%j %j is no conflict', async (argv, env) => {
+    await expect(configFrom(argv, env)).resolves.toBeDefined();
+  });
+});
+
+describe('numbers of seconds', () => {
+  // config.ts checks "above 0" before rounding to milliseconds, so a timeout below half
+  // a millisecond passes as "above 0" and becomes timeoutMs 0: the probe's timer fires
+  // at once and --run-validation fails with "no answer ... within 0 ms".
+  it.fails('--probe-timeout never becomes 0 ms', async () => {
+    const outcome = await configFrom(['--probe-timeout', '0.0001']).catch((e: unknown) => e);
+    expect(outcome instanceof UsageError || (outcome as Config).probe.timeoutMs > 0).toBe(true);
   });
 });
