@@ -2,13 +2,18 @@
  * Reconciliation: which live rules a run deletes (only mesh-init's hooks in the
  * kernel's chains) and in which order the planned rules are appended.
  */
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parseCommandLine } from '../src/args.js';
 import { type Config, validateConfig } from '../src/config.js';
 import { planRules } from '../src/plan.js';
-import { chainName, planTransaction } from '../src/reconcile.js';
+import { chainName, liveHooks, planCleanup, planTransaction } from '../src/reconcile.js';
 import { renderRestore } from '../src/render.js';
+import { type NatPlan, OWNED_CHAINS } from '../src/rules.js';
 import { EMPTY_STATE, type NatState, parseNatState } from '../src/state.js';
+
+const fixture = (name: string) =>
+  readFileSync(new URL(`./fixtures/${name}`, import.meta.url), 'utf8');
 
 async function configFrom(argv: readonly string[]): Promise<Config> {
   const parsed = await parseCommandLine(argv, {});
@@ -25,6 +30,13 @@ function natState(...rules: string[]): NatState {
 }
 
 const DEFAULT = await configFrom([]);
+
+/** The config of the `*-varied.txt` fixtures (see drift.test.ts). */
+const VARIED = [
+  ...['-z', '15006', '-u', '1337,0', '-g', '1338', '-b', '8080,9090', '-d', '22'],
+  ...['-o', '53,3306', '-q', '443', '-i', '10.96.0.0/12,fd00:10:96::/112'],
+  ...['-x', '10.96.0.1,fd00:10:96::1', '--ipv6', 'true'],
+];
 
 const unhooked = (state: NatState, prefix = 'ISTIO_') =>
   planTransaction(planRules(DEFAULT, 'ipv4'), state, prefix).unhook.map(
@@ -87,7 +99,7 @@ describe('unhook', () => {
     expect(planTransaction(planRules(DEFAULT, 'ipv4'), EMPTY_STATE, 'ISTIO_').unhook).toEqual([]);
   });
 
-  it('a re-run over its own result deletes exactly its own hooks', async () => {
+  it('a re-run over its own result keeps its hooks and refills only the owned chains', async () => {
     for (const argv of [[], ['-o', '22'], ['-b', ''], ['--chain-prefix', 'MESH_']]) {
       const config = await configFrom(argv);
       for (const family of ['ipv4', 'ipv6'] as const) {
@@ -96,9 +108,9 @@ describe('unhook', () => {
         // The restore text reads like iptables-save output of the first run's result.
         const live = parseNatState(first);
         const again = planTransaction(plan, live, config.chainPrefix);
-        const hooks = first.split('\n').filter((l) => /^-A (PREROUTING|OUTPUT) /.test(l));
-        expect(again.unhook.map((r) => `-A ${r.chain} ${r.spec}`)).toEqual(hooks);
-        expect(again.rules).toEqual(planTransaction(plan, EMPTY_STATE, config.chainPrefix).rules);
+        expect(again.unhook).toEqual([]);
+        expect(again.rules).toEqual(plan.rules.filter((r) => r.chain.kind === 'owned'));
+        expect(again.declare).toEqual(plan.chains);
       }
     }
   });
@@ -113,7 +125,10 @@ describe('order of the planned rules', () => {
       const hooks = plan.rules.filter((r) => r.chain.kind === 'builtin');
       expect(hooks.length).toBeGreaterThan(0);
       expect(tx.rules).toEqual([...owned, ...hooks]);
-      expect(tx.plan).toBe(plan);
+      expect(tx.family).toBe(plan.family);
+      expect(tx.purpose).toBe('rules');
+      expect(tx.declare).toBe(plan.chains);
+      expect(tx.remove).toEqual([]);
       expect(tx.prefix).toBe('ISTIO_');
     }
   });
@@ -135,5 +150,148 @@ describe('chainName', () => {
     ['IN_REDIRECT' as const, 'P_IN_REDIRECT'],
   ])('%j → %s', (chain, name) => {
     expect(chainName('P_', chain)).toBe(name);
+  });
+});
+
+describe('planCleanup', () => {
+  const hooksOf = (state: NatState, prefix = 'ISTIO_') =>
+    planCleanup('ipv4', state, prefix).unhook.map((r) => `-A ${r.chain} ${r.spec}`);
+
+  it.each([
+    ['iptables-legacy-save.txt'],
+    ['iptables-nft-save.txt'],
+    ['ip6tables-nft-save-nat.txt'],
+    ['iptables-legacy-save-nat-varied.txt'],
+    ['ip6tables-nft-save-nat-varied.txt'],
+  ])(
+    'over %s: declares every owned chain, unhooks every live hook, removes every owned chain',
+    (name) => {
+      const state = parseNatState(fixture(name));
+      const family = name.startsWith('ip6') ? 'ipv6' : 'ipv4';
+      const tx = planCleanup(family, state, 'ISTIO_');
+      expect(tx).toEqual({
+        family,
+        purpose: 'cleanup',
+        prefix: 'ISTIO_',
+        declare: OWNED_CHAINS,
+        unhook: liveHooks(state, 'ISTIO_', OWNED_CHAINS),
+        rules: [],
+        remove: OWNED_CHAINS,
+      });
+      // The fixtures hold mesh-init's two hooks, next to Docker's jump in OUTPUT.
+      expect(tx.unhook.map((r) => `${r.chain} -> ${r.target}`)).toEqual([
+        'PREROUTING -> ISTIO_INBOUND',
+        'OUTPUT -> ISTIO_OUTPUT',
+      ]);
+    },
+  );
+
+  it('unhooks every jump into an owned chain from any kernel chain, duplicates too, and nothing else', () => {
+    const state = natState(
+      '-A PREROUTING -p tcp -j ISTIO_INBOUND',
+      '-A OUTPUT -d 127.0.0.11/32 -j DOCKER_OUTPUT',
+      '-A OUTPUT -p tcp -j ISTIO_OUTPUT',
+      '-A PREROUTING -p tcp -j ISTIO_INBOUND',
+      '-A INPUT -j ISTIO_IN_REDIRECT',
+      '-A POSTROUTING -j ISTIO_REDIRECT',
+      '-A POSTROUTING -s 10.244.0.0/16 -j MASQUERADE',
+      '-A DOCKER_OUTPUT -j ISTIO_OUTPUT',
+      '-A OUTPUT -j MESH_OUTPUT',
+      '-A PREROUTING -j ISTIO_DIVERT',
+    );
+    expect(hooksOf(state)).toEqual([
+      '-A PREROUTING -p tcp -j ISTIO_INBOUND',
+      '-A OUTPUT -p tcp -j ISTIO_OUTPUT',
+      '-A PREROUTING -p tcp -j ISTIO_INBOUND',
+      '-A INPUT -j ISTIO_IN_REDIRECT',
+      '-A POSTROUTING -j ISTIO_REDIRECT',
+    ]);
+    expect(hooksOf(state, 'MESH_')).toEqual(['-A OUTPUT -j MESH_OUTPUT']);
+  });
+
+  it('an empty namespace: declare then remove, nothing to unhook', () => {
+    const tx = planCleanup('ipv6', EMPTY_STATE, 'MESH_');
+    expect(tx.unhook).toEqual([]);
+    expect(renderRestore(tx)).toBe(
+      [
+        '# mesh-init: ipv6 nat cleanup for ip6tables-restore --noflush',
+        '*nat',
+        ':MESH_INBOUND - [0:0]',
+        ':MESH_REDIRECT - [0:0]',
+        ':MESH_IN_REDIRECT - [0:0]',
+        ':MESH_OUTPUT - [0:0]',
+        '-X MESH_INBOUND',
+        '-X MESH_REDIRECT',
+        '-X MESH_IN_REDIRECT',
+        '-X MESH_OUTPUT',
+        'COMMIT',
+        '',
+      ].join('\n'),
+    );
+  });
+
+  it('cleans up whatever the config was: the same owned chains for every plan', async () => {
+    for (const argv of [[], ['-b', ''], ['-i', ''], ['-o', '53']]) {
+      const config = await configFrom(argv);
+      expect(planRules(config, 'ipv4').chains).toEqual(
+        planCleanup('ipv4', EMPTY_STATE, 'X_').declare,
+      );
+    }
+  });
+});
+
+describe('hooks that are already right stay in place', () => {
+  const HOOK_IN =
+    '-A PREROUTING -p tcp -m comment --comment "mesh-init: inbound TCP is checked for capture" -j ISTIO_INBOUND';
+  const HOOK_OUT =
+    '-A OUTPUT -p tcp -m comment --comment "mesh-init: outbound TCP is checked for capture" -j ISTIO_OUTPUT';
+  const DOCKER = '-A OUTPUT -d 127.0.0.11/32 -j DOCKER_OUTPUT';
+  const hooksOf = (plan: NatPlan) => plan.rules.filter((r) => r.chain.kind === 'builtin');
+
+  it.each([
+    ['default', [], 'iptables-legacy-save.txt', 'ipv4'],
+    ['default', [], 'iptables-nft-save-nat.txt', 'ipv4'],
+    ['default', [], 'ip6tables-nft-save-nat.txt', 'ipv6'],
+    ['varied', VARIED, 'iptables-legacy-save-nat-varied.txt', 'ipv4'],
+    ['varied', VARIED, 'iptables-nft-save-nat-varied.txt', 'ipv4'],
+    ['varied', VARIED, 'ip6tables-legacy-save-nat-varied.txt', 'ipv6'],
+  ] as const)(
+    '%s config over %s: nothing to unhook, no hook appended',
+    async (_n, argv, save, family) => {
+      const plan = planRules(await configFrom(argv), family);
+      const tx = planTransaction(plan, parseNatState(fixture(save)), 'ISTIO_');
+      expect(tx.unhook).toEqual([]);
+      expect(tx.rules).toEqual(plan.rules.filter((r) => r.chain.kind === 'owned'));
+    },
+  );
+
+  it('kept in the other order, around a foreign rule', () => {
+    const tx = planTransaction(
+      planRules(DEFAULT, 'ipv4'),
+      natState(HOOK_OUT, DOCKER, HOOK_IN),
+      'ISTIO_',
+    );
+    expect(tx.unhook).toEqual([]);
+    expect(hooksOf({ ...planRules(DEFAULT, 'ipv4'), rules: tx.rules })).toEqual([]);
+  });
+
+  it.each<[string, string[]]>([
+    ['one hook missing', [HOOK_IN]],
+    ['a duplicated hook', [HOOK_IN, HOOK_OUT, HOOK_IN]],
+    ['a hook changed', [HOOK_IN, HOOK_OUT.replace('-p tcp ', '')]],
+    ['a hook from another kernel chain too', [HOOK_IN, HOOK_OUT, '-A INPUT -j ISTIO_INBOUND']],
+    ['a hook without its comment', [HOOK_IN, '-A OUTPUT -p tcp -j ISTIO_OUTPUT']],
+  ])('replaced, all of them: %s', (_name, rules) => {
+    const plan = planRules(DEFAULT, 'ipv4');
+    const tx = planTransaction(plan, natState(DOCKER, ...rules), 'ISTIO_');
+    expect(tx.unhook.map((r) => `-A ${r.chain} ${r.spec}`)).toEqual(rules);
+    expect(hooksOf({ ...plan, rules: tx.rules })).toEqual(hooksOf(plan));
+  });
+
+  it('a changed config replaces hooks that no longer fit', async () => {
+    const plan = planRules(await configFrom(['-o', '53']), 'ipv4');
+    const tx = planTransaction(plan, natState(HOOK_IN, HOOK_OUT), 'ISTIO_');
+    expect(tx.unhook.map((r) => `-A ${r.chain} ${r.spec}`)).toEqual([HOOK_IN, HOOK_OUT]);
+    expect(hooksOf({ ...plan, rules: tx.rules })).toEqual(hooksOf(plan));
   });
 });

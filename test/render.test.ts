@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { parseCommandLine } from '../src/args.js';
 import { type Config, validateConfig } from '../src/config.js';
 import { planRules } from '../src/plan.js';
-import { planTransaction } from '../src/reconcile.js';
+import { planCleanup, planTransaction } from '../src/reconcile.js';
 import { renderRestore, renderRule, restoreCommandFor } from '../src/render.js';
 import { type Cidr, type Family, type Match, OWNED_CHAINS, type Rule } from '../src/rules.js';
 import { EMPTY_STATE, parseNatState } from '../src/state.js';
@@ -182,34 +182,42 @@ describe('renderRestore layout', () => {
 });
 
 describe('re-run over live rules (golden)', () => {
+  const HOOKS = [
+    '-A PREROUTING -p tcp -m comment --comment "mesh-init: inbound TCP is checked for capture" -j ISTIO_INBOUND',
+    '-A OUTPUT -p tcp -m comment --comment "mesh-init: outbound TCP is checked for capture" -j ISTIO_OUTPUT',
+  ];
   const cases: {
     name: string;
     argv: string[];
     family: Family;
     save: string;
     deleted: string[];
+    /** Hooks appended anew. */
+    hooked: string[];
+    /** Hooks left in place: those of a fresh text that this one does not append. */
+    kept: string[];
   }[] = [
     {
-      // Same config again: only the two old hooks go; Docker's jump in OUTPUT and the
-      // CNI rule in POSTROUTING stay.
+      // Same config again: the live hooks are already right and stay where they are
+      // (a re-run never deletes a jump another run may have removed a moment ago);
+      // only the owned chains are refilled. Docker's jump in OUTPUT and the CNI rule in
+      // POSTROUTING stay.
       name: 'rerun',
       argv: ['-p', '15001', '-u', '1337'],
       family: 'ipv4',
       save: 'iptables-nft-save-nat.txt',
-      deleted: [
-        '-D PREROUTING -p tcp -m comment --comment "mesh-init: inbound TCP is checked for capture" -j ISTIO_INBOUND',
-        '-D OUTPUT -p tcp -m comment --comment "mesh-init: outbound TCP is checked for capture" -j ISTIO_OUTPUT',
-      ],
+      deleted: [],
+      hooked: [],
+      kept: HOOKS,
     },
     {
       name: 'rerun',
       argv: ['-p', '15001', '-u', '1337'],
       family: 'ipv6',
       save: 'ip6tables-nft-save-nat.txt',
-      deleted: [
-        '-D PREROUTING -p tcp -m comment --comment "mesh-init: inbound TCP is checked for capture" -j ISTIO_INBOUND',
-        '-D OUTPUT -p tcp -m comment --comment "mesh-init: outbound TCP is checked for capture" -j ISTIO_OUTPUT',
-      ],
+      deleted: [],
+      hooked: [],
+      kept: HOOKS,
     },
     {
       // A changed config: the old TCP-only OUTPUT hook goes, the new one sees UDP, and
@@ -218,29 +226,69 @@ describe('re-run over live rules (golden)', () => {
       argv: ['-p', '15001', '-u', '1337', '-b', '', '-o', '53'],
       family: 'ipv4',
       save: 'iptables-legacy-save.txt',
-      deleted: [
-        '-D PREROUTING -p tcp -m comment --comment "mesh-init: inbound TCP is checked for capture" -j ISTIO_INBOUND',
-        '-D OUTPUT -p tcp -m comment --comment "mesh-init: outbound TCP is checked for capture" -j ISTIO_OUTPUT',
+      deleted: HOOKS.map((hook) => hook.replace(/^-A /, '-D ')),
+      hooked: [
+        '-A OUTPUT -m comment --comment "mesh-init: outbound traffic is checked for capture" -j ISTIO_OUTPUT',
       ],
+      kept: [],
     },
   ];
 
-  it.each(cases)('$name ($family) over $save', async ({ name, argv, family, save, deleted }) => {
-    const config = await configFrom(argv);
-    const state = parseNatState(fixture(save));
-    const text = renderRestore(planTransaction(planRules(config, family), state, 'ISTIO_'));
-    await expect(text).toMatchFileSnapshot(`./golden/${name}.${family}.golden`);
+  it.each(cases)(
+    '$name ($family) over $save',
+    async ({ name, argv, family, save, deleted, hooked, kept }) => {
+      const config = await configFrom(argv);
+      const state = parseNatState(fixture(save));
+      const text = renderRestore(planTransaction(planRules(config, family), state, 'ISTIO_'));
+      await expect(text).toMatchFileSnapshot(`./golden/${name}.${family}.golden`);
 
-    const lines = text.split('\n');
-    expect(lines.filter((l) => l.startsWith('-D '))).toEqual(deleted);
-    expect(text).not.toContain('DOCKER');
-    expect(text).not.toContain('MASQUERADE');
-    // Deleting comes before appending, so the new hooks are not deleted again.
-    const lastDelete = lines.map((l) => l.startsWith('-D ')).lastIndexOf(true);
-    const firstAppend = lines.findIndex((l) => l.startsWith('-A '));
-    expect(lastDelete).toBeLessThan(firstAppend);
-    // Apart from the deletions it is the text for an empty namespace.
-    const fresh = renderRestore(planTransaction(planRules(config, family), EMPTY_STATE, 'ISTIO_'));
-    expect(lines.filter((l) => !l.startsWith('-D ')).join('\n')).toBe(fresh);
+      const lines = text.split('\n');
+      expect(lines.filter((l) => l.startsWith('-D '))).toEqual(deleted);
+      expect(lines.filter((l) => /^-A (PREROUTING|INPUT|OUTPUT|POSTROUTING) /.test(l))).toEqual(
+        hooked,
+      );
+      expect(text).not.toContain('DOCKER');
+      expect(text).not.toContain('MASQUERADE');
+      // Deleting comes before appending, so the new hooks are not deleted again.
+      const lastDelete = lines.map((l) => l.startsWith('-D ')).lastIndexOf(true);
+      const firstAppend = lines.findIndex((l) => l.startsWith('-A '));
+      expect(lastDelete).toBeLessThan(firstAppend);
+      // Apart from the deletions and the hooks it keeps, it is the text for an empty namespace.
+      const fresh = renderRestore(
+        planTransaction(planRules(config, family), EMPTY_STATE, 'ISTIO_'),
+      );
+      expect(lines.filter((l) => !l.startsWith('-D '))).toEqual(
+        fresh.split('\n').filter((l) => !kept.includes(l)),
+      );
+    },
+  );
+});
+
+describe('cleanup over live rules (golden)', () => {
+  it.each<[Family, string]>([
+    ['ipv4', 'iptables-legacy-save.txt'],
+    ['ipv6', 'ip6tables-nft-save-nat.txt'],
+  ])('cleanup (%s) over %s', async (family, save) => {
+    const text = renderRestore(planCleanup(family, parseNatState(fixture(save)), 'ISTIO_'));
+    await expect(text).toMatchFileSnapshot(`./golden/cleanup.${family}.golden`);
+
+    const lines = text.slice(0, -1).split('\n');
+    expect(lines[0]).toBe(
+      `# mesh-init: ${family} nat cleanup for ${restoreCommandFor(family)} --noflush`,
+    );
+    expect(lines[1]).toBe('*nat');
+    // Declaring empties each owned chain (and creates a missing one), so nothing jumps
+    // between them any more; then the hooks go, then the chains.
+    expect(lines.slice(2, 6)).toEqual(OWNED_CHAINS.map((c) => `:ISTIO_${c} - [0:0]`));
+    expect(lines.slice(6, 8)).toEqual([
+      '-D PREROUTING -p tcp -m comment --comment "mesh-init: inbound TCP is checked for capture" -j ISTIO_INBOUND',
+      '-D OUTPUT -p tcp -m comment --comment "mesh-init: outbound TCP is checked for capture" -j ISTIO_OUTPUT',
+    ]);
+    expect(lines.slice(8, -1)).toEqual(OWNED_CHAINS.map((c) => `-X ISTIO_${c}`));
+    expect(lines.at(-1)).toBe('COMMIT');
+    // Foreign rules and chains are not named at all, and nothing is appended or flushed.
+    expect(text).not.toMatch(/DOCKER|MASQUERADE|cni/);
+    expect(text).not.toMatch(/^-(A|F|P|Z) /m);
+    expect(text).not.toMatch(/^:(PREROUTING|INPUT|OUTPUT|POSTROUTING) /m);
   });
 });
