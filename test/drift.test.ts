@@ -1,0 +1,317 @@
+/**
+ * --check and the read-back after applying compare the live nat table with the plan.
+ * iptables-save spells mesh-init's rules its own way; that must never count as drift,
+ * and every real difference must.
+ *
+ * Ground truth is real iptables 1.8.9 output: the spelling pairs below were typed into
+ * `iptables-legacy -t nat -A` and read back with `iptables-legacy-save` in a throw-away
+ * network namespace; the `*-varied.txt` fixtures are the `-t nat` saves after feeding
+ * mesh-init's `--dry-run` text for VARIED (below) to `*-restore --noflush`, with each
+ * backend; `*-any-cidr.txt` the same for `-i 0.0.0.0/0,::/0`.
+ */
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { parseCommandLine } from '../src/args.js';
+import { type Config, validateConfig } from '../src/config.js';
+import { canonicalRule, findDrift } from '../src/drift.js';
+import { planRules } from '../src/plan.js';
+import type { Family } from '../src/rules.js';
+import { EMPTY_STATE, parseNatState } from '../src/state.js';
+
+const fixture = (name: string) =>
+  readFileSync(new URL(`./fixtures/${name}`, import.meta.url), 'utf8');
+
+async function configFrom(argv: readonly string[]): Promise<Config> {
+  const parsed = await parseCommandLine(argv, {});
+  if (parsed.kind !== 'run') throw new Error(`expected a run, got ${parsed.kind}`);
+  return validateConfig(parsed.options);
+}
+
+const VARIED = [
+  ...['-z', '15006', '-u', '1337,0', '-g', '1338', '-b', '8080,9090', '-d', '22'],
+  ...['-o', '53,3306', '-q', '443', '-i', '10.96.0.0/12,fd00:10:96::/112'],
+  ...['-x', '10.96.0.1,fd00:10:96::1', '--ipv6', 'true'],
+];
+
+/** `-A CHAIN spec` → canonicalRule(CHAIN, spec). */
+const canonical = (line: string) => {
+  const [, chain = '', spec = ''] = /^-A (\S+) (.*)$/.exec(line) ?? [];
+  return canonicalRule(chain, spec);
+};
+
+describe('canonicalRule', () => {
+  // [what iptables-save changes, as mesh-init renders it, as iptables-save prints it]
+  it.each<[string, string, string]>([
+    [
+      'implicit -m tcp after -p tcp --dport; a comment naming a flag',
+      '-A ISTIO_INBOUND -p tcp --dport 22 -m comment --comment "mesh-init: inbound port excluded by --inbound-exclude-ports" -j RETURN',
+      '-A ISTIO_INBOUND -p tcp -m tcp --dport 22 -m comment --comment "mesh-init: inbound port excluded by --inbound-exclude-ports" -j RETURN',
+    ],
+    [
+      'implicit -m udp',
+      '-A ISTIO_OUTPUT -p udp --dport 53 -m comment --comment "mesh-init: destination port excluded by --outbound-exclude-ports" -j RETURN',
+      '-A ISTIO_OUTPUT -p udp -m udp --dport 53 -m comment --comment "mesh-init: destination port excluded by --outbound-exclude-ports" -j RETURN',
+    ],
+    [
+      '-s moved before -o',
+      '-A ISTIO_OUTPUT -o lo -s 127.0.0.6/32 -m comment --comment "mesh-init: inbound passthrough from the proxy goes straight to the app" -j RETURN',
+      '-A ISTIO_OUTPUT -s 127.0.0.6/32 -o lo -m comment --comment "mesh-init: inbound passthrough from the proxy goes straight to the app" -j RETURN',
+    ],
+    [
+      '! -d moved before -o, with an owner match',
+      '-A ISTIO_OUTPUT -o lo ! -d 127.0.0.1/32 -m owner --uid-owner 1337 -m comment --comment "mesh-init: proxy calling its own pod IP is inbound traffic" -j ISTIO_IN_REDIRECT',
+      '-A ISTIO_OUTPUT ! -d 127.0.0.1/32 -o lo -m owner --uid-owner 1337 -m comment --comment "mesh-init: proxy calling its own pod IP is inbound traffic" -j ISTIO_IN_REDIRECT',
+    ],
+    [
+      '! -d of IPv6',
+      '-A ISTIO_OUTPUT -o lo ! -d ::1/128 -m owner --gid-owner 1338 -m comment --comment "mesh-init: proxy calling its own pod IP is inbound traffic" -j ISTIO_IN_REDIRECT',
+      '-A ISTIO_OUTPUT ! -d ::1/128 -o lo -m owner --gid-owner 1338 -m comment --comment "mesh-init: proxy calling its own pod IP is inbound traffic" -j ISTIO_IN_REDIRECT',
+    ],
+    [
+      '! -s moved before -o',
+      '-A ISTIO_OUTPUT -o lo ! -s 10.0.0.0/8 -m comment --comment "mesh-init: a" -j RETURN',
+      '-A ISTIO_OUTPUT ! -s 10.0.0.0/8 -o lo -m comment --comment "mesh-init: a" -j RETURN',
+    ],
+    [
+      'negated owner, with ! -d moved',
+      '-A ISTIO_OUTPUT -o lo ! -d 127.0.0.1/32 -m owner ! --gid-owner 1338 -m comment --comment "mesh-init: b" -j RETURN',
+      '-A ISTIO_OUTPUT ! -d 127.0.0.1/32 -o lo -m owner ! --gid-owner 1338 -m comment --comment "mesh-init: b" -j RETURN',
+    ],
+    [
+      'all of it at once, and a comment holding a --flag and a port',
+      '-A ISTIO_OUTPUT -o lo -s 127.0.0.6/32 -p tcp --dport 22 -m owner ! --uid-owner 1337 -m comment --comment "mesh-init: x --dport 9" -j RETURN',
+      '-A ISTIO_OUTPUT -s 127.0.0.6/32 -o lo -p tcp -m tcp --dport 22 -m owner ! --uid-owner 1337 -m comment --comment "mesh-init: x --dport 9" -j RETURN',
+    ],
+    [
+      'a comment that reads like a target',
+      '-A ISTIO_OUTPUT -m comment --comment "mesh-init: -j ISTIO_REDIRECT --to-ports 1" -j RETURN',
+      '-A ISTIO_OUTPUT -m comment --comment "mesh-init: -j ISTIO_REDIRECT --to-ports 1" -j RETURN',
+    ],
+  ])('%s: the same rule', (_name, rendered, saved) => {
+    expect(canonical(saved)).toBe(canonical(rendered));
+  });
+
+  const base =
+    '-A ISTIO_OUTPUT -o lo ! -d 127.0.0.1/32 -p tcp --dport 22 -m owner --uid-owner 1337 -m comment --comment "mesh-init: a" -j RETURN';
+  it.each<[string, string]>([
+    ['the negation dropped', base.replace('! -d', '-d')],
+    ['the negation moved to -o', base.replace('-o lo ! -d', '! -o lo -d')],
+    ['the owner negated', base.replace('--uid-owner', '! --uid-owner')],
+    ['uid → gid', base.replace('--uid-owner', '--gid-owner')],
+    ['another owner', base.replace('1337', '1338')],
+    ['another address', base.replace('127.0.0.1/32', '127.0.0.6/32')],
+    ['another port', base.replace('--dport 22', '--dport 23')],
+    ['another protocol', base.replace('-p tcp', '-p udp')],
+    ['a match less', base.replace('-o lo ', '')],
+    ['a match more', base.replace('-o lo ', '-o lo -s 10.0.0.0/8 ')],
+    ['another comment', base.replace('mesh-init: a', 'mesh-init: b')],
+    ['another target', base.replace('-j RETURN', '-j ISTIO_REDIRECT')],
+    ['another chain', base.replace('-A ISTIO_OUTPUT', '-A ISTIO_INBOUND')],
+    [
+      'another redirect port',
+      '-A ISTIO_OUTPUT -o lo ! -d 127.0.0.1/32 -p tcp --dport 22 -m owner --uid-owner 1337 -m comment --comment "mesh-init: a" -j REDIRECT --to-ports 15001',
+    ],
+  ])('%s: another rule', (_name, other) => {
+    expect(other).not.toBe(base);
+    expect(canonical(other)).not.toBe(canonical(base));
+  });
+
+  it('the chain is part of the canonical form, the spec alone is not enough', () => {
+    expect(canonicalRule('ISTIO_OUTPUT', '-j RETURN')).not.toBe(
+      canonicalRule('ISTIO_INBOUND', '-j RETURN'),
+    );
+  });
+});
+
+describe('findDrift: no drift where iptables-save holds what was planned', () => {
+  it.each<[string, string[], Family, string]>([
+    ['default', [], 'ipv4', 'iptables-legacy-save.txt'],
+    ['default', [], 'ipv4', 'iptables-nft-save.txt'],
+    ['default', [], 'ipv4', 'iptables-nft-save-nat.txt'],
+    ['default', [], 'ipv6', 'ip6tables-nft-save-nat.txt'],
+    ['varied', VARIED, 'ipv4', 'iptables-legacy-save-nat-varied.txt'],
+    ['varied', VARIED, 'ipv4', 'iptables-nft-save-nat-varied.txt'],
+    ['varied', VARIED, 'ipv6', 'ip6tables-legacy-save-nat-varied.txt'],
+    ['varied', VARIED, 'ipv6', 'ip6tables-nft-save-nat-varied.txt'],
+  ])('%s config (%s) over %s', async (_name, argv, family, save) => {
+    const config = await configFrom(argv);
+    const live = parseNatState(fixture(save));
+    expect(findDrift(planRules(config, family), live, 'ISTIO_')).toEqual([]);
+  });
+
+  it('the fixtures really are spelled differently from the rendered rules', async () => {
+    // Guards the test above against passing only because nothing needed canonicalising.
+    const text = fixture('iptables-legacy-save-nat-varied.txt');
+    expect(text).toContain(' -m tcp --dport ');
+    expect(text).toContain(' -m udp --dport ');
+    expect(text).toContain('-A ISTIO_OUTPUT -s 127.0.0.6/32 -o lo ');
+    expect(text).toContain('-A ISTIO_OUTPUT ! -d 127.0.0.1/32 -o lo ');
+  });
+
+  // iptables-save leaves out an address match of /0 (it matches everything), so
+  // `-i 0.0.0.0/0,::/0` (a valid config) renders `-d 0.0.0.0/0` that is never read
+  // back: findDrift always reports it, apply re-applies until it gives up (exit 4,
+  // "the rules did not hold after 4 tries") and --check always exits 5. Seen on a
+  // real kernel (iptables 1.8.9, legacy and nft) too. src/drift.ts canonicalRule (or
+  // src/render.ts, by not rendering a /0 match) would need to treat them as equal.
+  it.fails.each<[Family, string]>([
+    ['ipv4', 'iptables-legacy-save-nat-any-cidr.txt'],
+    ['ipv6', 'ip6tables-nft-save-nat-any-cidr.txt'],
+  ])('-i 0.0.0.0/0,::/0 (%s) over %s', async (family, save) => {
+    const config = await configFrom(['-i', '0.0.0.0/0,::/0']);
+    const live = parseNatState(fixture(save));
+    expect(findDrift(planRules(config, family), live, 'ISTIO_')).toEqual([]);
+  });
+});
+
+describe('findDrift: what it reports', () => {
+  const HOOK_IN =
+    '-A PREROUTING -p tcp -m comment --comment "mesh-init: inbound TCP is checked for capture" -j ISTIO_INBOUND';
+  const HOOK_OUT =
+    '-A OUTPUT -p tcp -m comment --comment "mesh-init: outbound TCP is checked for capture" -j ISTIO_OUTPUT';
+  const REDIRECT =
+    '-A ISTIO_REDIRECT -p tcp -m comment --comment "mesh-init: outbound TCP goes to the proxy" -j REDIRECT --to-ports 15001';
+  const LO_RETURN =
+    '-A ISTIO_OUTPUT -o lo -m comment --comment "mesh-init: loopback traffic inside the pod is not intercepted" -j RETURN';
+  const UID_RETURN =
+    '-A ISTIO_OUTPUT -m owner --uid-owner 1337 -m comment --comment "mesh-init: traffic of the proxy itself is never redirected (no loop)" -j RETURN';
+  const GID_RETURN = UID_RETURN.replace('--uid-owner', '--gid-owner');
+
+  /** The real legacy save, changed line by line. */
+  const live = (edit: (lines: string[]) => string[]) =>
+    parseNatState(edit(fixture('iptables-legacy-save.txt').split('\n')).join('\n'));
+  const drop =
+    (...gone: string[]) =>
+    (lines: string[]) =>
+      lines.filter((line) => !gone.includes(line));
+  const addAfter = (anchor: string, line: string) => (lines: string[]) =>
+    lines.flatMap((l) => (l === anchor ? [l, line] : [l]));
+  const replace = (from: string, to: string) => (lines: string[]) =>
+    lines.map((l) => (l === from ? to : l));
+  const swap = (a: string, b: string) => (lines: string[]) =>
+    lines.map((l) => (l === a ? b : l === b ? a : l));
+
+  it.each<[string, (lines: string[]) => string[], string[]]>([
+    ['nothing changed', (lines) => lines, []],
+    [
+      'foreign rules and chains changed',
+      (lines) =>
+        addAfter(
+          ':DOCKER_OUTPUT - [0:0]',
+          ':KUBE_SERVICES - [0:0]',
+        )(
+          addAfter(
+            HOOK_OUT,
+            '-A OUTPUT -j KUBE_SERVICES',
+          )(lines.filter((l) => !l.startsWith('-A DOCKER_POSTROUTING'))),
+        ),
+      [],
+    ],
+    [
+      'hooks in another order, also around foreign rules',
+      (lines) => addAfter(HOOK_OUT, HOOK_IN)(drop(HOOK_IN)(lines)),
+      [],
+    ],
+    [
+      'a missing chain',
+      drop(':ISTIO_REDIRECT - [0:0]', REDIRECT),
+      ['ipv4: chain ISTIO_REDIRECT is missing', 'ipv4: ISTIO_REDIRECT:', `  + ${REDIRECT}`],
+    ],
+    [
+      'an extra rule',
+      addAfter(LO_RETURN, '-A ISTIO_OUTPUT -d 10.0.0.0/8 -j RETURN'),
+      ['ipv4: ISTIO_OUTPUT:', '  - -A ISTIO_OUTPUT -d 10.0.0.0/8 -j RETURN'],
+    ],
+    ['a missing rule', drop(LO_RETURN), ['ipv4: ISTIO_OUTPUT:', `  + ${LO_RETURN}`]],
+    [
+      'a changed port',
+      replace(REDIRECT, REDIRECT.replace('15001', '15002')),
+      ['ipv4: ISTIO_REDIRECT:', `  - ${REDIRECT.replace('15001', '15002')}`, `  + ${REDIRECT}`],
+    ],
+    [
+      'rules in another order',
+      swap(UID_RETURN, GID_RETURN),
+      ['ipv4: ISTIO_OUTPUT:', '  rules in another order'],
+    ],
+    [
+      'a duplicated hook',
+      addAfter(HOOK_OUT, HOOK_IN),
+      ['ipv4: jumps into owned chains:', `  - ${HOOK_IN}`],
+    ],
+    ['a missing hook', drop(HOOK_OUT), ['ipv4: jumps into owned chains:', `  + ${HOOK_OUT}`]],
+    [
+      'a hook from another kernel chain',
+      addAfter(HOOK_OUT, '-A INPUT -j ISTIO_INBOUND'),
+      ['ipv4: jumps into owned chains:', '  - -A INPUT -j ISTIO_INBOUND'],
+    ],
+    [
+      'a changed hook',
+      replace(HOOK_OUT, HOOK_OUT.replace('-p tcp ', '')),
+      [
+        'ipv4: jumps into owned chains:',
+        `  - ${HOOK_OUT.replace('-p tcp ', '')}`,
+        `  + ${HOOK_OUT}`,
+      ],
+    ],
+  ])('%s', async (_name, edit, expected) => {
+    const plan = planRules(await configFrom([]), 'ipv4');
+    expect(findDrift(plan, live(edit), 'ISTIO_')).toEqual(expected);
+  });
+
+  it('several differences: missing chains first, then hooks, then each owned chain', async () => {
+    const state = live((lines) =>
+      addAfter(HOOK_OUT, HOOK_IN)(drop(':ISTIO_REDIRECT - [0:0]', REDIRECT, LO_RETURN)(lines)),
+    );
+    expect(findDrift(planRules(await configFrom([]), 'ipv4'), state, 'ISTIO_')).toEqual([
+      'ipv4: chain ISTIO_REDIRECT is missing',
+      'ipv4: jumps into owned chains:',
+      `  - ${HOOK_IN}`,
+      'ipv4: ISTIO_REDIRECT:',
+      `  + ${REDIRECT}`,
+      'ipv4: ISTIO_OUTPUT:',
+      `  + ${LO_RETURN}`,
+    ]);
+  });
+
+  it('an empty namespace: every chain missing, every rule planned', async () => {
+    const plan = planRules(await configFrom([]), 'ipv6');
+    const drift = findDrift(plan, EMPTY_STATE, 'ISTIO_');
+    expect(drift.slice(0, 4)).toEqual([
+      'ipv6: chain ISTIO_INBOUND is missing',
+      'ipv6: chain ISTIO_REDIRECT is missing',
+      'ipv6: chain ISTIO_IN_REDIRECT is missing',
+      'ipv6: chain ISTIO_OUTPUT is missing',
+    ]);
+    expect(drift.filter((line) => line.startsWith('  + -A '))).toHaveLength(plan.rules.length);
+    expect(drift.filter((line) => line.startsWith('  - '))).toEqual([]);
+  });
+
+  it('another prefix: the ISTIO_ rules are foreign, the MESH_ chains missing', async () => {
+    const config = await configFrom(['--chain-prefix', 'MESH_']);
+    const drift = findDrift(
+      planRules(config, 'ipv4'),
+      live((l) => l),
+      'MESH_',
+    );
+    expect(drift).toContain('ipv4: chain MESH_OUTPUT is missing');
+    expect(drift.join('\n')).not.toMatch(/^ {2}- /m);
+  });
+
+  it('a changed config is drift: -p 15002 over the default rules', async () => {
+    const drift = findDrift(
+      planRules(await configFrom(['-p', '15002']), 'ipv4'),
+      live((l) => l),
+      'ISTIO_',
+    );
+    const inbound =
+      '-A ISTIO_IN_REDIRECT -p tcp -m comment --comment "mesh-init: inbound TCP goes to the inbound capture port" -j REDIRECT --to-ports 15001';
+    expect(drift).toEqual([
+      'ipv4: ISTIO_REDIRECT:',
+      `  - ${REDIRECT}`,
+      `  + ${REDIRECT.replace('15001', '15002')}`,
+      'ipv4: ISTIO_IN_REDIRECT:',
+      `  - ${inbound}`,
+      `  + ${inbound.replace('15001', '15002')}`,
+    ]);
+  });
+});
