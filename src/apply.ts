@@ -1,18 +1,11 @@
 import { type Choice, chooseBackend, type Probe } from './backend.js';
 import type { Backend, Config } from './config.js';
 import { findDrift } from './drift.js';
-import {
-  EXIT_DRIFT,
-  EXIT_OK,
-  MeshInitError,
-  RestoreError,
-  SettleError,
-  ValidationError,
-} from './errors.js';
+import { EXIT_DRIFT, EXIT_OK, MeshInitError, RestoreError, ValidationError } from './errors.js';
 import { addPassthroughAddress, type RunCommand, restore, save, saveOrThrow } from './iptables.js';
 import type { Logger } from './log.js';
 import { INBOUND_PASSTHROUGH, planRules } from './plan.js';
-import { planCleanup, planTransaction, type Transaction } from './reconcile.js';
+import { planCleanup, planTransaction, planUndo, type Transaction } from './reconcile.js';
 import { renderRestore } from './render.js';
 import type { Family } from './rules.js';
 import { countRules, EMPTY_STATE, type NatState, parseNatState } from './state.js';
@@ -68,13 +61,6 @@ async function readLive(config: Config, families: Family[], run: RunCommand): Pr
   return { choice, ...parsed(saved) };
 }
 
-async function reread(live: Live, families: Family[], run: RunCommand): Promise<Live> {
-  const saved = new Map<Family, string>();
-  for (const family of families)
-    saved.set(family, await saveOrThrow(run, live.choice.backend, family));
-  return { choice: live.choice, ...parsed(saved) };
-}
-
 function parsed(saved: Map<Family, string>) {
   const states = new Map<Family, NatState>();
   for (const [family, text] of saved) states.set(family, parseNatState(text));
@@ -106,40 +92,43 @@ export function planFamilies(
 
 /**
  * Applies each family's transaction. When a later family fails, the earlier ones
- * are put back exactly as they were before this run (`before`, their saved nat
- * sections, restored without --noflush), so a pod is never left half-captured —
- * unless the failure will be retried anyway (`retrying`), which converges instead.
+ * are put back as they were before this run, so a pod is never left half-captured:
+ * the saved nat section is restored (without --noflush) where the table was read,
+ * and what the transaction added is taken back where it was not. Not when the
+ * failure is going to be retried anyway (`retrying`): that run converges instead.
  */
 async function applyAll(
   config: Config,
-  live: Live,
-  before: Live,
+  backend: Backend,
+  before: Live | undefined,
   txs: Transaction[],
   deps: Deps,
   retrying: (error: unknown) => boolean,
 ) {
   const options = { retry: config.retry, sleep: deps.sleep };
-  const done: Family[] = [];
+  const done: Transaction[] = [];
   for (const tx of txs) {
     try {
-      await restore(deps.run, live.choice.backend, tx.family, renderRestore(tx), {
-        ...options,
-        noflush: true,
-      });
-      done.push(tx.family);
+      await restore(deps.run, backend, tx.family, renderRestore(tx), { ...options, noflush: true });
+      done.push(tx);
     } catch (error) {
       if (!(error instanceof MeshInitError) || done.length === 0 || retrying(error)) throw error;
       const notes: string[] = [];
-      for (const family of done) {
+      for (const applied of done) {
+        const saved = before?.saved.get(applied.family);
         try {
-          const saved = natSection(before.saved.get(family) ?? '');
-          await restore(deps.run, live.choice.backend, family, saved, {
-            ...options,
-            noflush: false,
-          });
-          notes.push(`${family} was put back as it was`);
+          await (saved === undefined
+            ? restore(deps.run, backend, applied.family, renderRestore(planUndo(applied)), {
+                ...options,
+                noflush: true,
+              })
+            : restore(deps.run, backend, applied.family, natSection(saved), {
+                ...options,
+                noflush: false,
+              }));
+          notes.push(`${applied.family} was put back as it was`);
         } catch (rollback) {
-          notes.push(`putting ${family} back failed too: ${(rollback as Error).message}`);
+          notes.push(`putting ${applied.family} back failed too: ${(rollback as Error).message}`);
         }
       }
       throw new RestoreError(`${error.message}\n${notes.join('\n')}`);
@@ -200,41 +189,45 @@ export async function runMeshInit(config: Config, deps: Deps, log: Logger): Prom
     return EXIT_OK;
   }
 
-  let live = await readLive(config, families, deps.run);
-  log.info('backend', `backend: ${live.choice.backend} (${live.choice.reason})`, {
-    backend: live.choice.backend,
-    reason: live.choice.reason,
+  // With a given backend the first try needs no read: it is planned for a namespace
+  // without mesh-init's jumps, and its -X/-N lines make it fail, changing nothing,
+  // where there are some (a re-run); then the table is read and the plan made anew.
+  // Backend auto has to read both backends first anyway.
+  let live = config.backend === 'auto' ? await readLive(config, families, deps.run) : undefined;
+  const choice = live?.choice ?? {
+    backend: config.backend as Backend,
+    reason: 'set by --iptables-backend',
+  };
+  log.info('backend', `backend: ${choice.backend} (${choice.reason})`, {
+    backend: choice.backend,
+    reason: choice.reason,
   });
   const ipv6Note = families.includes('ipv6')
     ? ''
     : `; ipv6 not captured (${config.ipv6 === false ? '--ipv6 false' : 'no global IPv6 address'})`;
 
-  if (config.mode === 'check') {
-    const drift = driftOf(config, families, live);
-    if (drift.length === 0) {
-      log.info('check', `check: the live rules are the planned ones${ipv6Note}`, { drift: false });
-      return EXIT_OK;
+  if (config.mode === 'check' || config.mode === 'cleanup') {
+    live ??= await readLive(config, families, deps.run);
+    if (config.mode === 'check') {
+      const drift = driftOf(config, families, live);
+      if (drift.length === 0) {
+        log.info('check', `check: the live rules are the planned ones${ipv6Note}`, {
+          drift: false,
+        });
+        return EXIT_OK;
+      }
+      deps.stdout(`${drift.join('\n')}\n`);
+      log.info(
+        'check',
+        `check: the live rules differ from the planned ones (${drift.length} lines)`,
+        {
+          drift: true,
+        },
+      );
+      return EXIT_DRIFT;
     }
-    deps.stdout(`${drift.join('\n')}\n`);
-    log.info(
-      'check',
-      `check: the live rules differ from the planned ones (${drift.length} lines)`,
-      {
-        drift: true,
-      },
-    );
-    return EXIT_DRIFT;
-  }
-
-  if (config.mode === 'cleanup') {
-    await applyAll(
-      config,
-      live,
-      live,
-      planFamilies(config, families, live.states),
-      deps,
-      () => false,
-    );
+    const txs = planFamilies(config, families, live.states);
+    await applyAll(config, choice.backend, live, txs, deps, () => false);
     log.info('cleaned', `removed mesh-init's chains and jumps from ${families.join(' and ')}`, {
       families,
     });
@@ -245,40 +238,31 @@ export async function runMeshInit(config: Config, deps: Deps, log: Logger): Prom
   if (families.includes('ipv6')) {
     await addPassthroughAddress(deps.run, INBOUND_PASSTHROUGH.ipv6.address);
   }
-  const before = live;
-  for (let attempt = 1; ; attempt++) {
-    const txs = planFamilies(config, families, live.states);
-    // A jump read moments ago that is already gone: another run got there first.
+  // What a failure puts back: the table as first read, or (never read) what was added.
+  let before = live;
+  // Tries planned from a table that was read; the unread first try does not count.
+  let planned = live === undefined ? 0 : 1;
+  for (;;) {
+    const txs = planFamilies(config, families, live?.states ?? new Map());
     const retrying = (error: unknown) =>
-      error instanceof RestoreError && error.stale && attempt <= config.retry.maxRetries;
-    let drift: string[];
+      error instanceof RestoreError && error.stale && planned <= config.retry.maxRetries;
     try {
-      await applyAll(config, live, before, txs, deps, retrying);
-      // Another run may have read the same old state and added its hooks too: read
-      // back, and reconcile again from what is really there until it holds.
-      live = await reread(live, families, deps.run);
-      drift = driftOf(config, families, live);
-    } catch (error) {
-      if (!retrying(error)) throw error;
-      drift = [(error as Error).message];
-    }
-    if (drift.length === 0) {
+      await applyAll(config, choice.backend, before, txs, deps, retrying);
       const applied = txs.map((tx) => `${tx.family} (${tx.rules.length} rules)`).join(' and ');
-      log.info('applied', `applied ${applied} with the ${live.choice.backend} backend${ipv6Note}`, {
+      log.info('applied', `applied ${applied} with the ${choice.backend} backend${ipv6Note}`, {
         families,
         rules: txs.map((tx) => tx.rules.length),
-        attempts: attempt,
+        reads: planned,
       });
       break;
-    }
-    if (attempt <= config.retry.maxRetries) {
-      // Runs that collided tend to collide again in step; a random pause breaks the step.
-      await deps.sleep(Math.round(deps.random() * config.retry.intervalMs));
-      live = await reread(live, families, deps.run);
-    } else {
-      throw new SettleError(
-        `the rules did not hold after ${attempt} tries; something keeps changing them:\n${drift.join('\n')}`,
-      );
+    } catch (error) {
+      if (!retrying(error)) throw error;
+      // A table that was read and changed before the restore: another run got there
+      // first. Runs that collided tend to collide again in step; a pause breaks it.
+      if (live !== undefined) await deps.sleep(Math.round(deps.random() * config.retry.intervalMs));
+      live = await readLive(config, families, deps.run);
+      before ??= live;
+      planned++;
     }
   }
   if (config.validate) await runValidation(config, deps, log);

@@ -20,8 +20,9 @@ export class BackendError extends MeshInitError {
 export class RestoreError extends MeshInitError {
   readonly exitCode = 4;
   /**
-   * It failed on a `-D` of a jump that was live when mesh-init read the table: another
-   * program (often another mesh-init run) changed it meanwhile. Reading again helps.
+   * It failed on a `-D`, `-X` or `-N` line: the table is not what the text was planned
+   * for (not read yet, or changed since by another program, often another mesh-init
+   * run). Reading it again and planning anew helps.
    */
   readonly stale: boolean;
   constructor(message: string, options: { stale?: boolean } = {}) {
@@ -32,11 +33,6 @@ export class RestoreError extends MeshInitError {
 
 export const EXIT_OK = 0;
 export const EXIT_INTERNAL = 1;
-
-/** The rules did not hold: mesh-init's own rules kept changing under it. */
-export class SettleError extends MeshInitError {
-  readonly exitCode = 4;
-}
 
 /** --run-validation found that outbound TCP does not land on the proxy (Istio's code). */
 export class ValidationError extends MeshInitError {

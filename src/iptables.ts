@@ -107,7 +107,14 @@ export async function restore(
     if (result.exitCode === undefined) {
       throw new BackendError(`cannot run ${file}: ${describeFailure(result)}`);
     }
-    if (isBusy(result)) {
+    // Rejections say `line 7 failed`; parse errors say `Error occurred at line: 7`.
+    const lineNumber = /line:? (\d+)/.exec(result.stderr)?.[1];
+    const offending =
+      lineNumber === undefined ? undefined : text.split('\n')[Number(lineNumber) - 1];
+    // A jump to delete that is gone, or a chain to recreate that something jumps to:
+    // the table is not what the text was planned for (nft says "busy" for the latter).
+    const stale = /^-[DXN] /.test(offending ?? '');
+    if (!stale && isBusy(result)) {
       if (attempt <= retry.maxRetries) {
         await options.sleep(retry.intervalMs);
         continue;
@@ -116,16 +123,12 @@ export async function restore(
         `${file} found the ${family} tables busy ${attempt} times (--wait ${retry.waitSeconds} s, --max-retries ${retry.maxRetries}, --retry-interval ${retry.intervalMs / 1000} s); nothing of the ${family} rules was applied: ${describeFailure(result)}`,
       );
     }
-    // Rejections say `line 7 failed`; parse errors say `Error occurred at line: 7`.
-    const lineNumber = /line:? (\d+)/.exec(result.stderr)?.[1];
-    const offending =
-      lineNumber === undefined ? undefined : text.split('\n')[Number(lineNumber) - 1];
     throw new RestoreError(
       [
         `${file} rejected the ${family} rules (nothing of them was applied): ${describeFailure(result)}`,
         ...(offending === undefined ? [] : [`  line ${lineNumber}: ${offending}`]),
       ].join('\n'),
-      { stale: offending?.startsWith('-D ') ?? false },
+      { stale },
     );
   }
 }

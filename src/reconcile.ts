@@ -7,7 +7,7 @@ import {
   type OwnedChain,
   type Rule,
 } from './rules.js';
-import { canonicalRule, type LiveRule, type NatState } from './state.js';
+import { canonicalRule, EMPTY_STATE, type LiveRule, type NatState } from './state.js';
 
 export { chainName };
 
@@ -28,6 +28,13 @@ export interface Transaction {
   readonly declare: readonly OwnedChain[];
   /** Jumps into owned chains found live in the kernel's chains, deleted before re-adding. */
   readonly unhook: readonly LiveRule[];
+  /**
+   * Owned chains deleted (-X) and created (-N) again once emptied and unhooked. -X
+   * fails while anything still jumps to a chain, so the whole transaction fails,
+   * changing nothing, when a jump exists that mesh-init did not know of: the table
+   * changed since it was read (another run), or it was never read (the first try).
+   */
+  readonly recreate: readonly OwnedChain[];
   /** Rules of owned chains first, then the jumps into them, so the hooks land last. */
   readonly rules: readonly Rule[];
   readonly remove: readonly OwnedChain[];
@@ -62,9 +69,9 @@ function sameRules(planned: readonly Rule[], live: readonly LiveRule[], prefix: 
 export function planTransaction(plan: NatPlan, live: NatState, prefix: string): Transaction {
   const hooks = plan.rules.filter(isHook);
   const liveJumps = liveHooks(live, prefix, plan.chains);
-  // Jumps that are already exactly right stay where they are: re-runs (and runs racing
-  // each other) then touch only the owned chains, and never -D a jump that another run
-  // removed a moment ago.
+  // Jumps that are already exactly right stay where they are: a re-run then only
+  // refills the owned chains. Otherwise every jump is deleted and added again, and
+  // the owned chains are recreated, which fails if the table holds jumps not read.
   const keepHooks = liveJumps.length > 0 && sameRules(hooks, liveJumps, prefix);
   return {
     family: plan.family,
@@ -72,6 +79,7 @@ export function planTransaction(plan: NatPlan, live: NatState, prefix: string): 
     prefix,
     declare: plan.chains,
     unhook: keepHooks ? [] : liveJumps,
+    recreate: keepHooks ? [] : plan.chains,
     rules: [...plan.rules.filter((rule) => !isHook(rule)), ...(keepHooks ? [] : hooks)],
     remove: [],
   };
@@ -89,7 +97,27 @@ export function planCleanup(family: Family, live: NatState, prefix: string): Tra
     prefix,
     declare: OWNED_CHAINS,
     unhook: liveHooks(live, prefix, OWNED_CHAINS),
+    recreate: [],
     rules: [],
     remove: OWNED_CHAINS,
+  };
+}
+
+/**
+ * Takes back what an applied transaction added, without having read the table:
+ * its jumps (deleted by the spec they were added with) and the owned chains.
+ */
+export function planUndo(applied: Transaction): Transaction {
+  const { prefix } = applied;
+  return {
+    ...planCleanup(applied.family, EMPTY_STATE, prefix),
+    unhook: applied.rules.filter(isHook).map((rule) => {
+      const chain = chainName(prefix, rule.chain);
+      return {
+        chain,
+        spec: renderRule(rule, prefix).slice(`-A ${chain} `.length),
+        target: undefined,
+      };
+    }),
   };
 }

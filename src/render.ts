@@ -62,6 +62,8 @@ export function renderRestore(tx: Transaction): string {
     '*nat',
     ...tx.declare.map((chain) => `:${chainName(prefix, chain)} - [0:0]`),
     ...tx.unhook.map((rule) => `-D ${rule.chain} ${rule.spec}`),
+    ...tx.recreate.map((chain) => `-X ${chainName(prefix, chain)}`),
+    ...tx.recreate.map((chain) => `-N ${chainName(prefix, chain)}`),
     ...tx.rules.map((rule) => renderRule(rule, prefix)),
     ...tx.remove.map((chain) => `-X ${chainName(prefix, chain)}`),
     'COMMIT',

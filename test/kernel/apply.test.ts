@@ -115,9 +115,11 @@ for (const backend of ['legacy', 'nft'] as const) {
     });
 
     it('without any iptables binary it exits 3 and names what it tried', async () => {
-      const result = await net.meshInit(['--iptables-backend', backend], { PATH: '/nonexistent' });
+      const result = await net.meshInit(['--iptables-backend', backend, '--ipv6', 'false'], {
+        PATH: '/nonexistent',
+      });
       expect(result.exitCode).toBe(3);
-      expect(result.stderr).toContain(`iptables-${backend}-save`);
+      expect(result.stderr).toMatch(new RegExp(`iptables-${backend}-restore: not found`));
     });
   });
 }

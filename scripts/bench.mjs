@@ -1,0 +1,171 @@
+#!/usr/bin/env node
+// npm run bench: how long mesh-init's whole apply takes next to the floor of any
+// Node program that applies the same rules (start Node, run one iptables-restore),
+// per backend, in fresh network namespaces. Prints figures; asserts nothing.
+//
+//   sudo npm run bench [-- --runs 30]
+//
+// Needs root, iproute2, iptables, strace and GNU time. NODE_EXTRA_CA_CERTS is
+// removed from the measured commands' environment: it makes every Node start read
+// a CA bundle (~75 ms here), which would drown what is measured.
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const runsArg = process.argv.indexOf('--runs');
+const RUNS = runsArg > 0 ? Number(process.argv[runsArg + 1]) : 30;
+const BUNDLE = new URL('../dist/mesh-init.mjs', import.meta.url).pathname;
+const ARGS = ['-p', '15001', '-u', '1337', '--ipv6', 'false'];
+const env = { ...process.env };
+delete env.NODE_EXTRA_CA_CERTS;
+
+function sh(file, args, options = {}) {
+  const result = spawnSync(file, args, { env, encoding: 'utf8', ...options });
+  if (result.status !== 0) {
+    throw new Error(`${file} ${args.join(' ')} failed (${result.status}): ${result.stderr}`);
+  }
+  return result;
+}
+
+/** Wall time of one command, in ms. */
+function time(file, args, options = {}) {
+  const start = process.hrtime.bigint();
+  sh(file, args, options);
+  return Number(process.hrtime.bigint() - start) / 1e6;
+}
+
+let counter = 0;
+/** Runs body in a fresh network namespace (made and removed outside the timing). */
+function inFreshNamespace(body) {
+  const ns = `mesh-init-bench-${process.pid}-${counter++}`;
+  sh('ip', ['netns', 'add', ns]);
+  try {
+    return body(ns);
+  } finally {
+    spawnSync('ip', ['netns', 'del', ns]);
+  }
+}
+
+const median = (values) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+};
+const ms = (value) => `${value.toFixed(1)} ms`;
+
+if (process.getuid?.() !== 0) {
+  console.error('bench: needs root (it creates network namespaces)');
+  process.exit(1);
+}
+if (!existsSync(BUNDLE)) sh('npm', ['run', 'build']);
+for (const tool of ['strace', '/usr/bin/time']) {
+  if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0) {
+    console.error(`bench: ${tool} is missing (apt-get install strace time)`);
+    process.exit(1);
+  }
+}
+
+const dir = mkdtempSync(join(tmpdir(), 'mesh-init-bench-'));
+const text = sh(process.execPath, [BUNDLE, '--dry-run', ...ARGS]).stdout;
+console.log(`mesh-init ${ARGS.join(' ')}: ${RUNS} runs per figure, medians`);
+console.log(
+  `machine: ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, node ${process.version}; NODE_EXTRA_CA_CERTS unset for the runs\n`,
+);
+
+const rows = [];
+for (const backend of ['legacy', 'nft']) {
+  const apply = [];
+  const floor = [];
+  const parts = { node: [], restore: [], netns: [] };
+  for (let i = 0; i < RUNS; i++) {
+    apply.push(
+      inFreshNamespace((ns) =>
+        time('ip', [
+          'netns',
+          'exec',
+          ns,
+          process.execPath,
+          BUNDLE,
+          ...ARGS,
+          '--iptables-backend',
+          backend,
+        ]),
+      ),
+    );
+    // The floor: Node starting, plus one restore of the same text in a fresh
+    // namespace; one `ip netns exec` is subtracted so both sides pay it once.
+    inFreshNamespace((ns) => {
+      const node = time('ip', ['netns', 'exec', ns, process.execPath, '-e', '0']);
+      const restore = time(
+        'ip',
+        ['netns', 'exec', ns, `iptables-${backend}-restore`, '--noflush'],
+        { input: text },
+      );
+      const netns = time('ip', ['netns', 'exec', ns, 'true']);
+      parts.node.push(node);
+      parts.restore.push(restore);
+      parts.netns.push(netns);
+      floor.push(node + restore - netns);
+    });
+  }
+  // Programs mesh-init starts: every successful execve but ip's own and node's.
+  const trace = join(dir, `${backend}.trace`);
+  inFreshNamespace((ns) =>
+    sh('strace', [
+      '-f',
+      '-qq',
+      '-e',
+      'trace=execve',
+      '-e',
+      'signal=none',
+      '-o',
+      trace,
+      'ip',
+      'netns',
+      'exec',
+      ns,
+      process.execPath,
+      BUNDLE,
+      ...ARGS,
+      '--iptables-backend',
+      backend,
+    ]),
+  );
+  const execs = readFileSync(trace, 'utf8')
+    .split('\n')
+    .filter((l) => /execve\(.*= 0$/.test(l));
+  const programs = execs.slice(2).map((l) => /execve\("([^"]+)"/.exec(l)?.[1]?.split('/').pop());
+  // Peak memory (max RSS) of the mesh-init process itself.
+  const rss = inFreshNamespace((ns) => {
+    const result = sh('ip', [
+      'netns',
+      'exec',
+      ns,
+      '/usr/bin/time',
+      '-f',
+      '%M',
+      process.execPath,
+      BUNDLE,
+      ...ARGS,
+      '--iptables-backend',
+      backend,
+    ]);
+    return Number(result.stderr.trim().split('\n').pop());
+  });
+  rows.push({ backend, apply: median(apply), floor: median(floor), parts, programs, rss });
+}
+rmSync(dir, { recursive: true, force: true });
+
+for (const row of rows) {
+  console.log(`${row.backend}:`);
+  console.log(`  mesh-init apply          ${ms(row.apply)}`);
+  console.log(
+    `  floor                    ${ms(row.floor)}  (node -e 0 ${ms(median(row.parts.node))} + restore ${ms(median(row.parts.restore))} - ip netns exec ${ms(median(row.parts.netns))})`,
+  );
+  console.log(
+    `  ratio                    ${(row.apply / row.floor).toFixed(2)}  (goal on legacy: <= 1.25)`,
+  );
+  console.log(`  programs started         ${row.programs.length}: ${row.programs.join(', ')}`);
+  console.log(`  peak memory (max RSS)    ${(row.rss / 1024).toFixed(1)} MiB`);
+}
