@@ -75,24 +75,22 @@ console.log(
 
 const rows = [];
 for (const backend of ['legacy', 'nft']) {
+  /** The measured command, run inside namespace ns. */
+  const meshInit = (ns) => [
+    'netns',
+    'exec',
+    ns,
+    process.execPath,
+    BUNDLE,
+    ...ARGS,
+    '--iptables-backend',
+    backend,
+  ];
   const apply = [];
   const floor = [];
   const parts = { node: [], restore: [], netns: [] };
   for (let i = 0; i < RUNS; i++) {
-    apply.push(
-      inFreshNamespace((ns) =>
-        time('ip', [
-          'netns',
-          'exec',
-          ns,
-          process.execPath,
-          BUNDLE,
-          ...ARGS,
-          '--iptables-backend',
-          backend,
-        ]),
-      ),
-    );
+    apply.push(inFreshNamespace((ns) => time('ip', meshInit(ns))));
     // The floor: Node starting, plus one restore of the same text in a fresh
     // namespace; one `ip netns exec` is subtracted so both sides pay it once.
     inFreshNamespace((ns) => {
@@ -122,14 +120,7 @@ for (const backend of ['legacy', 'nft']) {
       '-o',
       trace,
       'ip',
-      'netns',
-      'exec',
-      ns,
-      process.execPath,
-      BUNDLE,
-      ...ARGS,
-      '--iptables-backend',
-      backend,
+      ...meshInit(ns),
     ]),
   );
   const execs = readFileSync(trace, 'utf8')
