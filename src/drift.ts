@@ -1,5 +1,5 @@
 import { isHook, liveHooks } from './reconcile.js';
-import { renderRule } from './render.js';
+import { ruleSpec } from './render.js';
 import { chainName, type NatPlan } from './rules.js';
 import { canonicalRule, type NatState } from './state.js';
 
@@ -27,9 +27,8 @@ function without(lines: readonly Line[], others: readonly Line[]): Line[] {
 export function findDrift(plan: NatPlan, live: NatState, prefix: string): string[] {
   const planned = (rules: NatPlan['rules']): Line[] =>
     rules.map((rule) => {
-      const text = renderRule(rule, prefix);
-      const chain = chainName(prefix, rule.chain);
-      return { canonical: canonicalRule(chain, text.slice(`-A ${chain} `.length)), text };
+      const { chain, spec } = ruleSpec(rule, prefix);
+      return { canonical: canonicalRule(chain, spec), text: `-A ${chain} ${spec}` };
     });
   const liveLine = (rule: { chain: string; spec: string }): Line => ({
     canonical: canonicalRule(rule.chain, rule.spec),

@@ -1,4 +1,4 @@
-import { renderRule } from './render.js';
+import { ruleSpec } from './render.js';
 import {
   chainName,
   type Family,
@@ -57,10 +57,11 @@ export const isHook = (rule: Rule): boolean => rule.chain.kind === 'builtin';
 
 /** Both lists hold the same rules, whatever their order and spelling. */
 function sameRules(planned: readonly Rule[], live: readonly LiveRule[], prefix: string): boolean {
-  const canonical = (chain: string, text: string) =>
-    canonicalRule(chain, text.slice(`-A ${chain} `.length));
   const want = planned
-    .map((rule) => canonical(chainName(prefix, rule.chain), renderRule(rule, prefix)))
+    .map((rule) => {
+      const { chain, spec } = ruleSpec(rule, prefix);
+      return canonicalRule(chain, spec);
+    })
     .sort();
   const have = live.map((rule) => canonicalRule(rule.chain, rule.spec)).sort();
   return want.length === have.length && want.every((rule, i) => rule === have[i]);
@@ -111,13 +112,8 @@ export function planUndo(applied: Transaction): Transaction {
   const { prefix } = applied;
   return {
     ...planCleanup(applied.family, EMPTY_STATE, prefix),
-    unhook: applied.rules.filter(isHook).map((rule) => {
-      const chain = chainName(prefix, rule.chain);
-      return {
-        chain,
-        spec: renderRule(rule, prefix).slice(`-A ${chain} `.length),
-        target: undefined,
-      };
-    }),
+    unhook: applied.rules
+      .filter(isHook)
+      .map((rule) => ({ ...ruleSpec(rule, prefix), target: undefined })),
   };
 }

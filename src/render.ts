@@ -46,6 +46,12 @@ export function renderRule(rule: Rule, prefix: string): string {
   return parts.join(' ');
 }
 
+/** A planned rule the way iptables-save lists it: its chain, and what follows `-A CHAIN`. */
+export function ruleSpec(rule: Rule, prefix: string): { chain: string; spec: string } {
+  const chain = chainName(prefix, rule.chain);
+  return { chain, spec: renderRule(rule, prefix).slice(`-A ${chain} `.length) };
+}
+
 /** The program that reads each family's text. */
 export function restoreCommandFor(family: Family): string {
   return family === 'ipv4' ? 'iptables-restore' : 'ip6tables-restore';
