@@ -150,9 +150,8 @@ describe('findDrift: no drift where iptables-save holds what was planned', () =>
 
   // iptables-save leaves out an address match of /0 (it matches everything), so
   // `-i 0.0.0.0/0,::/0` (a valid config) renders `-d 0.0.0.0/0` that is never read
-  // back: findDrift always reports it, apply re-applies until it gives up (exit 4,
-  // "the rules did not hold after 4 tries") and --check always exits 5. Seen on a
-  // real kernel (iptables 1.8.9, legacy and nft) too. src/drift.ts canonicalRule (or
+  // back: findDrift always reports it and --check always exits 5 (seen on a real
+  // kernel, iptables 1.8.9, legacy and nft). src/drift.ts canonicalRule (or
   // src/render.ts, by not rendering a /0 match) would need to treat them as equal.
   it.fails.each<[Family, string]>([
     ['ipv4', 'iptables-legacy-save-nat-any-cidr.txt'],

@@ -3,11 +3,13 @@
  * every program started (file, args, stdin) and keeps one nat table per backend and
  * family that `*-restore` changes the way iptables-restore does and `*-save` prints:
  *
- * - one transaction per `*nat … COMMIT`: a failing line changes nothing and answers
- *   `<file>: line N failed` (exit 1), as iptables-legacy-restore does;
+ * - one transaction per `*nat … COMMIT`: a failing line changes nothing;
  * - `--noflush` keeps what is there; without it `*nat` starts from empty kernel chains;
  * - declaring an existing user chain empties it; `-A` needs the chain and a known
- *   target; `-D` needs the rule (same text); `-X` needs an empty, unreferenced chain.
+ *   target; `-D` needs the rule (same text); `-X` needs an empty, unreferenced chain;
+ *   `-N` a chain that does not exist;
+ * - failures read like iptables 1.8.9's: legacy says `iptables-restore: line N failed`
+ *   (exit 1), nft names the reason (exit 1, or 4 for a chain in use or already there).
  *
  * Until a restore changed a table, `*-save` prints the (real) text it was set up with,
  * verbatim; afterwards it prints the table in iptables-save's layout, each rule in the
@@ -187,7 +189,17 @@ export class FakeKernel {
     const table = this.table(key);
     const noflush = call.args.includes('--noflush');
     const lines = (call.input ?? '').split('\n');
-    const failed = (n: number) => exited(1, `${call.file}: line ${n} failed\n`);
+    // What iptables 1.8.9 says: legacy only "line N failed"; nft names the reason, and
+    // refuses to delete a chain in use or create one twice with exit 4.
+    const nft = key.startsWith('nft/');
+    const tool = key.endsWith('ipv6') ? 'ip6tables-restore' : 'iptables-restore';
+    const failed = (n: number, nftReason?: string, nftChainError?: string) => {
+      if (!nft) return exited(1, `${tool}: line ${n} failed\n`);
+      if (nftChainError !== undefined) {
+        return exited(4, `${call.file} v1.8.9 (nf_tables): \nline ${n}: ${nftChainError}\n`);
+      }
+      return exited(1, `${call.file}: line ${n} failed${nftReason ? `: ${nftReason}` : ''}\n`);
+    };
     let work: Chain[] | undefined;
     for (const [i, line] of lines.entries()) {
       const n = i + 1;
@@ -215,9 +227,16 @@ export class FakeKernel {
         else chains.push({ name, policy: '-', rules: [] });
         continue;
       }
-      const [, command, name = '', spec = ''] = /^-([ADX]) (\S+)(?: (.*))?$/.exec(line) ?? [];
+      const [, command, name = '', spec = ''] = /^-([ADXN]) (\S+)(?: (.*))?$/.exec(line) ?? [];
       const chain = find(name);
-      if (chain === undefined) return failed(n);
+      if (command === 'N') {
+        if (chain !== undefined) {
+          return failed(n, undefined, `CHAIN_USER_ADD failed (File exists): chain ${name}`);
+        }
+        chains.push({ name, policy: '-', rules: [] });
+        continue;
+      }
+      if (chain === undefined) return failed(n, 'No chain/target/match by that name.');
       if (command === 'A') {
         const target = targetOf(spec);
         if (target !== undefined && !KERNEL_TARGETS.includes(target) && !find(target)) {
@@ -226,12 +245,12 @@ export class FakeKernel {
         chain.rules.push(spec);
       } else if (command === 'D') {
         const at = chain.rules.indexOf(spec);
-        if (at < 0) return failed(n);
+        if (at < 0) return failed(n, 'Bad rule (does a matching rule exist in that chain?).');
         chain.rules.splice(at, 1);
       } else if (command === 'X') {
         const referenced = chains.some((c) => c.rules.some((r) => targetOf(r) === name));
         if (KERNEL_CHAINS.includes(name) || chain.rules.length > 0 || referenced) {
-          return failed(n);
+          return failed(n, undefined, `CHAIN_DEL failed (Device or resource busy): chain ${name}`);
         }
         chains.splice(chains.indexOf(chain), 1);
       } else return failed(n);
@@ -274,6 +293,8 @@ export interface FakeOptions {
 export function fakeSystem(setup: Setup, options: FakeOptions = {}) {
   const kernel = new FakeKernel(setup);
   const calls: Call[] = [];
+  /** What each call answered, by the index of the call. */
+  const outcomes: CommandResult[] = [];
   const sleeps: number[] = [];
   const validations: { config: Config; afterCalls: number }[] = [];
   let stdout = '';
@@ -283,12 +304,13 @@ export function fakeSystem(setup: Setup, options: FakeOptions = {}) {
       const call: Call = { file, args: [...args], input };
       calls.push(call);
       const answer = options.answers?.[file];
-      const answered = typeof answer === 'function' ? answer(call, kernel) : answer;
-      if (answered !== undefined) return answered;
-      const fromKernel = kernel.run(call);
-      if (fromKernel !== undefined) return fromKernel;
-      if (file === 'ip') return success();
-      throw new Error(`the fake system has no program ${file}`);
+      const result =
+        (typeof answer === 'function' ? answer(call, kernel) : answer) ??
+        kernel.run(call) ??
+        (file === 'ip' ? success() : undefined);
+      if (result === undefined) throw new Error(`the fake system has no program ${file}`);
+      outcomes[calls.length - 1] = result;
+      return result;
     },
     hasGlobalIpv6: () => options.globalIpv6 ?? false,
     stdout: (text) => {
@@ -313,7 +335,11 @@ export function fakeSystem(setup: Setup, options: FakeOptions = {}) {
     calls,
     sleeps,
     validations,
+    outcomes,
     restores: () => calls.filter((c) => c.file.endsWith('-restore')),
+    /** The restores that succeeded: what the kernel took. */
+    applied: () =>
+      calls.filter((c, i) => c.file.endsWith('-restore') && outcomes[i]?.exitCode === 0),
     /** Each call as one line: `file args…`. */
     commands: () => calls.map(({ file, args }) => [file, ...args].join(' ')),
     stdout: () => stdout,

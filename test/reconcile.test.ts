@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { parseCommandLine } from '../src/args.js';
 import { type Config, validateConfig } from '../src/config.js';
 import { planRules } from '../src/plan.js';
-import { chainName, liveHooks, planCleanup, planTransaction } from '../src/reconcile.js';
+import { chainName, liveHooks, planCleanup, planTransaction, planUndo } from '../src/reconcile.js';
 import { renderRestore } from '../src/render.js';
 import { type NatPlan, OWNED_CHAINS } from '../src/rules.js';
 import { EMPTY_STATE, type NatState, parseNatState } from '../src/state.js';
@@ -109,6 +109,7 @@ describe('unhook', () => {
         const live = parseNatState(first);
         const again = planTransaction(plan, live, config.chainPrefix);
         expect(again.unhook).toEqual([]);
+        expect(again.recreate).toEqual([]);
         expect(again.rules).toEqual(plan.rules.filter((r) => r.chain.kind === 'owned'));
         expect(again.declare).toEqual(plan.chains);
       }
@@ -128,6 +129,9 @@ describe('order of the planned rules', () => {
       expect(tx.family).toBe(plan.family);
       expect(tx.purpose).toBe('rules');
       expect(tx.declare).toBe(plan.chains);
+      // Nothing live to keep: every owned chain is recreated, guarding against jumps
+      // the plan did not know of.
+      expect(tx.recreate).toBe(plan.chains);
       expect(tx.remove).toEqual([]);
       expect(tx.prefix).toBe('ISTIO_');
     }
@@ -175,6 +179,7 @@ describe('planCleanup', () => {
         prefix: 'ISTIO_',
         declare: OWNED_CHAINS,
         unhook: liveHooks(state, 'ISTIO_', OWNED_CHAINS),
+        recreate: [],
         rules: [],
         remove: OWNED_CHAINS,
       });
@@ -261,6 +266,7 @@ describe('hooks that are already right stay in place', () => {
       const plan = planRules(await configFrom(argv), family);
       const tx = planTransaction(plan, parseNatState(fixture(save)), 'ISTIO_');
       expect(tx.unhook).toEqual([]);
+      expect(tx.recreate).toEqual([]);
       expect(tx.rules).toEqual(plan.rules.filter((r) => r.chain.kind === 'owned'));
     },
   );
@@ -285,6 +291,7 @@ describe('hooks that are already right stay in place', () => {
     const plan = planRules(DEFAULT, 'ipv4');
     const tx = planTransaction(plan, natState(DOCKER, ...rules), 'ISTIO_');
     expect(tx.unhook.map((r) => `-A ${r.chain} ${r.spec}`)).toEqual(rules);
+    expect(tx.recreate).toEqual(OWNED_CHAINS);
     expect(hooksOf({ ...plan, rules: tx.rules })).toEqual(hooksOf(plan));
   });
 
@@ -293,5 +300,35 @@ describe('hooks that are already right stay in place', () => {
     const tx = planTransaction(plan, natState(HOOK_IN, HOOK_OUT), 'ISTIO_');
     expect(tx.unhook.map((r) => `-A ${r.chain} ${r.spec}`)).toEqual([HOOK_IN, HOOK_OUT]);
     expect(hooksOf({ ...plan, rules: tx.rules })).toEqual(hooksOf(plan));
+  });
+});
+
+describe('planUndo: takes back an applied transaction without reading the table', () => {
+  it.each([[[]], [['-b', '', '-o', '53']], [['--chain-prefix', 'MESH_', '-i', '']]])(
+    '%j: deletes the hooks it added, by the spec it added them with, and every owned chain',
+    async (argv) => {
+      const config = await configFrom(argv);
+      for (const family of ['ipv4', 'ipv6'] as const) {
+        const applied = planTransaction(planRules(config, family), EMPTY_STATE, config.chainPrefix);
+        const undo = planUndo(applied);
+        expect(undo).toEqual({
+          ...planCleanup(family, EMPTY_STATE, config.chainPrefix),
+          unhook: undo.unhook,
+        });
+        const added = renderRestore(applied)
+          .split('\n')
+          .filter((l) => /^-A (PREROUTING|OUTPUT) /.test(l));
+        expect(added.length).toBeGreaterThan(0);
+        expect(undo.unhook.map((r) => `-A ${r.chain} ${r.spec}`)).toEqual(added);
+      }
+    },
+  );
+
+  it('deletes exactly the hooks a read of the applied table would find', () => {
+    const applied = planTransaction(planRules(DEFAULT, 'ipv4'), EMPTY_STATE, 'ISTIO_');
+    const live = parseNatState(renderRestore(applied));
+    expect(planUndo(applied).unhook.map((r) => `${r.chain} ${r.spec}`)).toEqual(
+      liveHooks(live, 'ISTIO_', OWNED_CHAINS).map((r) => `${r.chain} ${r.spec}`),
+    );
   });
 });

@@ -10,7 +10,7 @@ import { parseCommandLine } from '../src/args.js';
 import { type Config, validateConfig } from '../src/config.js';
 import { planRules } from '../src/plan.js';
 import { planCleanup, planTransaction } from '../src/reconcile.js';
-import { renderRestore, renderRule, restoreCommandFor } from '../src/render.js';
+import { renderRestore, renderRule, restoreCommandFor, ruleSpec } from '../src/render.js';
 import { type Cidr, type Family, type Match, OWNED_CHAINS, type Rule } from '../src/rules.js';
 import { EMPTY_STATE, parseNatState } from '../src/state.js';
 
@@ -125,6 +125,29 @@ describe('renderRule', () => {
   });
 });
 
+describe('ruleSpec', () => {
+  it('is the rendered rule split as iptables-save output is read: chain, then the rest', async () => {
+    for (const argv of [[], ['-o', '53', '-q', '443', '--chain-prefix', 'MESH_']]) {
+      const config = await configFrom(argv);
+      for (const family of ['ipv4', 'ipv6'] as const) {
+        const plan = planRules(config, family);
+        const live = parseNatState(
+          renderRestore(planTransaction(plan, EMPTY_STATE, config.chainPrefix)),
+        );
+        const specs = plan.rules.map((r) => ruleSpec(r, config.chainPrefix));
+        for (const [i, rule] of plan.rules.entries()) {
+          const { chain, spec } = specs[i] ?? { chain: '', spec: '' };
+          expect(`-A ${chain} ${spec}`).toBe(renderRule(rule, config.chainPrefix));
+        }
+        expect(live.rules.map(({ chain, spec }) => ({ chain, spec }))).toEqual(
+          expect.arrayContaining(specs),
+        );
+        expect(live.rules).toHaveLength(specs.length);
+      }
+    }
+  });
+});
+
 describe('restoreCommandFor', () => {
   it.each<[Family, string]>([
     ['ipv4', 'iptables-restore'],
@@ -135,7 +158,7 @@ describe('restoreCommandFor', () => {
 });
 
 describe('renderRestore layout', () => {
-  it('header, *nat, the owned chains, deletions, rules, COMMIT, one final newline', async () => {
+  it('header, *nat, the owned chains, deletions, recreation, rules, COMMIT, one final newline', async () => {
     const config = await configFrom(['--chain-prefix', 'MESH_']);
     const state = parseNatState(
       [
@@ -165,11 +188,17 @@ describe('renderRestore layout', () => {
         '-D PREROUTING -p tcp -j MESH_INBOUND',
         '-D OUTPUT -j MESH_OUTPUT',
       ]);
-      expect(lines.slice(8, -1)).toEqual(tx.rules.map((r) => renderRule(r, 'MESH_')));
+      // Emptied and unhooked, each owned chain is deleted and created again: -X fails,
+      // and with it the whole transaction, if something not read still jumps to it.
+      expect(lines.slice(8, 12)).toEqual(OWNED_CHAINS.map((c) => `-X MESH_${c}`));
+      expect(lines.slice(12, 16)).toEqual(OWNED_CHAINS.map((c) => `-N MESH_${c}`));
+      expect(lines.slice(16, -1)).toEqual(tx.rules.map((r) => renderRule(r, 'MESH_')));
       expect(lines.at(-1)).toBe('COMMIT');
-      // Exactly one table, and no flush or policy change of anyone's chains.
+      // Exactly one table, no flush or policy change of anyone's chains, and only owned
+      // chains deleted or created.
       expect(lines.filter((l) => l.startsWith('*'))).toEqual(['*nat']);
-      expect(text).not.toMatch(/^-(F|X|P|Z) /m);
+      expect(text).not.toMatch(/^-(F|P|Z) /m);
+      expect(text).not.toMatch(/^-[XN] (?!MESH_)/m);
       expect(text).not.toMatch(/^:(PREROUTING|INPUT|OUTPUT|POSTROUTING) /m);
     }
   });
@@ -200,8 +229,8 @@ describe('re-run over live rules (golden)', () => {
     {
       // Same config again: the live hooks are already right and stay where they are
       // (a re-run never deletes a jump another run may have removed a moment ago);
-      // only the owned chains are refilled. Docker's jump in OUTPUT and the CNI rule in
-      // POSTROUTING stay.
+      // only the owned chains are refilled, not recreated. Docker's jump in OUTPUT and
+      // the CNI rule in POSTROUTING stay.
       name: 'rerun',
       argv: ['-p', '15001', '-u', '1337'],
       family: 'ipv4',
@@ -221,7 +250,8 @@ describe('re-run over live rules (golden)', () => {
     },
     {
       // A changed config: the old TCP-only OUTPUT hook goes, the new one sees UDP, and
-      // with -b "" nothing hooks PREROUTING any more.
+      // with -b "" nothing hooks PREROUTING any more. Once unhooked, the owned chains
+      // are recreated (-X/-N), which fails if a jump not read meanwhile appeared.
       name: 'rerun-changed-config',
       argv: ['-p', '15001', '-u', '1337', '-b', '', '-o', '53'],
       family: 'ipv4',
@@ -249,16 +279,29 @@ describe('re-run over live rules (golden)', () => {
       );
       expect(text).not.toContain('DOCKER');
       expect(text).not.toContain('MASQUERADE');
-      // Deleting comes before appending, so the new hooks are not deleted again.
+      // Deleting comes before recreating and appending, so the new hooks are not
+      // deleted again and nothing jumps to a chain when it is recreated.
       const lastDelete = lines.map((l) => l.startsWith('-D ')).lastIndexOf(true);
-      const firstAppend = lines.findIndex((l) => l.startsWith('-A '));
-      expect(lastDelete).toBeLessThan(firstAppend);
-      // Apart from the deletions and the hooks it keeps, it is the text for an empty namespace.
+      const firstChange = lines.findIndex((l) => /^-[AXN] /.test(l));
+      expect(lastDelete).toBeLessThan(firstChange);
+      const recreated = lines.filter((l) => /^-[XN] /.test(l));
+      expect(recreated).toEqual(
+        kept.length > 0
+          ? []
+          : [
+              ...OWNED_CHAINS.map((c) => `-X ISTIO_${c}`),
+              ...OWNED_CHAINS.map((c) => `-N ISTIO_${c}`),
+            ],
+      );
+      // Apart from the deletions, and the hooks it keeps with the chains it then need
+      // not recreate, it is the text for an empty namespace.
       const fresh = renderRestore(
         planTransaction(planRules(config, family), EMPTY_STATE, 'ISTIO_'),
       );
       expect(lines.filter((l) => !l.startsWith('-D '))).toEqual(
-        fresh.split('\n').filter((l) => !kept.includes(l)),
+        fresh
+          .split('\n')
+          .filter((l) => !kept.includes(l) && (kept.length === 0 || !/^-[XN] /.test(l))),
       );
     },
   );
