@@ -1,0 +1,172 @@
+/**
+ * The log lines on stderr: one per event, `mesh-init: <message>` or one JSON object,
+ * and the `config:` line every run starts with.
+ */
+import { describe, expect, it } from 'vitest';
+import { parseCommandLine } from '../src/args.js';
+import { type Config, validateConfig } from '../src/config.js';
+import { FLAGS } from '../src/flags.js';
+import { createLogger, describeConfig, formatConfig } from '../src/log.js';
+
+async function configFrom(argv: readonly string[], env = {}): Promise<Config> {
+  const parsed = await parseCommandLine(argv, env);
+  if (parsed.kind !== 'run') throw new Error(`expected a run, got ${parsed.kind}`);
+  return validateConfig(parsed.options);
+}
+
+function recorder(format: 'text' | 'json') {
+  const lines: string[] = [];
+  const times = ['2026-11-26T00:00:00.000Z', '2026-11-26T00:00:01.500Z'];
+  let clock = 0;
+  const log = createLogger(
+    format,
+    (line) => lines.push(line),
+    () => new Date(times[clock++ % times.length] ?? 0),
+  );
+  return { log, lines, reads: () => clock };
+}
+
+describe('createLogger', () => {
+  it('text: one line per event, "mesh-init: " and the message; fields are not shown', () => {
+    const { log, lines, reads } = recorder('text');
+    log.info('backend', 'backend: nft (its tables already hold 20 rules)', { backend: 'nft' });
+    log.error('failed', 'invalid --proxy-port: expected an integer 1-65535, got "0"', {
+      exitCode: 2,
+    });
+    expect(lines).toEqual([
+      'mesh-init: backend: nft (its tables already hold 20 rules)\n',
+      'mesh-init: invalid --proxy-port: expected an integer 1-65535, got "0"\n',
+    ]);
+    expect(reads()).toBe(0);
+  });
+
+  it('json: one object per line with time, level, event, msg, then the fields', () => {
+    const { log, lines } = recorder('json');
+    log.info('applied', 'applied ipv4 (12 rules)', { families: ['ipv4'], rules: [12] });
+    log.error('failed', 'no usable iptables backend', { exitCode: 3 });
+    expect(lines.every((line) => line.endsWith('}\n') && !line.slice(0, -1).includes('\n'))).toBe(
+      true,
+    );
+    expect(lines.map((line) => JSON.parse(line))).toEqual([
+      {
+        time: '2026-11-26T00:00:00.000Z',
+        level: 'info',
+        event: 'applied',
+        msg: 'applied ipv4 (12 rules)',
+        families: ['ipv4'],
+        rules: [12],
+      },
+      {
+        time: '2026-11-26T00:00:01.500Z',
+        level: 'error',
+        event: 'failed',
+        msg: 'no usable iptables backend',
+        exitCode: 3,
+      },
+    ]);
+    expect(Object.keys(JSON.parse(lines[0] ?? '{}')).slice(0, 4)).toEqual([
+      'time',
+      'level',
+      'event',
+      'msg',
+    ]);
+  });
+
+  it('json: a message of several lines, quotes and backslashes stays one line', () => {
+    const { log, lines } = recorder('json');
+    const message = 'rejected: exit 1\n  line 7: -A X -m comment --comment "a \\"b\\""';
+    log.error('failed', message);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]?.split('\n')).toEqual([expect.any(String), '']);
+    expect(JSON.parse(lines[0] ?? '{}').msg).toBe(message);
+  });
+});
+
+describe('describeConfig and formatConfig', () => {
+  const DEFAULTS = {
+    mode: 'apply',
+    'proxy-port': '15001',
+    'inbound-capture-port': '15001',
+    'proxy-uid': '1337',
+    'proxy-gid': '1337',
+    'inbound-ports': '*',
+    'inbound-exclude-ports': '',
+    'outbound-include-cidrs': '*',
+    'outbound-exclude-cidrs': '',
+    'outbound-exclude-ports': '',
+    'outbound-include-ports': '',
+    ipv6: 'auto',
+    'iptables-backend': 'auto',
+    'chain-prefix': 'ISTIO_',
+  };
+
+  it.each<[string, string[], Record<string, string>]>([
+    ['defaults', [], {}],
+    [
+      "Istio's injector argv",
+      [
+        ...['-p', '15001', '-z', '15006', '-u', '1337', '-m', 'REDIRECT'],
+        ...['-i', '*', '-x', '', '-b', '*', '-d', '15090,15021,15020'],
+      ],
+      { 'inbound-capture-port': '15006', 'inbound-exclude-ports': '15090,15021,15020' },
+    ],
+    [
+      'lists, normalised',
+      [
+        ...['-u', '1337,0', '-g', '1338', '-b', '8080,9090', '-o', '53,3306', '-q', '443'],
+        ...['-i', '10.1.2.3/8,FD00:10:96::1/112', '-x', '10.96.0.1', '--ipv6', 'true'],
+      ],
+      {
+        'proxy-uid': '1337,0',
+        'proxy-gid': '1338',
+        'inbound-ports': '8080,9090',
+        'outbound-exclude-ports': '53,3306',
+        'outbound-include-ports': '443',
+        'outbound-include-cidrs': '10.0.0.0/8,fd00:10:96::/112',
+        'outbound-exclude-cidrs': '10.96.0.1/32',
+        ipv6: 'true',
+      },
+    ],
+    ['no capture', ['-b', '', '-i', ''], { 'inbound-ports': '', 'outbound-include-cidrs': '' }],
+    [
+      '--no-ipv6, legacy, prefix',
+      ['--no-ipv6', '--iptables-backend', 'legacy', '--chain-prefix', 'MESH_'],
+      { ipv6: 'false', 'iptables-backend': 'legacy', 'chain-prefix': 'MESH_' },
+    ],
+    ['--dry-run', ['--dry-run'], { mode: 'apply (dry-run)' }],
+    ['--cleanup', ['--cleanup'], { mode: 'cleanup' }],
+    ['--cleanup --dry-run', ['--cleanup', '--dry-run'], { mode: 'cleanup (dry-run)' }],
+    ['--check', ['--check'], { mode: 'check' }],
+  ])('%s', async (_name, argv, changed) => {
+    expect(describeConfig(await configFrom(argv))).toEqual({ ...DEFAULTS, ...changed });
+  });
+
+  it('every key is a flag a user can write, or the mode', () => {
+    const names = FLAGS.map((flag) => flag.name);
+    for (const key of Object.keys(DEFAULTS)) {
+      if (key !== 'mode') expect(names).toContain(key);
+    }
+  });
+
+  it('formatConfig: key=value in that order, "" for an empty value', async () => {
+    expect(formatConfig(await configFrom([]))).toBe(
+      'mode=apply proxy-port=15001 inbound-capture-port=15001 proxy-uid=1337 proxy-gid=1337 inbound-ports=* inbound-exclude-ports="" outbound-include-cidrs=* outbound-exclude-cidrs="" outbound-exclude-ports="" outbound-include-ports="" ipv6=auto iptables-backend=auto chain-prefix=ISTIO_',
+    );
+    expect(formatConfig(await configFrom(['--dry-run', '-b', '', '-o', '22,53']))).toMatch(
+      /^mode=apply \(dry-run\) .* inbound-ports="" .* outbound-exclude-ports=22,53 /,
+    );
+  });
+
+  // log.ts describeConfig predates the hardening flags: the config line every run
+  // logs ("the effective configuration, as the flags a user would write") leaves out
+  // --wait, --max-retries, --retry-interval, --run-validation, --skip-rule-apply and the
+  // probe, so a log cannot tell whether a run validated or how long it waited; with
+  // --skip-rule-apply --run-validation it even says mode=apply while nothing is applied.
+  it.fails('names every setting that changes what a run does', async () => {
+    const shown = Object.keys(
+      describeConfig(await configFrom(['--skip-rule-apply', '--run-validation'])),
+    );
+    const folded = ['inbound-interception-mode', 'dry-run', 'cleanup', 'check', 'log-format'];
+    for (const flag of FLAGS) if (!folded.includes(flag.name)) expect(shown).toContain(flag.name);
+  });
+});
