@@ -73,7 +73,8 @@ export function natSection(dump: string): string {
   const start = lines.findIndex((line) => line.trim() === '*nat');
   if (start < 0) return '*nat\nCOMMIT\n';
   const end = lines.findIndex((line, i) => i > start && line.trim() === 'COMMIT');
-  return `${lines.slice(start, end + 1).join('\n')}\n`;
+  const section = lines.slice(start, end < 0 ? undefined : end).filter((line) => line.trim());
+  return `${[...section, 'COMMIT'].join('\n')}\n`;
 }
 
 /** Config + live state → each family's transaction. Pure. */
@@ -131,7 +132,9 @@ async function applyAll(
           notes.push(`putting ${applied.family} back failed too: ${(rollback as Error).message}`);
         }
       }
-      throw new RestoreError(`${error.message}\n${notes.join('\n')}`);
+      // Same error, so the same exit code: with what was put back.
+      error.message = [error.message, ...notes.map((note) => `  ${note}`)].join('\n');
+      throw error;
     }
   }
 }
@@ -248,10 +251,12 @@ export async function runMeshInit(config: Config, deps: Deps, log: Logger): Prom
       error instanceof RestoreError && error.stale && planned <= config.retry.maxRetries;
     try {
       await applyAll(config, choice.backend, before, txs, deps, retrying);
-      const applied = txs.map((tx) => `${tx.family} (${tx.rules.length} rules)`).join(' and ');
+      // Rules now in place, whether this run appended them or kept them.
+      const rules = families.map((family) => planRules(config, family).rules.length);
+      const applied = families.map((f, i) => `${f} (${rules[i]} rules)`).join(' and ');
       log.info('applied', `applied ${applied} with the ${choice.backend} backend${ipv6Note}`, {
         families,
-        rules: txs.map((tx) => tx.rules.length),
+        rules,
         reads: planned,
       });
       break;

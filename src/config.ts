@@ -153,10 +153,11 @@ function parseBounded(option: GivenOption, max: number): number {
 function parseSeconds(option: GivenOption, max: number, allowZero: boolean): number {
   const text = String(option.value).trim();
   const value = /^\d+(\.\d+)?$/.test(text) ? Number(text) : Number.NaN;
-  if (Number.isNaN(value) || value > max || (!allowZero && value === 0)) {
-    throw invalid(option, `a number of seconds, ${allowZero ? '0' : 'above 0'} to ${max}`, text);
+  const ms = Math.round(value * 1000);
+  if (Number.isNaN(value) || value > max || (!allowZero && ms === 0)) {
+    throw invalid(option, `a number of seconds, ${allowZero ? '0' : '0.001'} to ${max}`, text);
   }
-  return Math.round(value * 1000);
+  return ms;
 }
 
 function parseChoice<T extends string>(option: GivenOption, choices: readonly T[]): T {

@@ -33,7 +33,11 @@ export function describeConfig(config: Config): Record<string, string> {
   const cidrs = (items: readonly { address: string; prefix: number }[]) =>
     list(items.map((c) => `${c.address}/${c.prefix}`));
   return {
-    mode: config.dryRun ? `${config.mode} (dry-run)` : config.mode,
+    mode: config.skipRuleApply
+      ? 'validate only'
+      : config.dryRun
+        ? `${config.mode} (dry-run)`
+        : config.mode,
     'proxy-port': String(config.proxyPort),
     'inbound-capture-port': String(config.inboundCapturePort),
     'proxy-uid': list(config.proxyUids),
@@ -48,6 +52,17 @@ export function describeConfig(config: Config): Record<string, string> {
     ipv6: String(config.ipv6),
     'iptables-backend': config.backend,
     'chain-prefix': config.chainPrefix,
+    wait: String(config.retry.waitSeconds),
+    'max-retries': String(config.retry.maxRetries),
+    'retry-interval': String(config.retry.intervalMs / 1000),
+    'run-validation': String(config.validate),
+    ...(config.validate
+      ? {
+          'probe-address': config.probe.address,
+          'probe-port': String(config.probe.port),
+          'probe-timeout': String(config.probe.timeoutMs / 1000),
+        }
+      : {}),
   };
 }
 

@@ -74,13 +74,23 @@ export function planTransaction(plan: NatPlan, live: NatState, prefix: string): 
   // refills the owned chains. Otherwise every jump is deleted and added again, and
   // the owned chains are recreated, which fails if the table holds jumps not read.
   const keepHooks = liveJumps.length > 0 && sameRules(hooks, liveJumps, prefix);
+  // A chain of someone else's that jumps into an owned chain would make -X fail on
+  // every try: such owned chains are only emptied and refilled.
+  const owned = new Set(plan.chains.map((chain) => chainName(prefix, chain)));
+  const foreignTargets = new Set(
+    live.rules
+      .filter((rule) => !KERNEL_CHAINS.includes(rule.chain) && !owned.has(rule.chain))
+      .flatMap((rule) => (rule.target === undefined ? [] : [rule.target])),
+  );
   return {
     family: plan.family,
     purpose: 'rules',
     prefix,
     declare: plan.chains,
     unhook: keepHooks ? [] : liveJumps,
-    recreate: keepHooks ? [] : plan.chains,
+    recreate: keepHooks
+      ? []
+      : plan.chains.filter((chain) => !foreignTargets.has(chainName(prefix, chain))),
     rules: [...plan.rules.filter((rule) => !isHook(rule)), ...(keepHooks ? [] : hooks)],
     remove: [],
   };

@@ -97,5 +97,13 @@ export function canonicalRule(chain: string, spec: string): string {
     if (startsGroup || last === undefined) groups.push([token]);
     else last.push(token);
   }
-  return [chain, ...groups.map((group) => group.join(' ')).sort()].join(' ');
+  // iptables-save leaves out an address match that matches everything.
+  const everything = /^-[sd] (0\.0\.0\.0|::)\/0$/;
+  return [
+    chain,
+    ...groups
+      .map((group) => group.join(' '))
+      .filter((group) => !everything.test(group))
+      .sort(),
+  ].join(' ');
 }
