@@ -438,10 +438,10 @@ describe('bad values', () => {
     [['--retry-interval', '1e3'], seconds('retry-interval', '0', 60, '1e3')],
     [['--retry-interval', '500ms'], seconds('retry-interval', '0', 60, '500ms')],
     [['--retry-interval', ''], seconds('retry-interval', '0', 60, '')],
-    [['--probe-timeout', '0'], seconds('probe-timeout', 'above 0', 300, '0')],
-    [['--probe-timeout', '0.0'], seconds('probe-timeout', 'above 0', 300, '0.0')],
-    [['--probe-timeout', '301'], seconds('probe-timeout', 'above 0', 300, '301')],
-    [['--probe-timeout', '5s'], seconds('probe-timeout', 'above 0', 300, '5s')],
+    [['--probe-timeout', '0'], seconds('probe-timeout', '0.001', 300, '0')],
+    [['--probe-timeout', '0.0'], seconds('probe-timeout', '0.001', 300, '0.0')],
+    [['--probe-timeout', '301'], seconds('probe-timeout', '0.001', 300, '301')],
+    [['--probe-timeout', '5s'], seconds('probe-timeout', '0.001', 300, '5s')],
     [['--probe-port', '0'], port('probe-port', '0')],
     [['--probe-port', '70000'], port('probe-port', '70000')],
     [['--probe-port', 'http'], port('probe-port', 'http')],
@@ -638,7 +638,7 @@ describe('environment variables', () => {
       good: '0.75',
       expect: probe({ timeoutMs: 750 }),
       bad: '0',
-      says: 'expected a number of seconds, above 0 to 300, got "0"',
+      says: 'expected a number of seconds, 0.001 to 300, got "0"',
     },
     'log-format': {
       good: 'json',
@@ -836,11 +836,15 @@ describe('modes that do not go together', () => {
 });
 
 describe('numbers of seconds', () => {
-  // config.ts checks "above 0" before rounding to milliseconds, so a timeout below half
-  // a millisecond passes as "above 0" and becomes timeoutMs 0: the probe's timer fires
-  // at once and --run-validation fails with "no answer ... within 0 ms".
-  it.fails('--probe-timeout never becomes 0 ms', async () => {
-    const outcome = await configFrom(['--probe-timeout', '0.0001']).catch((e: unknown) => e);
-    expect(outcome instanceof UsageError || (outcome as Config).probe.timeoutMs > 0).toBe(true);
+  // The range is checked on the milliseconds the probe gets, so a timeout that would
+  // round to 0 ms (its timer firing at once) is refused instead of failing every probe.
+  it.each(['0.0001', '0.0004'])('--probe-timeout %s (0 ms) is refused', async (text) => {
+    expect((await usageErrorFrom(['--probe-timeout', text])).message).toBe(
+      `invalid --probe-timeout: expected a number of seconds, 0.001 to 300, got "${text}"`,
+    );
+  });
+
+  it('--probe-timeout 0.001 is the shortest: 1 ms', async () => {
+    expect((await configFrom(['--probe-timeout', '0.001'])).probe.timeoutMs).toBe(1);
   });
 });

@@ -98,7 +98,13 @@ describe('describeConfig and formatConfig', () => {
     ipv6: 'auto',
     'iptables-backend': 'auto',
     'chain-prefix': 'ISTIO_',
+    wait: '10',
+    'max-retries': '3',
+    'retry-interval': '1',
+    'run-validation': 'false',
   };
+  /** Shown only when the run validates. */
+  const PROBE = { 'probe-address': '192.0.2.1', 'probe-port': '15002', 'probe-timeout': '5' };
 
   it.each<[string, string[], Record<string, string>]>([
     ['defaults', [], {}],
@@ -137,36 +143,72 @@ describe('describeConfig and formatConfig', () => {
     ['--cleanup', ['--cleanup'], { mode: 'cleanup' }],
     ['--cleanup --dry-run', ['--cleanup', '--dry-run'], { mode: 'cleanup (dry-run)' }],
     ['--check', ['--check'], { mode: 'check' }],
+    [
+      'retry flags',
+      ['--wait', '0', '--max-retries', '7', '--retry-interval', '0.25'],
+      { wait: '0', 'max-retries': '7', 'retry-interval': '0.25' },
+    ],
+    [
+      '--probe-* without --run-validation: not shown',
+      ['--probe-address', '10.0.0.1', '--probe-port', '8080', '--probe-timeout', '2'],
+      {},
+    ],
+    [
+      '--run-validation: the probe is shown',
+      ['--run-validation'],
+      { 'run-validation': 'true', ...PROBE },
+    ],
+    [
+      '--run-validation with the probe set',
+      [
+        ...['--run-validation', '--probe-address', '10.0.0.1'],
+        ...['--probe-port', '8080', '--probe-timeout', '0.5'],
+      ],
+      {
+        'run-validation': 'true',
+        'probe-address': '10.0.0.1',
+        'probe-port': '8080',
+        'probe-timeout': '0.5',
+      },
+    ],
+    [
+      '--skip-rule-apply: validate only',
+      ['--skip-rule-apply', '--run-validation'],
+      { mode: 'validate only', 'run-validation': 'true', ...PROBE },
+    ],
   ])('%s', async (_name, argv, changed) => {
     expect(describeConfig(await configFrom(argv))).toEqual({ ...DEFAULTS, ...changed });
   });
 
   it('every key is a flag a user can write, or the mode', () => {
     const names = FLAGS.map((flag) => flag.name);
-    for (const key of Object.keys(DEFAULTS)) {
+    for (const key of Object.keys({ ...DEFAULTS, ...PROBE })) {
       if (key !== 'mode') expect(names).toContain(key);
     }
   });
 
   it('formatConfig: key=value in that order, "" for an empty value', async () => {
     expect(formatConfig(await configFrom([]))).toBe(
-      'mode=apply proxy-port=15001 inbound-capture-port=15001 proxy-uid=1337 proxy-gid=1337 inbound-ports=* inbound-exclude-ports="" outbound-include-cidrs=* outbound-exclude-cidrs="" outbound-exclude-ports="" outbound-include-ports="" ipv6=auto iptables-backend=auto chain-prefix=ISTIO_',
+      'mode=apply proxy-port=15001 inbound-capture-port=15001 proxy-uid=1337 proxy-gid=1337 inbound-ports=* inbound-exclude-ports="" outbound-include-cidrs=* outbound-exclude-cidrs="" outbound-exclude-ports="" outbound-include-ports="" ipv6=auto iptables-backend=auto chain-prefix=ISTIO_ wait=10 max-retries=3 retry-interval=1 run-validation=false',
     );
     expect(formatConfig(await configFrom(['--dry-run', '-b', '', '-o', '22,53']))).toMatch(
       /^mode=apply \(dry-run\) .* inbound-ports="" .* outbound-exclude-ports=22,53 /,
     );
   });
 
-  // log.ts describeConfig predates the hardening flags: the config line every run
-  // logs ("the effective configuration, as the flags a user would write") leaves out
-  // --wait, --max-retries, --retry-interval, --run-validation, --skip-rule-apply and the
-  // probe, so a log cannot tell whether a run validated or how long it waited; with
-  // --skip-rule-apply --run-validation it even says mode=apply while nothing is applied.
-  it.fails('names every setting that changes what a run does', async () => {
-    const shown = Object.keys(
-      describeConfig(await configFrom(['--skip-rule-apply', '--run-validation'])),
-    );
-    const folded = ['inbound-interception-mode', 'dry-run', 'cleanup', 'check', 'log-format'];
+  // The config line every run logs names every setting that changes what the run
+  // does, so a log tells whether a run validated and how long it waited; the mode
+  // folds in --dry-run, --cleanup, --check and --skip-rule-apply.
+  it('names every setting that changes what a run does', async () => {
+    const described = describeConfig(await configFrom(['--skip-rule-apply', '--run-validation']));
+    const shown = Object.keys(described);
+    // In the mode (--skip-rule-apply as "validate only"), one choice only, or output only.
+    const folded = [
+      ...['dry-run', 'cleanup', 'check', 'skip-rule-apply'],
+      ...['inbound-interception-mode', 'log-format'],
+    ];
     for (const flag of FLAGS) if (!folded.includes(flag.name)) expect(shown).toContain(flag.name);
+    // Not mode=apply while nothing is applied.
+    expect(described.mode).toBe('validate only');
   });
 });

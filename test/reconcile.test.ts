@@ -131,7 +131,7 @@ describe('order of the planned rules', () => {
       expect(tx.declare).toBe(plan.chains);
       // Nothing live to keep: every owned chain is recreated, guarding against jumps
       // the plan did not know of.
-      expect(tx.recreate).toBe(plan.chains);
+      expect(tx.recreate).toEqual(plan.chains);
       expect(tx.remove).toEqual([]);
       expect(tx.prefix).toBe('ISTIO_');
     }
@@ -300,6 +300,43 @@ describe('hooks that are already right stay in place', () => {
     const tx = planTransaction(plan, natState(HOOK_IN, HOOK_OUT), 'ISTIO_');
     expect(tx.unhook.map((r) => `-A ${r.chain} ${r.spec}`)).toEqual([HOOK_IN, HOOK_OUT]);
     expect(hooksOf({ ...plan, rules: tx.rules })).toEqual(hooksOf(plan));
+  });
+});
+
+describe('an owned chain a foreign chain jumps into', () => {
+  const HOOK_OUT =
+    '-A OUTPUT -p tcp -m comment --comment "mesh-init: outbound TCP is checked for capture" -j ISTIO_OUTPUT';
+  const others = OWNED_CHAINS.filter((chain) => chain !== 'OUTPUT');
+
+  // -X fails while anything jumps to a chain: such a chain is emptied and refilled.
+  it.each<[string, string[]]>([
+    ['no hooks yet', ['-A FOREIGN -j ISTIO_OUTPUT']],
+    ['hooks to replace', ['-A FOREIGN -j ISTIO_OUTPUT', HOOK_OUT]],
+    ['a foreign chain of another prefix', ['-A MESH_OUTPUT -p udp -j ISTIO_OUTPUT']],
+  ])('is declared and refilled, not recreated: %s', (_name, rules) => {
+    const plan = planRules(DEFAULT, 'ipv4');
+    const tx = planTransaction(plan, natState(...rules), 'ISTIO_');
+    expect(tx.recreate).toEqual(others);
+    expect(tx.declare).toEqual(plan.chains);
+    expect(tx.rules).toEqual([
+      ...plan.rules.filter((r) => r.chain.kind === 'owned'),
+      ...plan.rules.filter((r) => r.chain.kind === 'builtin'),
+    ]);
+    const text = renderRestore(tx);
+    expect(text).toContain(':ISTIO_OUTPUT - [0:0]\n');
+    expect(text).not.toMatch(/^-[XN] ISTIO_OUTPUT$/m);
+    // The foreign jump is never touched.
+    expect(text).not.toContain('FOREIGN');
+    expect(text).not.toContain('MESH_OUTPUT');
+  });
+
+  it.each<[string, string[]]>([
+    ['a jump from a kernel chain (a hook)', ['-A INPUT -j ISTIO_OUTPUT']],
+    ['a jump within the owned chains', ['-A ISTIO_INBOUND -j ISTIO_OUTPUT']],
+    ['a foreign chain jumping elsewhere', ['-A FOREIGN -j RETURN', '-A FOREIGN -j DOCKER_OUTPUT']],
+  ])('%s: every owned chain is still recreated', (_name, rules) => {
+    const tx = planTransaction(planRules(DEFAULT, 'ipv4'), natState(...rules), 'ISTIO_');
+    expect(tx.recreate).toEqual(OWNED_CHAINS);
   });
 });
 
