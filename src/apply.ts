@@ -72,7 +72,9 @@ export function natSection(dump: string): string {
   const lines = dump.split('\n');
   const start = lines.findIndex((line) => line.trim() === '*nat');
   if (start < 0) return '*nat\nCOMMIT\n';
-  const end = lines.findIndex((line, i) => i > start && line.trim() === 'COMMIT');
+  const end = lines.findIndex(
+    (line, i) => i > start && (line.trim() === 'COMMIT' || line.startsWith('*')),
+  );
   const section = lines.slice(start, end < 0 ? undefined : end).filter((line) => line.trim());
   return `${[...section, 'COMMIT'].join('\n')}\n`;
 }
@@ -115,6 +117,7 @@ async function applyAll(
     } catch (error) {
       if (!(error instanceof MeshInitError) || done.length === 0 || retrying(error)) throw error;
       const notes: string[] = [];
+      let stuck = false;
       for (const applied of done) {
         const saved = before?.saved.get(applied.family);
         try {
@@ -129,11 +132,18 @@ async function applyAll(
               }));
           notes.push(`${applied.family} was put back as it was`);
         } catch (rollback) {
-          notes.push(`putting ${applied.family} back failed too: ${(rollback as Error).message}`);
+          stuck = true;
+          const why = (rollback as Error).message.split('\n').join('\n    ');
+          notes.push(
+            `putting ${applied.family} back failed too, it keeps this run's rules: ${why}`,
+          );
         }
       }
-      // Same error, so the same exit code: with what was put back.
-      error.message = [error.message, ...notes.map((note) => `  ${note}`)].join('\n');
+      // Same error, so the same exit code, with what was put back; but a family that
+      // could not be put back has rules applied, which only exit 4 may say.
+      const message = [error.message, ...notes.map((note) => `  ${note}`)].join('\n');
+      if (stuck) throw new RestoreError(message);
+      error.message = message;
       throw error;
     }
   }

@@ -154,7 +154,7 @@ function parseSeconds(option: GivenOption, max: number, allowZero: boolean): num
   const text = String(option.value).trim();
   const value = /^\d+(\.\d+)?$/.test(text) ? Number(text) : Number.NaN;
   const ms = Math.round(value * 1000);
-  if (Number.isNaN(value) || value > max || (!allowZero && ms === 0)) {
+  if (Number.isNaN(value) || value > max || (!allowZero && value < 0.001)) {
     throw invalid(option, `a number of seconds, ${allowZero ? '0' : '0.001'} to ${max}`, text);
   }
   return ms;

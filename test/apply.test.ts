@@ -440,7 +440,7 @@ describe('all or nothing across families: a later family failing puts the earlie
     const text = result.stderr();
     expect(text).toContain('ip6tables-nft-restore rejected the ipv6 rules');
     expect(text).toContain(
-      '\n  putting ipv4 back failed too: iptables-nft-restore rejected the ipv4 rules (nothing of them was applied): exit 1: iptables-restore: line 2 failed\n  line 2: :PREROUTING ACCEPT [0:0]',
+      "\n  putting ipv4 back failed too, it keeps this run's rules: iptables-nft-restore rejected the ipv4 rules (nothing of them was applied): exit 1: iptables-restore: line 2 failed\n      line 2: :PREROUTING ACCEPT [0:0]",
     );
     expect(text).not.toContain('was put back as it was');
     // IPv4 keeps the new rules: nothing could put it back.
