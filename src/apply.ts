@@ -94,58 +94,58 @@ export function planFamilies(
 }
 
 /**
- * Applies each family's transaction. When a later family fails, the earlier ones
- * are put back as they were before this run, so a pod is never left half-captured:
- * the saved nat section is restored (without --noflush) where the table was read,
- * and what the transaction added is taken back where it was not. Not when the
- * failure is going to be retried anyway (`retrying`): that run converges instead.
+ * What this run changed, per family, and how to put each back: the nat section as
+ * read before this run first changed it (restored without --noflush), or, where it
+ * was changed before any read, the undo of what was added. Every failure after a
+ * change goes through putBack, so a pod is never left half-captured.
  */
-async function applyAll(
-  config: Config,
-  backend: Backend,
-  before: Live | undefined,
-  txs: Transaction[],
-  deps: Deps,
-  retrying: (error: unknown) => boolean,
-) {
-  const options = { retry: config.retry, sleep: deps.sleep };
-  const done: Transaction[] = [];
-  for (const tx of txs) {
-    try {
-      await restore(deps.run, backend, tx.family, renderRestore(tx), { ...options, noflush: true });
-      done.push(tx);
-    } catch (error) {
-      if (!(error instanceof MeshInitError) || done.length === 0 || retrying(error)) throw error;
-      const notes: string[] = [];
-      let stuck = false;
-      for (const applied of done) {
-        const saved = before?.saved.get(applied.family);
-        try {
-          await (saved === undefined
-            ? restore(deps.run, backend, applied.family, renderRestore(planUndo(applied)), {
-                ...options,
-                noflush: true,
-              })
-            : restore(deps.run, backend, applied.family, natSection(saved), {
-                ...options,
-                noflush: false,
-              }));
-          notes.push(`${applied.family} was put back as it was`);
-        } catch (rollback) {
-          stuck = true;
-          const why = (rollback as Error).message.split('\n').join('\n    ');
-          notes.push(
-            `putting ${applied.family} back failed too, it keeps this run's rules: ${why}`,
-          );
-        }
+class Changes {
+  private readonly baselines = new Map<Family, { text: string; noflush: boolean }>();
+
+  constructor(
+    private readonly config: Config,
+    private readonly backend: Backend,
+    private readonly deps: Deps,
+  ) {}
+
+  /** Applies one family's transaction and remembers how to put it back. */
+  async apply(tx: Transaction, live: Live | undefined): Promise<void> {
+    await restore(this.deps.run, this.backend, tx.family, renderRestore(tx), this.options(true));
+    if (this.baselines.has(tx.family)) return;
+    const saved = live?.saved.get(tx.family);
+    this.baselines.set(
+      tx.family,
+      saved === undefined
+        ? { text: renderRestore(planUndo(tx)), noflush: true }
+        : { text: natSection(saved), noflush: false },
+    );
+  }
+
+  /** Puts back every family this run changed, then throws `error` with what happened. */
+  async putBack(error: unknown): Promise<never> {
+    if (!(error instanceof MeshInitError) || this.baselines.size === 0) throw error;
+    const notes: string[] = [];
+    let stuck = false;
+    for (const [family, { text, noflush }] of this.baselines) {
+      try {
+        await restore(this.deps.run, this.backend, family, text, this.options(noflush));
+        notes.push(`${family} was put back as it was`);
+      } catch (rollback) {
+        stuck = true;
+        const why = (rollback as Error).message.split('\n').join('\n    ');
+        notes.push(`putting ${family} back failed too, it keeps this run's rules: ${why}`);
       }
-      // Same error, so the same exit code, with what was put back; but a family that
-      // could not be put back has rules applied, which only exit 4 may say.
-      const message = [error.message, ...notes.map((note) => `  ${note}`)].join('\n');
-      if (stuck) throw new RestoreError(message);
-      error.message = message;
-      throw error;
     }
+    // Same error, so the same exit code, with what was put back; but a family that
+    // could not be put back has rules applied, which only exit 4 may say.
+    const message = [error.message, ...notes.map((note) => `  ${note}`)].join('\n');
+    if (stuck) throw new RestoreError(message);
+    error.message = message;
+    throw error;
+  }
+
+  private options(noflush: boolean) {
+    return { retry: this.config.retry, sleep: this.deps.sleep, noflush };
   }
 }
 
@@ -239,8 +239,12 @@ export async function runMeshInit(config: Config, deps: Deps, log: Logger): Prom
       );
       return EXIT_DRIFT;
     }
-    const txs = planFamilies(config, families, live.states);
-    await applyAll(config, choice.backend, live, txs, deps, () => false);
+    const changes = new Changes(config, choice.backend, deps);
+    try {
+      for (const tx of planFamilies(config, families, live.states)) await changes.apply(tx, live);
+    } catch (error) {
+      await changes.putBack(error);
+    }
     log.info('cleaned', `removed mesh-init's chains and jumps from ${families.join(' and ')}`, {
       families,
     });
@@ -251,16 +255,13 @@ export async function runMeshInit(config: Config, deps: Deps, log: Logger): Prom
   if (families.includes('ipv6')) {
     await addPassthroughAddress(deps.run, INBOUND_PASSTHROUGH.ipv6.address);
   }
-  // What a failure puts back: the table as first read, or (never read) what was added.
-  let before = live;
+  const changes = new Changes(config, choice.backend, deps);
   // Tries planned from a table that was read; the unread first try does not count.
   let planned = live === undefined ? 0 : 1;
   for (;;) {
     const txs = planFamilies(config, families, live?.states ?? new Map());
-    const retrying = (error: unknown) =>
-      error instanceof RestoreError && error.stale && planned <= config.retry.maxRetries;
     try {
-      await applyAll(config, choice.backend, before, txs, deps, retrying);
+      for (const tx of txs) await changes.apply(tx, live);
       // Rules now in place, whether this run appended them or kept them.
       const rules = families.map((family) => planRules(config, family).rules.length);
       const applied = families.map((f, i) => `${f} (${rules[i]} rules)`).join(' and ');
@@ -271,14 +272,20 @@ export async function runMeshInit(config: Config, deps: Deps, log: Logger): Prom
       });
       break;
     } catch (error) {
-      if (!retrying(error)) throw error;
-      // A table that was read and changed before the restore: another run got there
-      // first. Runs that collided tend to collide again in step; a pause breaks it.
-      if (live !== undefined) await deps.sleep(Math.round(deps.random() * config.retry.intervalMs));
-      live = await readLive(config, families, deps.run);
-      before ??= live;
-      planned++;
+      const stale = error instanceof RestoreError && error.stale;
+      if (!stale || planned > config.retry.maxRetries) await changes.putBack(error);
     }
+    // The table was not what the text was planned for: read it and plan again. Runs
+    // that collided tend to collide again in step; a random pause breaks the step.
+    try {
+      if (live !== undefined) {
+        await deps.sleep(Math.round(deps.random() * config.retry.intervalMs));
+      }
+      live = await readLive(config, families, deps.run);
+    } catch (error) {
+      await changes.putBack(error);
+    }
+    planned++;
   }
   if (config.validate) await runValidation(config, deps, log);
   return EXIT_OK;
