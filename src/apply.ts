@@ -184,7 +184,12 @@ export async function runMeshInit(config: Config, deps: Deps, log: Logger): Prom
     // text for a namespace without mesh-init rules, and say so.
     let states: ReadonlyMap<Family, NatState> = new Map();
     try {
-      states = (await readLive(config, families, deps.run)).states;
+      const live = await readLive(config, families, deps.run);
+      states = live.states;
+      log.info('backend', `backend: ${live.choice.backend} (${live.choice.reason})`, {
+        backend: live.choice.backend,
+        reason: live.choice.reason,
+      });
     } catch (error) {
       if (!(error instanceof MeshInitError)) throw error;
       log.info(
@@ -199,6 +204,9 @@ export async function runMeshInit(config: Config, deps: Deps, log: Logger): Prom
         `dry-run: would also run: ip -6 addr replace ${INBOUND_PASSTHROUGH.ipv6.address}/128 dev lo`,
       );
     }
+    log.info('dry-run', `dry-run: printed the ${families.join(' and ')} text; nothing applied`, {
+      families,
+    });
     return EXIT_OK;
   }
 

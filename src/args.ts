@@ -100,6 +100,8 @@ export async function parseCommandLine(
   argv: readonly string[],
   env: Readonly<Record<string, string | undefined>>,
 ): Promise<Parsed> {
+  // Istio's injector names the program first (`istio-iptables -p 15001 …`).
+  if (argv[0] === 'istio-iptables') argv = argv.slice(1);
   const repeated = repeatedFlag(argv);
   if (repeated !== undefined) throw new UsageError(`invalid --${repeated}: given more than once`);
   const parser = buildParser(argv);

@@ -27,7 +27,7 @@ export function chooseBackend(probes: readonly Probe[]): Choice {
   const usable = probes.filter((p): p is Extract<Probe, { ok: true }> => p.ok);
   if (usable.length === 0) {
     const tried = probes
-      .map((p) => `${binaryFor(p.backend, 'ipv4', 'save')}: ${p.ok ? 'ok' : p.error}`)
+      .map((p) => (p.ok ? `${binaryFor(p.backend, 'ipv4', 'save')}: ok` : p.error))
       .join('; ');
     throw new BackendError(`no usable iptables backend (tried ${tried})`);
   }

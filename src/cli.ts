@@ -14,13 +14,16 @@ export async function main(
   env: Readonly<Record<string, string | undefined>>,
   deps: Deps,
 ): Promise<number> {
-  // JSON logs as soon as they were asked for, even when another flag is bad.
-  const wantsJson =
-    argv.some(
-      (arg, i) => arg === '--log-format=json' || (arg === '--log-format' && argv[i + 1] === 'json'),
-    ) ||
+  // Until the flags are validated, a guess: JSON as soon as it was asked for, so that
+  // even a usage error is logged the way the user reads logs.
+  const asked = (arg: string, i: number) =>
+    arg === '--log-format=json' ||
+    arg === '--log_as_json' ||
+    (arg === '--log-format' && argv[i + 1] === 'json');
+  const guess =
+    argv.some(asked) ||
     (!argv.some((arg) => arg.startsWith('--log-format')) && env.MESH_INIT_LOG_FORMAT === 'json');
-  const log = createLogger(wantsJson ? 'json' : 'text', deps.stderr, deps.now);
+  let log = createLogger(guess ? 'json' : 'text', deps.stderr, deps.now);
   try {
     const parsed = await parseCommandLine(argv, env);
     if (parsed.kind === 'help') {
@@ -32,6 +35,7 @@ export async function main(
       return EXIT_OK;
     }
     const config = validateConfig(parsed.options);
+    log = createLogger(config.logFormat, deps.stderr, deps.now);
     log.info('config', `config: ${formatConfig(config)}`, { config: describeConfig(config) });
     return await runMeshInit(config, deps, log);
   } catch (error) {

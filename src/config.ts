@@ -335,8 +335,29 @@ export function validateConfig(options: GivenOptions): Config {
     timeoutMs: probeTimeoutOption ? parseSeconds(probeTimeoutOption, 300, false) : 5000,
   };
 
+  for (const name of [
+    'kube-virt-interfaces',
+    'exclude-interfaces',
+    'redirect-dns',
+    'capture-all-dns',
+  ]) {
+    const option = get(name);
+    if (option && option.value !== false && String(option.value).trim() !== '') {
+      throw new UsageError(`invalid ${option.origin}: not supported yet (see the README)`);
+    }
+  }
+
   const logOption = get('log-format');
-  const logFormat = logOption ? parseChoice(logOption, ['text', 'json'] as const) : 'text';
+  const logFormat = logOption
+    ? parseChoice(logOption, ['text', 'json'] as const)
+    : flag('log_as_json')
+      ? 'json'
+      : 'text';
+  if (logFormat === 'text' && flag('log_as_json')) {
+    throw new UsageError(
+      `conflicting ${get('log_as_json')?.origin} and ${logOption?.origin}: choose one`,
+    );
+  }
 
   return {
     proxyPort,

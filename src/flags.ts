@@ -102,7 +102,8 @@ export const FLAGS: readonly FlagSpec[] = [
     short: 'q',
     type: 'string',
     env: ['MESH_INIT_OUTBOUND_INCLUDE_PORTS'],
-    describe: 'comma list of destination ports always captured outbound, whatever -i and -x say',
+    describe:
+      'comma list of destination ports captured outbound even where -i does not capture (-x still excludes)',
     defaultText: 'none',
   },
   {
@@ -204,6 +205,52 @@ export const FLAGS: readonly FlagSpec[] = [
     env: ['MESH_INIT_LOG_FORMAT'],
     describe: 'stderr log lines: text or json',
     defaultText: 'text',
+  },
+  // Istio's injector writes these too; they are taken so that its argv works as it is.
+  {
+    name: 'log_as_json',
+    type: 'boolean',
+    env: [],
+    describe: "Istio's spelling of --log-format json",
+    defaultText: 'false',
+  },
+  {
+    name: 'log_output_level',
+    type: 'string',
+    env: [],
+    describe: "Istio's log levels (e.g. default:info): accepted, without effect (one level here)",
+    defaultText: 'none',
+  },
+  // Istio's interception features that are planned but not built: refused clearly.
+  {
+    name: 'kube-virt-interfaces',
+    short: 'k',
+    type: 'string',
+    env: ['MESH_INIT_KUBE_VIRT_INTERFACES'],
+    describe: 'not supported yet: a non-empty value is refused',
+    defaultText: 'none',
+  },
+  {
+    name: 'exclude-interfaces',
+    short: 'c',
+    type: 'string',
+    env: ['MESH_INIT_EXCLUDE_INTERFACES'],
+    describe: 'not supported yet: a non-empty value is refused',
+    defaultText: 'none',
+  },
+  {
+    name: 'redirect-dns',
+    type: 'boolean',
+    env: ['MESH_INIT_REDIRECT_DNS'],
+    describe: 'not supported yet: refused when set',
+    defaultText: 'false',
+  },
+  {
+    name: 'capture-all-dns',
+    type: 'boolean',
+    env: ['MESH_INIT_CAPTURE_ALL_DNS'],
+    describe: 'not supported yet: refused when set',
+    defaultText: 'false',
   },
   {
     name: 'chain-prefix',

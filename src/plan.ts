@@ -135,20 +135,21 @@ function outboundRules(config: Config, family: Family): Rule[] {
       target: RETURN,
       why: 'loopback traffic inside the pod is not intercepted',
     },
-    ...config.outboundIncludePorts.map(
-      (port): Rule => ({
-        chain,
-        matches: dport('tcp', port),
-        target: jump('REDIRECT'),
-        why: 'destination port listed in --outbound-include-ports',
-      }),
-    ),
+    // As in Istio, an excluded destination stays excluded even on an included port.
     ...ofFamily(config.outboundExcludeCidrs).map(
       (cidr): Rule => ({
         chain,
         matches: [{ kind: 'destination', cidr }],
         target: RETURN,
         why: 'destination excluded by --outbound-exclude-cidrs',
+      }),
+    ),
+    ...config.outboundIncludePorts.map(
+      (port): Rule => ({
+        chain,
+        matches: dport('tcp', port),
+        target: jump('REDIRECT'),
+        why: 'destination port listed in --outbound-include-ports',
       }),
     ),
     ...(include.kind === 'all'
