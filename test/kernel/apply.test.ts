@@ -144,6 +144,18 @@ kernelSuite('backend auto', () => {
     },
   );
 
+  it('8 runs at once with backend auto end in the state of one run', async () => {
+    await net.restoreForeign('legacy', 'ipv4', FOREIGN);
+    const results = await Promise.all(
+      Array.from({ length: 8 }, () => net.meshInit(['--ipv6', 'false'])),
+    );
+    for (const result of results) expect(result.exitCode, result.stderr).toBe(0);
+    const table = await net.natTable('legacy', 'ipv4');
+    expect(table.match(/-j ISTIO_INBOUND/g)).toHaveLength(1);
+    expect(table.match(/-j ISTIO_OUTPUT/g)).toHaveLength(1);
+    expect(await net.natTable('nft', 'ipv4')).not.toContain('ISTIO');
+  });
+
   it('picks nft in an empty namespace', async () => {
     const result = await net.meshInit(['--ipv6', 'false']);
     expect(result.exitCode).toBe(0);
@@ -194,6 +206,13 @@ kernelSuite('capture options', () => {
     expect(await landsOn('pod', a.peer, 80)).toBe('proxy');
     await init('-i', '10.99.0.0/16');
     expect(await landsOn('pod', a.peer, 80)).toBe('peer');
+  });
+
+  it('-x still excludes a destination on a port that -q includes, as in Istio', async () => {
+    await init('-x', `${a.peer}/32`, '-q', '443');
+    expect(await landsOn('pod', a.peer, 443)).toBe('peer');
+    await init('-x', '10.99.0.0/16', '-q', '443');
+    expect(await landsOn('pod', a.peer, 443)).toBe('proxy');
   });
 
   it('-o excludes destination ports; -q includes them even when -i captures nothing', async () => {

@@ -170,7 +170,9 @@ kernelSuite('command line properties', () => {
       Array.from({ length: 4 }, async () => {
         for (let next = queue.pop(); next !== undefined; next = queue.pop()) {
           const [text, family] = next;
-          const tool = family === 'ipv4' ? 'iptables-legacy-restore' : 'ip6tables-legacy-restore';
+          // Alternate the backends, so that each of them checks half of the texts.
+          const backend = queue.length % 2 === 0 ? 'legacy' : 'nft';
+          const tool = `${family === 'ipv4' ? 'iptables' : 'ip6tables'}-${backend}-restore`;
           const result = await execa(
             'ip',
             ['netns', 'exec', net.pod, tool, '--test', '--noflush'],
@@ -179,7 +181,7 @@ kernelSuite('command line properties', () => {
               reject: false,
             },
           );
-          if (result.exitCode !== 0) rejected.push(`${result.stderr}\n${text}`);
+          if (result.exitCode !== 0) rejected.push(`${tool}: ${result.stderr}\n${text}`);
         }
       }),
     );
