@@ -67,7 +67,21 @@ for (const tool of ['strace', '/usr/bin/time']) {
 }
 
 const dir = mkdtempSync(join(tmpdir(), 'mesh-init-bench-'));
-const text = sh(process.execPath, [BUNDLE, '--dry-run', ...ARGS]).stdout;
+// The text mesh-init applies in a fresh namespace (the same for both backends).
+const text = inFreshNamespace(
+  (ns) =>
+    sh('ip', [
+      'netns',
+      'exec',
+      ns,
+      process.execPath,
+      BUNDLE,
+      '--dry-run',
+      ...ARGS,
+      '--iptables-backend',
+      'legacy',
+    ]).stdout,
+);
 console.log(`mesh-init ${ARGS.join(' ')}: ${RUNS} runs per figure, medians`);
 console.log(
   `machine: ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, node ${process.version}; NODE_EXTRA_CA_CERTS unset for the runs\n`,
