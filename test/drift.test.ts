@@ -13,12 +13,12 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parseCommandLine } from '../src/args.js';
 import { type Config, validateConfig } from '../src/config.js';
-import { canonicalRule, findDrift } from '../src/drift.js';
+import { findDrift } from '../src/drift.js';
 import { planRules } from '../src/plan.js';
 import { planTransaction } from '../src/reconcile.js';
 import { renderRestore } from '../src/render.js';
 import type { Family } from '../src/rules.js';
-import { EMPTY_STATE, parseNatState } from '../src/state.js';
+import { canonicalRule, EMPTY_STATE, parseNatState } from '../src/state.js';
 
 const fixture = (name: string) =>
   readFileSync(new URL(`./fixtures/${name}`, import.meta.url), 'utf8');

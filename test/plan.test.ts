@@ -7,10 +7,11 @@ import { describe, expect, it } from 'vitest';
 import { parseCommandLine } from '../src/args.js';
 import { type Config, validateConfig } from '../src/config.js';
 import { planRules } from '../src/plan.js';
-import { chainName, planTransaction } from '../src/reconcile.js';
+import { planTransaction } from '../src/reconcile.js';
 import { renderRestore, renderRule } from '../src/render.js';
 import {
   type Cidr,
+  chainName,
   type Family,
   type Match,
   type NatPlan,

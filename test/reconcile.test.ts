@@ -7,9 +7,9 @@ import { describe, expect, it } from 'vitest';
 import { parseCommandLine } from '../src/args.js';
 import { type Config, validateConfig } from '../src/config.js';
 import { planRules } from '../src/plan.js';
-import { chainName, liveHooks, planCleanup, planTransaction, planUndo } from '../src/reconcile.js';
+import { liveHooks, planCleanup, planTransaction, planUndo } from '../src/reconcile.js';
 import { renderRestore } from '../src/render.js';
-import { type NatPlan, OWNED_CHAINS } from '../src/rules.js';
+import { chainName, type NatPlan, OWNED_CHAINS } from '../src/rules.js';
 import { EMPTY_STATE, type NatState, parseNatState } from '../src/state.js';
 
 const fixture = (name: string) =>
