@@ -203,10 +203,25 @@ describe('renderRestore layout', () => {
     }
   });
 
-  it('renders the same text for the same transaction (dry-run and apply share it)', async () => {
+  // Dry-run and apply each render the text once, from a transaction of their own: the
+  // text may depend on nothing but the transaction (no clock, counter or mutation).
+  it('renders the same text for equal transactions and changes neither', async () => {
     const config = await configFrom(['-o', '22', '-i', '10.0.0.0/8']);
-    const tx = planTransaction(planRules(config, 'ipv4'), EMPTY_STATE, 'ISTIO_');
-    expect(renderRestore(tx)).toBe(renderRestore(tx));
+    const planned = () => planTransaction(planRules(config, 'ipv4'), EMPTY_STATE, 'ISTIO_');
+    const tx = planned();
+    const before = structuredClone(tx);
+    const deepFreeze = (value: unknown): void => {
+      if (typeof value !== 'object' || value === null || Object.isFrozen(value)) return;
+      Object.freeze(value);
+      for (const child of Object.values(value)) deepFreeze(child);
+    };
+    deepFreeze(tx);
+    const text = renderRestore(tx);
+    expect(text).toContain('--dport 22 ');
+    expect(text).toContain('-d 10.0.0.0/8 ');
+    expect(renderRestore(planned())).toBe(text);
+    expect(renderRestore(before)).toBe(text);
+    expect(tx).toEqual(before);
   });
 });
 
