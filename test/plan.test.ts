@@ -59,6 +59,13 @@ const GOLDEN: readonly { name: string; argv: string[]; families: Family[] }[] = 
     argv: ['-i', '', '-q', '443,8443'],
     families: ['ipv4'],
   },
+  // Istio's order: the -x RETURN before the -q jump, so an excluded destination stays
+  // excluded on an included port.
+  {
+    name: 'outbound-exclude-cidrs-include-ports',
+    argv: ['-x', '10.96.0.1/32,fd00:10:96::1', '-q', '443'],
+    families: ['ipv4', 'ipv6'],
+  },
   { name: 'owners', argv: ['-u', '1337,0', '-g', '1337,1338'], families: ['ipv4', 'ipv6'] },
   { name: 'chain-prefix', argv: ['--chain-prefix', 'MESH_'], families: ['ipv4'] },
 ];
@@ -82,6 +89,7 @@ const VARIED: readonly string[][] = [
   ['-i', '10.96.0.0/12,fd00:10:96::/112', '-x', '10.96.0.1/32,fd00:10:96::1'],
   ['-i', ''],
   ['-o', '22,3306', '-q', '443'],
+  ['-i', '', '-x', '10.96.0.0/12,fd00:10:96::/112', '-q', '443,8443'],
   ['-u', '1337,0', '-g', '1337,1338'],
   ['--chain-prefix', 'MESH_'],
   ['--chain-prefix', 'ABCDEFGHIJKLMNOPQ'],
@@ -291,17 +299,48 @@ describe('plan properties', () => {
     }
   });
 
-  it('outbound: -q ports are captured before -x CIDRs are excluded', async () => {
+  // As in Istio: an excluded destination stays excluded even on an included port.
+  it('outbound: -x CIDRs are excluded before -q ports are captured', async () => {
     const rules = ownedRules(
-      planRules(await configFrom(['-q', '443', '-x', '10.0.0.0/8']), 'ipv4'),
+      planRules(await configFrom(['-x', '10.0.0.0/8', '-q', '443']), 'ipv4'),
       'OUTPUT',
     );
-    const include = rules.findIndex((r) => r.matches.some((m) => m.kind === 'destinationPort'));
-    const exclude = rules.findIndex((r) =>
-      r.matches.some((m) => m.kind === 'destination' && m.cidr.address === '10.0.0.0'),
+    const exclude = rules.findIndex(
+      (r) =>
+        r.target.kind === 'return' &&
+        r.matches.some((m) => m.kind === 'destination' && m.cidr.address === '10.0.0.0'),
     );
+    const include = rules.findIndex(
+      (r) =>
+        r.target.kind === 'jump' &&
+        r.target.chain === 'REDIRECT' &&
+        r.matches.some((m) => m.kind === 'destinationPort' && m.port === 443),
+    );
+    expect(exclude).toBeGreaterThanOrEqual(0);
     expect(include).toBeGreaterThanOrEqual(0);
-    expect(include).toBeLessThan(exclude);
+    expect(exclude).toBeLessThan(include);
+  });
+
+  it('outbound: in every plan, every -x RETURN comes before every -q jump', async () => {
+    let both = 0;
+    for (const { config, plan } of await everyPlan()) {
+      const rules = ownedRules(plan, 'OUTPUT');
+      const excludes = rules.flatMap((r, i) =>
+        r.target.kind === 'return' && r.matches.some((m) => m.kind === 'destination' && !m.negate)
+          ? [i]
+          : [],
+      );
+      const includes = rules.flatMap((r, i) =>
+        r.target.kind === 'jump' && r.matches.some((m) => m.kind === 'destinationPort') ? [i] : [],
+      );
+      expect(includes).toHaveLength(config.outboundIncludePorts.length);
+      if (excludes.length > 0 && includes.length > 0) {
+        both++;
+        expect(Math.max(...excludes)).toBeLessThan(Math.min(...includes));
+      }
+    }
+    // Guards the loop against passing only because no plan had both.
+    expect(both).toBeGreaterThan(0);
   });
 
   it('outbound: -i "" leaves no rule that captures outbound traffic', async () => {
