@@ -81,11 +81,16 @@ describe('dry-run prints exactly what apply feeds to *-restore', () => {
     const dry = await run([...argv, '--dry-run'], setup, { globalIpv6 });
     expect(dry.code).toBe(0);
     expect(dry.restores()).toEqual([]);
+    // The backend line is the one apply logs: dry-run read the tables the same way.
+    const backend = apply.stderrLines()[1];
+    expect(backend).toMatch(/^mesh-init: backend: (nft|legacy) \(.+\)$/);
     expect(dry.stderrLines()).toEqual([
       expect.stringMatching(/^mesh-init: config: mode=apply \(dry-run\) /),
+      backend,
       ...(globalIpv6
         ? ['mesh-init: dry-run: would also run: ip -6 addr replace ::6/128 dev lo']
         : []),
+      `mesh-init: dry-run: printed the ${globalIpv6 ? 'ipv4 and ipv6' : 'ipv4'} text; nothing applied`,
     ]);
     expect(dry.stdout()).toBe(fed.join(''));
     // Dry-run reads the same live state as apply does (when apply reads at all: a
@@ -144,6 +149,44 @@ describe('dry-run prints exactly what apply feeds to *-restore', () => {
     expect(dry.code).toBe(0);
     expect(dry.restores()).toEqual([]);
     expect(dry.stdout()).toContain('-j REDIRECT --to-ports 15002\n');
+  });
+});
+
+describe("Istio's injector argv as it writes it", () => {
+  const INJECTED = ['istio-iptables', ...ISTIO_INJECTOR, '--log_output_level=default:info'];
+
+  it('applies what the argv without the program name and the log level applies', async () => {
+    const injected = await run(INJECTED, LIVE_NFT, { globalIpv6: true });
+    const plain = await run(ISTIO_INJECTOR, LIVE_NFT, { globalIpv6: true });
+    expect(injected.code).toBe(0);
+    expect(injected.calls).toEqual(plain.calls);
+    expect(injected.applied()).toHaveLength(2);
+    expect(injected.stderrLines()).toEqual(plain.stderrLines());
+    expect(injected.stderrLines()[0]).toMatch(
+      /^mesh-init: config: mode=apply proxy-port=15001 inbound-capture-port=15006 /,
+    );
+  });
+
+  it('with --log_as_json every stderr line is one JSON object', async () => {
+    const result = await run([...INJECTED, '--log_as_json'], LIVE_NFT);
+    expect(result.code).toBe(0);
+    const lines = result.stderrLines().map((line) => JSON.parse(line));
+    expect(lines.map((line) => line.event)).toEqual(['config', 'backend', 'applied']);
+    expect(lines[0].config).toMatchObject({ 'inbound-capture-port': '15006' });
+  });
+
+  it('--log_as_json with --log-format text: exit 2, nothing run', async () => {
+    const result = await run([...INJECTED, '--log_as_json', '--log-format', 'text'], LIVE_NFT);
+    expect(result.code).toBe(2);
+    expect(result.calls).toEqual([]);
+    expect(result.stderr()).toContain('conflicting --log_as_json and --log-format: choose one');
+  });
+
+  it('istio-iptables anywhere but first is an unknown argument', async () => {
+    const result = await run([...ISTIO_INJECTOR, 'istio-iptables'], LIVE_NFT);
+    expect(result.code).toBe(2);
+    expect(result.calls).toEqual([]);
+    expect(result.stderrLines()).toEqual(['mesh-init: Unknown argument: istio-iptables']);
   });
 });
 
@@ -301,6 +344,28 @@ describe('failures', () => {
       { MESH_INIT_DRY_RUN: 'yes' },
       /^mesh-init: invalid --dry-run \(from MESH_INIT_DRY_RUN\): /,
     ],
+    // Istio features not built yet: refused before anything runs, not half applied.
+    [
+      ['-k', 'eth1'],
+      {},
+      /^mesh-init: invalid --kube-virt-interfaces: not supported yet \(see the README\)\n$/,
+    ],
+    [
+      ['-c', 'eth0', '--dry-run'],
+      {},
+      /^mesh-init: invalid --exclude-interfaces: not supported yet \(see the README\)\n$/,
+    ],
+    [
+      ['istio-iptables', '-p', '15001', '--redirect-dns'],
+      {},
+      /^mesh-init: invalid --redirect-dns: not supported yet \(see the README\)\n$/,
+    ],
+    [
+      [],
+      { MESH_INIT_CAPTURE_ALL_DNS: 'true' },
+      /^mesh-init: invalid --capture-all-dns \(from MESH_INIT_CAPTURE_ALL_DNS\): not supported yet \(see the README\)\n$/,
+    ],
+    [['-p', '15001', 'istio-iptables'], {}, /^mesh-init: Unknown argument: istio-iptables\n$/],
   ])('usage error %j %j exits 2 and runs nothing', async (argv, env, message) => {
     const result = await run(argv, LIVE_NFT, { env, globalIpv6: true });
     expect(result.code).toBe(2);
@@ -378,10 +443,22 @@ describe('failures', () => {
     expect(result.restores()).toEqual([]);
     expect(result.stderrLines()).toEqual([
       DEFAULT_CONFIG_LINE,
-      expect.stringMatching(/^mesh-init: no usable iptables backend/),
+      'mesh-init: no usable iptables backend (tried iptables-nft-save not found; iptables-legacy-save not found)',
     ]);
-    expect(result.stderr()).toMatch(/iptables-nft-save[^;]*not found/);
-    expect(result.stderr()).toMatch(/iptables-legacy-save[^;]*not found/);
+  });
+
+  it('both saves failing exits 3 naming each binary once, with its exit code and stderr', async () => {
+    const result = await run([], LIVE_NFT, {
+      answers: {
+        'iptables-nft-save': exited(4, 'iptables-nft-save v1.8.9 (nf_tables): no nf_tables\n'),
+        'iptables-legacy-save': exited(1, 'Permission denied (you must be root)\n'),
+      },
+    });
+    expect(result.code).toBe(3);
+    expect(result.restores()).toEqual([]);
+    expect(result.stderrLines().at(-1)).toBe(
+      'mesh-init: no usable iptables backend (tried iptables-nft-save exit 4: iptables-nft-save v1.8.9 (nf_tables): no nf_tables; iptables-legacy-save exit 1: Permission denied (you must be root))',
+    );
   });
 
   it('a forced backend whose save fails exits 3 with its stderr', async () => {
@@ -453,11 +530,26 @@ describe('failures', () => {
     expect(result.code).toBe(0);
     expect(result.restores()).toEqual([]);
     expect(result.stdout()).toBe(golden('default.ipv4.golden'));
+    // No backend line: none was found. The last line still says nothing was applied.
     expect(result.stderrLines()).toEqual([
       CONFIG_LINE,
-      expect.stringMatching(
-        /^mesh-init: dry-run: live rules not read \(.*not found.*\); showing the rules for a namespace without mesh-init rules$/,
-      ),
+      'mesh-init: dry-run: live rules not read (no usable iptables backend (tried iptables-nft-save not found; iptables-legacy-save not found)); showing the rules for a namespace without mesh-init rules',
+      'mesh-init: dry-run: printed the ipv4 text; nothing applied',
+    ]);
+  });
+
+  it('dry-run with an unreadable IPv6 table: no backend line, both texts, the last line', async () => {
+    const result = await run(['--dry-run'], LIVE_NFT, {
+      globalIpv6: true,
+      answers: { 'ip6tables-nft-save': notFound },
+    });
+    expect(result.code).toBe(0);
+    expect(result.stdout()).toBe(golden('default.ipv4.golden') + golden('default.ipv6.golden'));
+    expect(result.stderrLines()).toEqual([
+      CONFIG_LINE,
+      'mesh-init: dry-run: live rules not read (cannot read the ipv6 nat table: ip6tables-nft-save not found); showing the rules for a namespace without mesh-init rules',
+      'mesh-init: dry-run: would also run: ip -6 addr replace ::6/128 dev lo',
+      'mesh-init: dry-run: printed the ipv4 and ipv6 text; nothing applied',
     ]);
   });
 
@@ -642,6 +734,58 @@ describe('--log-format', () => {
       expect(result.stdout()).not.toMatch(/^\{/m);
     },
   );
+
+  // Before validation the format is a guess from argv; after it, the validated one.
+  it.each<[string[], Record<string, string>]>([
+    [['--log_as_json=true'], {}],
+    [['--log_as_json'], {}],
+    [['--no-log_as_json'], { MESH_INIT_LOG_FORMAT: 'json' }],
+  ])('%j %j: every stderr line of the run is JSON', async (argv, env) => {
+    const result = await run(argv, LIVE_NFT, { env });
+    expect(result.code).toBe(0);
+    expect(json(result.stderrLines()).map((line) => line.event)).toEqual([
+      'config',
+      'backend',
+      'applied',
+    ]);
+  });
+
+  it.each<[string, FakeOptions, boolean]>([
+    ['the tables read', { globalIpv6: true }, true],
+    [
+      'the tables unreadable',
+      { answers: { 'iptables-nft-save': notFound, 'iptables-legacy-save': notFound } },
+      false,
+    ],
+  ])('--dry-run, %s: the backend when found, and the last line', async (_n, options, read) => {
+    const result = await run(['--log-format', 'json', '--dry-run'], LIVE_NFT, options);
+    expect(result.code).toBe(0);
+    const lines = json(result.stderrLines());
+    const families = options.globalIpv6 ? ['ipv4', 'ipv6'] : ['ipv4'];
+    expect(lines.map((line) => line.event)).toEqual([
+      'config',
+      read ? 'backend' : 'dry-run',
+      ...(options.globalIpv6 ? ['dry-run'] : []),
+      'dry-run',
+    ]);
+    if (read) {
+      expect(lines[1]).toEqual({
+        time: TIME,
+        level: 'info',
+        event: 'backend',
+        msg: 'backend: nft (its tables already hold 20 rules)',
+        backend: 'nft',
+        reason: 'its tables already hold 20 rules',
+      });
+    }
+    expect(lines.at(-1)).toEqual({
+      time: TIME,
+      level: 'info',
+      event: 'dry-run',
+      msg: `dry-run: printed the ${families.join(' and ')} text; nothing applied`,
+      families,
+    });
+  });
 
   it('an internal error is JSON with exit code 1', async () => {
     const system = fakeSystem(LIVE_NFT);

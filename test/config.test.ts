@@ -60,6 +60,42 @@ const probe = (overrides: Partial<Config['probe']>) => ({
   probe: { ...DEFAULTS.probe, ...overrides },
 });
 
+/** Each refused flag: how a user asks for it, on the command line and in its variable. */
+const REFUSED: Record<string, { set: string[][]; unset: string[][]; on: string[]; off: string[] }> =
+  {
+    'kube-virt-interfaces': {
+      set: [['-k', 'eth1'], ['--kube-virt-interfaces', 'eth1,eth2'], ['--kube-virt-interfaces=x']],
+      unset: [['-k', ''], ['-k', ' '], ['--kube-virt-interfaces='], ['-k']],
+      on: ['eth1', ' eth1 '],
+      off: ['', ' '],
+    },
+    'exclude-interfaces': {
+      set: [
+        ['-c', 'eth0'],
+        ['--exclude-interfaces', 'eth0,eth1'],
+        ['-c', ',eth0'],
+      ],
+      unset: [['-c', ''], ['--exclude-interfaces', ' '], ['-c']],
+      on: ['eth0'],
+      off: [''],
+    },
+    'redirect-dns': {
+      set: [['--redirect-dns'], ['--redirect-dns=true']],
+      unset: [['--redirect-dns=false'], ['--no-redirect-dns']],
+      on: ['true', '1', 'TRUE'],
+      off: ['false', '0', ''],
+    },
+    'capture-all-dns': {
+      set: [['--capture-all-dns'], ['--capture-all-dns=true']],
+      unset: [['--capture-all-dns=false'], ['--no-capture-all-dns']],
+      on: ['true', '1'],
+      off: ['false', '0', ''],
+    },
+  };
+
+/** Istio's log flags: taken from argv as its injector writes them, from no variable. */
+const ARGV_ONLY = ['log_as_json', 'log_output_level'];
+
 const v4 = (address: string, prefix: number) => ({ family: 'ipv4', address, prefix }) as const;
 const v6 = (address: string, prefix: number) => ({ family: 'ipv6', address, prefix }) as const;
 
@@ -282,6 +318,179 @@ describe('good values', () => {
       inboundCapturePort: 15006,
       inboundExcludePorts: [15090, 15021, 15020],
     });
+  });
+});
+
+describe("Istio's injector argv, as it writes it", () => {
+  // The program name first, the log flags last: an injected pod runs this unchanged.
+  const INJECTED = [
+    'istio-iptables',
+    ...['-p', '15001', '-z', '15006', '-u', '1337', '-m', 'REDIRECT'],
+    ...['-i', '*', '-x', '', '-b', '*', '-d', '15090,15021,15020'],
+    '--log_output_level=default:info',
+  ];
+  const INJECTED_CONFIG: Config = {
+    ...DEFAULTS,
+    proxyPort: 15001,
+    inboundCapturePort: 15006,
+    inboundExcludePorts: [15090, 15021, 15020],
+  };
+
+  it('the program name is skipped and the log level accepted', async () => {
+    expect(await configFrom(INJECTED)).toEqual(INJECTED_CONFIG);
+  });
+
+  it('with --log_as_json: JSON log lines', async () => {
+    expect(await configFrom([...INJECTED, '--log_as_json'])).toEqual({
+      ...INJECTED_CONFIG,
+      logFormat: 'json',
+    });
+  });
+
+  it.each<[string, string[], Env, Partial<Config>]>([
+    ['--log_as_json alone', ['--log_as_json'], {}, { logFormat: 'json' }],
+    ['--log_as_json=false', ['--log_as_json=false'], {}, {}],
+    ['--no-log_as_json', ['--no-log_as_json'], {}, {}],
+    [
+      '--log_as_json and --log-format json agree',
+      ['--log_as_json', '--log-format', 'json'],
+      {},
+      { logFormat: 'json' },
+    ],
+    [
+      '--log_as_json and MESH_INIT_LOG_FORMAT=json agree',
+      ['--log_as_json'],
+      { MESH_INIT_LOG_FORMAT: 'json' },
+      { logFormat: 'json' },
+    ],
+    [
+      '--log_as_json=false with --log-format text',
+      ['--log_as_json=false', '--log-format', 'text'],
+      {},
+      {},
+    ],
+    // One level here: whatever Istio's injector asks for changes nothing.
+    ['--log_output_level default:debug', ['--log_output_level', 'default:debug'], {}, {}],
+    ['--log_output_level=all:none', ['--log_output_level=all:none'], {}, {}],
+    ['--log_output_level ""', ['--log_output_level', ''], {}, {}],
+  ])('%s', async (_name, argv, env, expected) => {
+    expect(await configFrom(argv, env)).toEqual({ ...DEFAULTS, ...expected });
+  });
+
+  it.each<[string[], Env, string]>([
+    [
+      ['--log_as_json', '--log-format', 'text'],
+      {},
+      'conflicting --log_as_json and --log-format: choose one',
+    ],
+    [
+      ['--log-format=text', '--log_as_json'],
+      {},
+      'conflicting --log_as_json and --log-format: choose one',
+    ],
+    [
+      ['--log_as_json'],
+      { MESH_INIT_LOG_FORMAT: 'text' },
+      'conflicting --log_as_json and --log-format (from MESH_INIT_LOG_FORMAT): choose one',
+    ],
+    [['--log_as_json', '--log_as_json'], {}, 'invalid --log_as_json: given more than once'],
+    [
+      ['--log_output_level=default:info', '--log_output_level', 'default:debug'],
+      {},
+      'invalid --log_output_level: given more than once',
+    ],
+  ])('%j %j is refused', async (argv, env, message) => {
+    expect((await usageErrorFrom(argv, env)).message).toBe(message);
+  });
+
+  // Only the first word may be the program name; anywhere else it is a stray word.
+  it.each([
+    [[...INJECTED.slice(1), 'istio-iptables']],
+    [['-p', '15001', 'istio-iptables', '-z', '15006']],
+    [['istio-iptables', 'istio-iptables']],
+    [['mesh-init', '-p', '15001']],
+  ])('%j: an unknown argument', async (argv) => {
+    const error = await usageErrorFrom(argv);
+    expect(error.message).toMatch(/unknown argument/i);
+    expect(error.message).toContain(argv.includes('mesh-init') ? 'mesh-init' : 'istio-iptables');
+  });
+
+  it('the program name alone is a run with the defaults', async () => {
+    expect(await configFrom(['istio-iptables'])).toEqual(DEFAULTS);
+  });
+});
+
+describe('Istio features not built yet: refused when asked for, accepted when empty', () => {
+  const refused = (origin: string) => `invalid ${origin}: not supported yet (see the README)`;
+  const variable = (flag: string) => `MESH_INIT_${flag.toUpperCase().replaceAll('-', '_')}`;
+
+  it('exactly these flags, each with one MESH_INIT_ variable', () => {
+    const described = FLAGS.filter((flag) => flag.describe.startsWith('not supported yet'));
+    expect(described.map((flag) => flag.name).sort()).toEqual(Object.keys(REFUSED).sort());
+    for (const flag of described) expect(flag.env).toEqual([variable(flag.name)]);
+  });
+
+  const cases = (pick: (c: (typeof REFUSED)[string]) => string[][]) =>
+    Object.entries(REFUSED).flatMap(([flag, c]) => pick(c).map((argv) => ({ flag, argv })));
+  const envCases = (pick: (c: (typeof REFUSED)[string]) => string[]) =>
+    Object.entries(REFUSED).flatMap(([flag, c]) => pick(c).map((value) => ({ flag, value })));
+
+  it.each(cases((c) => c.set))('$argv is refused, naming --$flag', async ({ flag, argv }) => {
+    expect((await usageErrorFrom(argv)).message).toBe(refused(`--${flag}`));
+  });
+
+  it.each(envCases((c) => c.on))(
+    '--$flag from its variable = $value is refused',
+    async ({ flag, value }) => {
+      expect((await usageErrorFrom([], { [variable(flag)]: value })).message).toBe(
+        refused(`--${flag} (from ${variable(flag)})`),
+      );
+    },
+  );
+
+  it.each(cases((c) => c.unset))('$argv is accepted and changes nothing', async ({ argv }) => {
+    expect(await configFrom(argv)).toEqual(DEFAULTS);
+  });
+
+  it.each(envCases((c) => c.off))(
+    '--$flag from its variable = "$value" is accepted',
+    async ({ flag, value }) => {
+      expect(await configFrom([], { [variable(flag)]: value })).toEqual(DEFAULTS);
+    },
+  );
+
+  it('a flag beats its variable here too', async () => {
+    expect(await configFrom(['-k', ''], { MESH_INIT_KUBE_VIRT_INTERFACES: 'eth1' })).toEqual(
+      DEFAULTS,
+    );
+    expect(await configFrom(['--no-redirect-dns'], { MESH_INIT_REDIRECT_DNS: 'true' })).toEqual(
+      DEFAULTS,
+    );
+    expect(
+      (await usageErrorFrom(['--capture-all-dns'], { MESH_INIT_CAPTURE_ALL_DNS: 'false' })).message,
+    ).toBe(refused('--capture-all-dns'));
+  });
+
+  it.each(['yes', 'on', '2'])(
+    'a variable of a boolean one that is no boolean (%j) says so',
+    async (value) => {
+      expect((await usageErrorFrom([], { MESH_INIT_REDIRECT_DNS: value })).message).toBe(
+        `invalid --redirect-dns (from MESH_INIT_REDIRECT_DNS): expected true, false, 1 or 0, got "${value}"`,
+      );
+    },
+  );
+
+  it("Istio's injector argv asking for DNS capture is refused, not half applied", async () => {
+    const argv = [
+      'istio-iptables',
+      '-p',
+      '15001',
+      '-z',
+      '15006',
+      '--redirect-dns',
+      '--log_as_json',
+    ];
+    expect((await usageErrorFrom(argv)).message).toBe(refused('--redirect-dns'));
   });
 });
 
@@ -648,17 +857,28 @@ describe('environment variables', () => {
     },
   };
 
-  const byVariable = FLAGS.flatMap((flag) =>
+  // The refused flags' variables are tested with REFUSED (their good value is empty,
+  // their bad one any value at all), the argv-only flags have none.
+  const byVariable = FLAGS.filter((flag) => flag.name in CASES).flatMap((flag) =>
     flag.env.map((variable) => ({ flag: flag.name, variable })),
   );
 
-  it('every flag has a case here and at least one variable', () => {
-    expect(Object.keys(CASES).sort()).toEqual(FLAGS.map((flag) => flag.name).sort());
-    for (const flag of FLAGS) expect(flag.env.length).toBeGreaterThan(0);
+  it('every flag is in exactly one table: a case here, REFUSED, or argv only', () => {
+    const tables = [...Object.keys(CASES), ...Object.keys(REFUSED), ...ARGV_ONLY];
+    expect(new Set(tables).size).toBe(tables.length);
+    expect(tables.sort()).toEqual(FLAGS.map((flag) => flag.name).sort());
+    for (const flag of FLAGS) {
+      expect(flag.env.length > 0, flag.name).toBe(!ARGV_ONLY.includes(flag.name));
+    }
+  });
+
+  it.each(ARGV_ONLY)('--%s is read from no variable', async (flag) => {
+    const env = { [`MESH_INIT_${flag.toUpperCase()}`]: 'true', [flag.toUpperCase()]: 'true' };
+    expect(await configFrom([], env)).toEqual(DEFAULTS);
   });
 
   it('Istio names come second, after the MESH_INIT_ name', () => {
-    for (const flag of FLAGS) {
+    for (const flag of FLAGS.filter((f) => f.env.length > 0)) {
       expect(flag.env[0]).toBe(`MESH_INIT_${flag.name.toUpperCase().replaceAll('-', '_')}`);
     }
     expect(byVariable.filter((v) => !v.variable.startsWith('MESH_INIT_'))).toEqual([
