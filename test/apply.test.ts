@@ -10,9 +10,12 @@ import { parseCommandLine } from '../src/args.js';
 import { main } from '../src/cli.js';
 import { type Config, validateConfig } from '../src/config.js';
 import { findDrift } from '../src/drift.js';
+import type { CommandResult } from '../src/iptables.js';
 import { planRules } from '../src/plan.js';
+import { planTransaction, planUndo } from '../src/reconcile.js';
+import { renderRestore } from '../src/render.js';
 import type { Family } from '../src/rules.js';
-import { parseNatState } from '../src/state.js';
+import { EMPTY_STATE, parseNatState } from '../src/state.js';
 import {
   type Answer,
   exited,
@@ -466,6 +469,153 @@ describe('all or nothing across families: a later family failing puts the earlie
     expect(result.stderrLines().at(-1)).toBe('  ipv4 was put back as it was');
     expect(stateOf(result, 'nft/ipv4')).toEqual(parseNatState(fixture('iptables-nft-save.txt')));
   });
+});
+
+describe('what this run changed is put back, whatever fails after it', () => {
+  // IPv6 holds mesh-init's rules, IPv4 none: with a forced backend the unread first try
+  // applies IPv4 and then fails on IPv6's -X (stale), so IPv4 is changed before any read.
+  const HALF: Setup = { 'nft/ipv4': '', 'nft/ipv6': fixture('ip6tables-nft-save-nat.txt') };
+  const FORCED = ['--iptables-backend', 'nft'];
+  const EMPTY_V4 = { chains: ['PREROUTING', 'INPUT', 'OUTPUT', 'POSTROUTING'], rules: [] };
+  const FIRST_TRY = [
+    'ip -6 addr replace ::6/128 dev lo',
+    'iptables-nft-restore --noflush --wait=10',
+    'ip6tables-nft-restore --noflush --wait=10',
+  ];
+  /** Lets the kernel answer the first `times` calls, then answers `result`. */
+  const kernelThen =
+    (times: number, result: CommandResult): Answer =>
+    () => {
+      if (times === 0) return result;
+      times--;
+      return undefined;
+    };
+  /** The undo of the unread first try's IPv4 text: what it added, taken back. */
+  const undoOfFirstTry = async () => {
+    const config = await configFrom(FORCED);
+    const fresh = planTransaction(planRules(config, 'ipv4'), EMPTY_STATE, config.chainPrefix);
+    return renderRestore(planUndo(fresh));
+  };
+
+  it('the re-planned IPv6 rejected: IPv4 is undone, not restored to the table read after it', async () => {
+    const rejected = exited(1, 'ip6tables-restore: line 9 failed\n');
+    const result = await run(FORCED, HALF, {
+      globalIpv6: true,
+      answers: { 'ip6tables-nft-restore': kernelThen(1, rejected) },
+    });
+    expect(result.code).toBe(4);
+    expect(result.commands()).toEqual([
+      ...FIRST_TRY,
+      'iptables-nft-save -t nat',
+      'ip6tables-nft-save -t nat',
+      'iptables-nft-restore --noflush --wait=10',
+      'ip6tables-nft-restore --noflush --wait=10',
+      'iptables-nft-restore --noflush --wait=10',
+    ]);
+    // The first IPv6 try failed on an -X, changing nothing: read and planned anew, at once.
+    expect(result.outcomes[2]?.stderr).toContain('CHAIN_DEL failed (Device or resource busy)');
+    expect(result.sleeps).toEqual([]);
+    // The read came after IPv4 was changed: putting that back would keep this run's rules.
+    expect(result.outcomes[3]?.stdout).toContain(':ISTIO_OUTPUT - [0:0]');
+    const rollback = result.restores().at(-1);
+    expect(rollback?.input).toBe(await undoOfFirstTry());
+    expect(stateOf(result, 'nft/ipv4')).toEqual(EMPTY_V4);
+    expect(result.kernel.natText('nft/ipv6')).toBe(HALF['nft/ipv6']);
+    const lines = result.stderrLines();
+    expect(lines).toContain(
+      'mesh-init: ip6tables-nft-restore rejected the ipv6 rules (nothing of them was applied): exit 1: ip6tables-restore: line 9 failed',
+    );
+    expect(lines.at(-1)).toBe('  ipv4 was put back as it was');
+  });
+
+  it.each<[string, string]>([
+    ['iptables-nft-save', 'cannot read the ipv4 nat table: iptables-nft-save not found'],
+    ['ip6tables-nft-save', 'cannot read the ipv6 nat table: ip6tables-nft-save not found'],
+  ])(
+    'the re-read failing (%s cannot start) after IPv4 was applied: IPv4 undone, exit 3',
+    async (save, why) => {
+      const result = await run(FORCED, HALF, { globalIpv6: true, answers: { [save]: notFound } });
+      expect(result.code).toBe(3);
+      expect(result.commands()).toEqual([
+        ...FIRST_TRY,
+        'iptables-nft-save -t nat',
+        ...(save.startsWith('ip6') ? ['ip6tables-nft-save -t nat'] : []),
+        'iptables-nft-restore --noflush --wait=10',
+      ]);
+      expect(result.restores().at(-1)?.input).toBe(await undoOfFirstTry());
+      expect(stateOf(result, 'nft/ipv4')).toEqual(EMPTY_V4);
+      expect(result.kernel.natText('nft/ipv6')).toBe(HALF['nft/ipv6']);
+      expect(result.stderrLines().slice(-2)).toEqual([
+        `mesh-init: ${why}`,
+        '  ipv4 was put back as it was',
+      ]);
+    },
+  );
+
+  it('backend auto, the re-read failing after IPv4 was applied: IPv4 restored as first read, exit 3', async () => {
+    // -b "" deletes the live PREROUTING hook; another program removes the IPv6 one just
+    // before, so IPv6 fails stale after IPv4 was applied, and then no save can start.
+    const removeV6Hook: Answer = (call, kernel) => {
+      kernel.change('nft/ipv6', (chains) => {
+        const prerouting = chains.find((c) => c.name === 'PREROUTING');
+        if (prerouting) prerouting.rules = [];
+      });
+      return kernel.run(call);
+    };
+    const result = await run(['-b', ''], LIVE_NFT, {
+      globalIpv6: true,
+      answers: {
+        'ip6tables-nft-restore': removeV6Hook,
+        'iptables-nft-save': kernelThen(1, notFound),
+        'iptables-legacy-save': kernelThen(1, notFound),
+      },
+    });
+    expect(result.code).toBe(3);
+    expect(result.commands().slice(-6)).toEqual([
+      'ip -6 addr replace ::6/128 dev lo',
+      'iptables-nft-restore --noflush --wait=10',
+      'ip6tables-nft-restore --noflush --wait=10',
+      'iptables-nft-save',
+      'iptables-legacy-save',
+      'iptables-nft-restore --wait=10',
+    ]);
+    expect(result.outcomes[result.calls.length - 4]?.stderr).toContain('Bad rule');
+    expect(result.sleeps).toEqual([500]);
+    expect(result.restores().at(-1)?.input).toBe(natLinesOf(fixture('iptables-nft-save.txt')));
+    expect(stateOf(result, 'nft/ipv4')).toEqual(parseNatState(fixture('iptables-nft-save.txt')));
+    expect(result.stderrLines().slice(-2)).toEqual([
+      'mesh-init: no usable iptables backend (tried iptables-nft-save not found; iptables-legacy-save not found)',
+      '  ipv4 was put back as it was',
+    ]);
+  });
+
+  it.each<[string, string[], string[]]>([
+    ['auto', [], ['iptables-nft-save', 'iptables-legacy-save', 'ip6tables-nft-save -t nat']],
+    ['forced', FORCED, ['iptables-nft-save -t nat', 'ip6tables-nft-save -t nat']],
+  ])(
+    '--cleanup (%s backend) failing on IPv6: IPv4 restored as read, without --noflush',
+    async (_name, argv, reads) => {
+      const result = await run(['--cleanup', ...argv], LIVE_NFT, {
+        globalIpv6: true,
+        answers: { 'ip6tables-nft-restore': exited(1, 'ip6tables-restore: line 9 failed\n') },
+      });
+      expect(result.code).toBe(4);
+      expect(result.commands()).toEqual([
+        ...reads,
+        'iptables-nft-restore --noflush --wait=10',
+        'ip6tables-nft-restore --noflush --wait=10',
+        'iptables-nft-restore --wait=10',
+      ]);
+      expect(result.restores().at(-1)?.input).toBe(natLinesOf(fixture('iptables-nft-save.txt')));
+      expect(stateOf(result, 'nft/ipv4')).toEqual(parseNatState(fixture('iptables-nft-save.txt')));
+      expect(result.stderrLines().slice(-3)).toEqual([
+        'mesh-init: ip6tables-nft-restore rejected the ipv6 rules (nothing of them was applied): exit 1: ip6tables-restore: line 9 failed',
+        expect.stringMatching(/^ {2}line 9: /),
+        '  ipv4 was put back as it was',
+      ]);
+      expect(result.stderr()).not.toContain("removed mesh-init's chains");
+    },
+  );
 });
 
 describe('planned for what is live: a first try, a re-run, runs racing each other', () => {
