@@ -37,11 +37,22 @@ interface Live {
   readonly saved: ReadonlyMap<Family, string>;
 }
 
-/** Finds the backend and reads the live nat table of each family with it. */
-async function readLive(config: Config, families: Family[], run: RunCommand): Promise<Live> {
+/**
+ * Finds the backend and reads the live nat table of each family with it. Once a
+ * run has chosen its backend (`chosen`), every later read sticks to it.
+ */
+async function readLive(
+  config: Config,
+  families: Family[],
+  run: RunCommand,
+  chosen?: Choice,
+): Promise<Live> {
   let choice: Choice;
   const saved = new Map<Family, string>();
-  if (config.backend === 'auto') {
+  if (chosen !== undefined) {
+    choice = chosen;
+    saved.set('ipv4', await saveOrThrow(run, choice.backend, 'ipv4'));
+  } else if (config.backend === 'auto') {
     // The whole IPv4 dump of each backend both picks the backend and gives the state.
     const order: Backend[] = ['nft', 'legacy'];
     const dumps = await Promise.all(order.map((b) => save(run, b, 'ipv4', 'all')));
@@ -289,7 +300,7 @@ export async function runMeshInit(config: Config, deps: Deps, log: Logger): Prom
       if (live !== undefined) {
         await deps.sleep(Math.round(deps.random() * config.retry.intervalMs));
       }
-      live = await readLive(config, families, deps.run);
+      live = await readLive(config, families, deps.run, choice);
     } catch (error) {
       await changes.putBack(error);
     }

@@ -42,7 +42,7 @@ function buildParser(argv: readonly string[]): Argv {
   for (const flag of FLAGS) {
     parser = parser.option(flag.name, {
       type: flag.type,
-      describe: `${flag.describe} [default: ${flag.defaultText}] [env: ${flag.env.join(', ')}]`,
+      describe: `${flag.describe} [default: ${flag.defaultText}]${flag.env.length > 0 ? ` [env: ${flag.env.join(', ')}]` : ''}`,
       ...(flag.short ? { alias: flag.short } : {}),
     });
   }

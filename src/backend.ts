@@ -26,9 +26,7 @@ export interface Choice {
 export function chooseBackend(probes: readonly Probe[]): Choice {
   const usable = probes.filter((p): p is Extract<Probe, { ok: true }> => p.ok);
   if (usable.length === 0) {
-    const tried = probes
-      .map((p) => (p.ok ? `${binaryFor(p.backend, 'ipv4', 'save')}: ok` : p.error))
-      .join('; ');
+    const tried = probes.map((p) => (p.ok ? '' : p.error)).join('; ');
     throw new BackendError(`no usable iptables backend (tried ${tried})`);
   }
   const most = Math.max(...usable.map((p) => p.rules));

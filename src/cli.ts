@@ -19,6 +19,7 @@ export async function main(
   const asked = (arg: string, i: number) =>
     arg === '--log-format=json' ||
     arg === '--log_as_json' ||
+    arg === '--log_as_json=true' ||
     (arg === '--log-format' && argv[i + 1] === 'json');
   const guess =
     argv.some(asked) ||

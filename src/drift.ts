@@ -3,8 +3,6 @@ import { ruleSpec } from './render.js';
 import { chainName, type NatPlan } from './rules.js';
 import { canonicalRule, type NatState } from './state.js';
 
-export { canonicalRule };
-
 interface Line {
   readonly canonical: string;
   readonly text: string;

@@ -9,8 +9,6 @@ import {
 } from './rules.js';
 import { canonicalRule, EMPTY_STATE, type LiveRule, type NatState } from './state.js';
 
-export { chainName };
-
 /** Chains of the nat table that the kernel provides; jumps from them into owned chains are mesh-init's. */
 const KERNEL_CHAINS: readonly string[] = ['PREROUTING', 'INPUT', 'OUTPUT', 'POSTROUTING'];
 
