@@ -26,6 +26,10 @@ export interface Config {
   readonly outboundExcludeCidrs: readonly Cidr[];
   readonly outboundExcludePorts: readonly number[];
   readonly outboundIncludePorts: readonly number[];
+  /** Interfaces whose inbound TCP is treated as outbound (Istio's -k: VMs behind the pod). */
+  readonly kubeVirtInterfaces: readonly string[];
+  /** Interfaces whose traffic is never captured (Istio's -c). */
+  readonly excludeInterfaces: readonly string[];
   readonly dryRun: boolean;
   readonly ipv6: 'auto' | boolean;
   readonly backend: 'auto' | Backend;
@@ -158,6 +162,25 @@ function parseSeconds(option: GivenOption, max: number, allowZero: boolean): num
     throw invalid(option, `a number of seconds, ${allowZero ? '0' : '0.001'} to ${max}`, text);
   }
   return ms;
+}
+
+/** Linux interface names (at most 15 bytes, no "/" or blanks), with iptables' `+` wildcard at the end. */
+function parseInterfaceList(option: GivenOption): string[] {
+  const names = items(String(option.value));
+  for (const name of names) {
+    if (
+      !/^[A-Za-z0-9_.@-]{1,15}$/.test(name.replace(/\+$/, '') || '+') ||
+      name === '.' ||
+      name === '..'
+    ) {
+      throw invalid(
+        option,
+        'interface names such as eth1 (at most 15 characters, + as a wildcard at the end)',
+        name,
+      );
+    }
+  }
+  return [...new Set(names)];
 }
 
 function parseChoice<T extends string>(option: GivenOption, choices: readonly T[]): T {
@@ -335,12 +358,18 @@ export function validateConfig(options: GivenOptions): Config {
     timeoutMs: probeTimeoutOption ? parseSeconds(probeTimeoutOption, 300, false) : 5000,
   };
 
-  for (const name of [
-    'kube-virt-interfaces',
-    'exclude-interfaces',
-    'redirect-dns',
-    'capture-all-dns',
-  ]) {
+  const kubeVirtOption = get('kube-virt-interfaces');
+  const kubeVirtInterfaces = kubeVirtOption ? parseInterfaceList(kubeVirtOption) : [];
+  const excludeOption = get('exclude-interfaces');
+  const excludeInterfaces = excludeOption ? parseInterfaceList(excludeOption) : [];
+  const both = kubeVirtInterfaces.find((name) => excludeInterfaces.includes(name));
+  if (both !== undefined && kubeVirtOption && excludeOption) {
+    throw new UsageError(
+      `conflicting ${kubeVirtOption.origin} and ${excludeOption.origin}: interface ${both} is both captured and excluded`,
+    );
+  }
+
+  for (const name of ['redirect-dns', 'capture-all-dns']) {
     const option = get(name);
     if (option && option.value !== false && String(option.value).trim() !== '') {
       throw new UsageError(`invalid ${option.origin}: not supported yet (see the README)`);
@@ -370,6 +399,8 @@ export function validateConfig(options: GivenOptions): Config {
     outboundExcludeCidrs,
     outboundExcludePorts,
     outboundIncludePorts,
+    kubeVirtInterfaces,
+    excludeInterfaces,
     dryRun: flag('dry-run'),
     ipv6,
     backend,

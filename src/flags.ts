@@ -221,13 +221,13 @@ export const FLAGS: readonly FlagSpec[] = [
     describe: "Istio's log levels (e.g. default:info): accepted, without effect (one level here)",
     defaultText: 'none',
   },
-  // Istio's interception features that are planned but not built: refused clearly.
   {
     name: 'kube-virt-interfaces',
     short: 'k',
     type: 'string',
     env: ['MESH_INIT_KUBE_VIRT_INTERFACES'],
-    describe: 'not supported yet: a non-empty value is refused',
+    describe:
+      'comma list of interfaces whose inbound TCP is treated as outbound (VMs behind the pod)',
     defaultText: 'none',
   },
   {
@@ -235,9 +235,10 @@ export const FLAGS: readonly FlagSpec[] = [
     short: 'c',
     type: 'string',
     env: ['MESH_INIT_EXCLUDE_INTERFACES'],
-    describe: 'not supported yet: a non-empty value is refused',
+    describe: 'comma list of interfaces whose traffic is never captured',
     defaultText: 'none',
   },
+  // Istio's DNS capture is planned but not built: refused clearly.
   {
     name: 'redirect-dns',
     type: 'boolean',

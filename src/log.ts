@@ -49,6 +49,8 @@ export function describeConfig(config: Config): Record<string, string> {
     'outbound-exclude-cidrs': cidrs(config.outboundExcludeCidrs),
     'outbound-exclude-ports': list(config.outboundExcludePorts),
     'outbound-include-ports': list(config.outboundIncludePorts),
+    'kube-virt-interfaces': list(config.kubeVirtInterfaces),
+    'exclude-interfaces': list(config.excludeInterfaces),
     ipv6: String(config.ipv6),
     'iptables-backend': config.backend,
     'chain-prefix': config.chainPrefix,

@@ -24,6 +24,8 @@ export const INBOUND_PASSTHROUGH: Record<Family, Cidr> = {
 };
 
 const owned = (name: OwnedChain): ChainRef => ({ kind: 'owned', name });
+const KUBE_VIRT = 'TCP from a --kube-virt-interfaces interface is outbound traffic';
+const EXCLUDED_INTERFACE = 'interface excluded by --exclude-interfaces';
 const jump = (chain: OwnedChain): Target => ({ kind: 'jump', chain });
 const RETURN: Target = { kind: 'return' };
 const tcp: Match = { kind: 'protocol', proto: 'tcp' };
@@ -39,36 +41,72 @@ function proxyOwners(config: Config): { by: 'uid' | 'gid'; id: number }[] {
   ];
 }
 
-function inboundRules(config: Config): Rule[] {
+function inboundRules(config: Config, family: Family): Rule[] {
   const chain = owned('INBOUND');
   const selection = config.inboundPorts;
-  if (selection.kind === 'none') return [];
+  const on = (name: string): Match => ({ kind: 'inInterface', name });
+  const include = config.outboundIncludeCidrs;
+  // VMs behind the pod (Istio's -k) send through it: their TCP is outbound traffic,
+  // captured by the outbound rules' -i choice, and never inbound.
+  const virt = config.kubeVirtInterfaces.flatMap((name): Rule[] => [
+    ...(include.kind === 'all'
+      ? [{ chain, matches: [tcp, on(name)], target: jump('REDIRECT'), why: KUBE_VIRT }]
+      : include.kind === 'only'
+        ? include.cidrs
+            .filter((cidr) => cidr.family === family)
+            .map(
+              (cidr): Rule => ({
+                chain,
+                matches: [tcp, on(name), { kind: 'destination', cidr }],
+                target: jump('REDIRECT'),
+                why: KUBE_VIRT,
+              }),
+            )
+        : []),
+    {
+      chain,
+      matches: [on(name)],
+      target: RETURN,
+      why: 'a --kube-virt-interfaces interface is not inbound',
+    },
+  ]);
+  const inbound: Rule[] =
+    selection.kind === 'none'
+      ? []
+      : [
+          ...config.inboundExcludePorts.map(
+            (port): Rule => ({
+              chain,
+              matches: dport('tcp', port),
+              target: RETURN,
+              why: 'inbound port excluded by --inbound-exclude-ports',
+            }),
+          ),
+          ...(selection.kind === 'all'
+            ? [
+                {
+                  chain,
+                  matches: [tcp],
+                  target: jump('IN_REDIRECT'),
+                  why: 'capture all other inbound TCP',
+                },
+              ]
+            : selection.ports.map(
+                (port): Rule => ({
+                  chain,
+                  matches: dport('tcp', port),
+                  target: jump('IN_REDIRECT'),
+                  why: 'inbound port listed in --inbound-ports',
+                }),
+              )),
+        ];
+  if (virt.length === 0 && inbound.length === 0) return [];
   return [
-    ...config.inboundExcludePorts.map(
-      (port): Rule => ({
-        chain,
-        matches: dport('tcp', port),
-        target: RETURN,
-        why: 'inbound port excluded by --inbound-exclude-ports',
-      }),
+    ...config.excludeInterfaces.map(
+      (name): Rule => ({ chain, matches: [on(name)], target: RETURN, why: EXCLUDED_INTERFACE }),
     ),
-    ...(selection.kind === 'all'
-      ? [
-          {
-            chain,
-            matches: [tcp],
-            target: jump('IN_REDIRECT'),
-            why: 'capture all other inbound TCP',
-          },
-        ]
-      : selection.ports.map(
-          (port): Rule => ({
-            chain,
-            matches: dport('tcp', port),
-            target: jump('IN_REDIRECT'),
-            why: 'inbound port listed in --inbound-ports',
-          }),
-        )),
+    ...virt,
+    ...inbound,
     {
       chain: { kind: 'builtin', name: 'PREROUTING' },
       matches: [tcp],
@@ -86,6 +124,14 @@ function outboundRules(config: Config, family: Family): Rule[] {
   const include = config.outboundIncludeCidrs;
 
   const rules: Rule[] = [
+    ...config.excludeInterfaces.map(
+      (name): Rule => ({
+        chain,
+        matches: [{ kind: 'outInterface', name }],
+        target: RETURN,
+        why: EXCLUDED_INTERFACE,
+      }),
+    ),
     ...config.outboundExcludePorts.flatMap((port) =>
       (['tcp', 'udp'] as const).map(
         (proto): Rule => ({
@@ -203,6 +249,6 @@ export function planRules(config: Config, family: Family): NatPlan {
   return {
     family,
     chains: OWNED_CHAINS,
-    rules: [...redirects, ...inboundRules(config), ...outboundRules(config, family)],
+    rules: [...redirects, ...inboundRules(config, family), ...outboundRules(config, family)],
   };
 }

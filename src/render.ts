@@ -8,6 +8,8 @@ function renderMatch(match: Match, previous: readonly Match[]): string {
   switch (match.kind) {
     case 'protocol':
       return `-p ${match.proto}`;
+    case 'inInterface':
+      return `-i ${match.name}`;
     case 'outInterface':
       return `-o ${match.name}`;
     case 'source':

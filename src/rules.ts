@@ -28,6 +28,7 @@ export type ChainRef =
 
 export type Match =
   | { readonly kind: 'protocol'; readonly proto: Protocol }
+  | { readonly kind: 'inInterface'; readonly name: string }
   | { readonly kind: 'outInterface'; readonly name: string }
   | { readonly kind: 'source'; readonly cidr: Cidr; readonly negate?: boolean }
   | { readonly kind: 'destination'; readonly cidr: Cidr; readonly negate?: boolean }

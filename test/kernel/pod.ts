@@ -16,6 +16,7 @@ export const ADDRESSES = {
   ipv6: { pod: 'fd00:200:1::1', peer: 'fd00:200:1::2', loopback: '::1', passthrough: '::6' },
 } as const;
 export type Family = keyof typeof ADDRESSES;
+export type Host = 'pod' | 'peer' | 'peer2';
 
 /** Why this machine cannot run the suite, or undefined when it can. */
 export function missingPrerequisites(): string | undefined {
@@ -116,13 +117,13 @@ export class Pod {
 
   /** Starts a listener; resolves once it is bound on both families. */
   async serve(
-    where: 'pod' | 'peer',
+    where: Host,
     name: string,
     proto: 'tcp' | 'udp',
     ports: readonly number[],
     as: As = {},
   ): Promise<void> {
-    const ns = where === 'pod' ? this.pod : this.peer;
+    const ns = this.namespace(where);
     const child = execa(
       'ip',
       this.argv(ns, as, [PYTHON, '-c', PROBE, 'serve', name, proto, ...ports.map(String)]),
@@ -140,13 +141,13 @@ export class Pod {
 
   /** Connects from inside a namespace and returns what the listener reported. */
   async connect(
-    from: 'pod' | 'peer',
+    from: Host,
     proto: 'tcp' | 'udp',
     host: string,
     port: number,
     options: As & { source?: string } = {},
   ): Promise<Report> {
-    const ns = from === 'pod' ? this.pod : this.peer;
+    const ns = this.namespace(from);
     const args = [PYTHON, '-c', PROBE, 'connect', proto, host, String(port)];
     if (options.source) args.push(options.source);
     const { stdout } = await execa('ip', this.argv(ns, options, args));
@@ -179,6 +180,47 @@ export class Pod {
     await execa('ip', ['netns', 'exec', this.pod, tool, '--noflush', '--wait=10'], { input: text });
   }
 
+  private readonly extra: string[] = [];
+
+  private namespace(host: Host): string {
+    if (host === 'pod') return this.pod;
+    if (host === 'peer') return this.peer;
+    return `${this.pod.replace(/-pod$/, '')}-peer2`;
+  }
+
+  /**
+   * A second peer behind the pod's eth1 (10.200.2.1 in the pod, 10.200.2.2 there): a VM
+   * behind the pod, or a network that --exclude-interfaces leaves alone.
+   */
+  async addSecondPeer(): Promise<void> {
+    const ns = this.namespace('peer2');
+    await execa('ip', ['netns', 'add', ns]);
+    this.extra.push(ns);
+    await execa('ip', [
+      '-n',
+      this.pod,
+      'link',
+      'add',
+      'eth1',
+      'type',
+      'veth',
+      'peer',
+      'name',
+      'eth0',
+      'netns',
+      ns,
+    ]);
+    await execa('ip', ['-n', this.pod, 'addr', 'add', '10.200.2.1/24', 'dev', 'eth1']);
+    await execa('ip', ['-n', ns, 'addr', 'add', '10.200.2.2/24', 'dev', 'eth0']);
+    for (const [where, link] of [
+      [this.pod, 'eth1'],
+      [ns, 'eth0'],
+      [ns, 'lo'],
+    ] as const) {
+      await execa('ip', ['-n', where, 'link', 'set', link, 'up']);
+    }
+  }
+
   /** A default route through the peer, as a pod has (the validation probe needs a route). */
   async addDefaultRoute(): Promise<void> {
     await execa('ip', ['-n', this.pod, 'route', 'add', 'default', 'via', ADDRESSES.ipv4.peer]);
@@ -189,5 +231,6 @@ export class Pod {
     await Promise.allSettled(this.servers.map((server) => server.exited));
     await execa('ip', ['netns', 'del', this.pod], { reject: false });
     await execa('ip', ['netns', 'del', this.peer], { reject: false });
+    for (const ns of this.extra) await execa('ip', ['netns', 'del', ns], { reject: false });
   }
 }
