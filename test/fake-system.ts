@@ -25,30 +25,6 @@ import type { ValidationResult } from '../src/validate.js';
 export const fixture = (name: string) =>
   readFileSync(new URL(`./fixtures/${name}`, import.meta.url), 'utf8');
 
-/**
- * A `*-varied.txt` save (see drift.test.ts) as iptables-save prints what today's plan
- * of its config puts in place. The saves were taken before c1467e4 put the -x RETURN
- * before the -q jump (Istio's order); iptables-save lists a chain's rules in their
- * order, so today's save is the same text with those two lines swapped. Throws once a
- * save no longer has them the old way round (retaken): then use it as it is.
- */
-export function variedSave(name: string): string {
-  const lines = fixture(name).split('\n');
-  const at = lines.findIndex((line) =>
-    line.includes('"mesh-init: destination port listed in --outbound-include-ports"'),
-  );
-  const include = lines[at];
-  const exclude = lines[at + 1];
-  if (
-    include === undefined ||
-    exclude === undefined ||
-    !exclude.includes('"mesh-init: destination excluded by --outbound-exclude-cidrs"')
-  ) {
-    throw new Error(`${name}: the -q jump is not just before the -x RETURN; use it as it is`);
-  }
-  return [...lines.slice(0, at), exclude, include, ...lines.slice(at + 2)].join('\n');
-}
-
 export type TableKey = `${Backend}/${Family}`;
 /** Text each table starts with, as `*-save` (whole dump or `-t nat`) printed it. */
 export type Setup = Partial<Record<TableKey, string>>;
