@@ -37,7 +37,7 @@ const CONFIG_LINE = expect.stringMatching(
   /^mesh-init: config: mode=[a-z]+( \(dry-run\))? proxy-port=/,
 );
 const DEFAULT_CONFIG_LINE =
-  'mesh-init: config: mode=apply proxy-port=15001 inbound-capture-port=15001 proxy-uid=1337 proxy-gid=1337 inbound-ports=* inbound-exclude-ports="" outbound-include-cidrs=* outbound-exclude-cidrs="" outbound-exclude-ports="" outbound-include-ports="" ipv6=auto iptables-backend=auto chain-prefix=ISTIO_ wait=10 max-retries=3 retry-interval=1 run-validation=false';
+  'mesh-init: config: mode=apply proxy-port=15001 inbound-capture-port=15001 proxy-uid=1337 proxy-gid=1337 inbound-ports=* inbound-exclude-ports="" outbound-include-cidrs=* outbound-exclude-cidrs="" outbound-exclude-ports="" outbound-include-ports="" kube-virt-interfaces="" exclude-interfaces="" ipv6=auto iptables-backend=auto chain-prefix=ISTIO_ wait=10 max-retries=3 retry-interval=1 run-validation=false';
 
 const RESTORE_ARGS = ['--noflush', '--wait=10'];
 const ISTIO_INJECTOR = [
@@ -64,6 +64,12 @@ describe('dry-run prints exactly what apply feeds to *-restore', () => {
       true,
     ],
     ['no live rules at all', ['-i', '10.96.0.0/12,fd00:10:96::/112'], {}, true],
+    [
+      'interfaces excluded and VM interfaces, a re-run',
+      ['-c', 'eth2', '-k', 'eth1', '-i', '10.96.0.0/12,fd00:10:96::/112'],
+      LIVE_NFT,
+      true,
+    ],
   ])('%s', async (_name, argv, setup, globalIpv6) => {
     const apply = await run(argv, setup, { globalIpv6 });
     expect(apply.code).toBe(0);
@@ -344,17 +350,17 @@ describe('failures', () => {
       { MESH_INIT_DRY_RUN: 'yes' },
       /^mesh-init: invalid --dry-run \(from MESH_INIT_DRY_RUN\): /,
     ],
-    // Istio features not built yet: refused before anything runs, not half applied.
     [
-      ['-k', 'eth1'],
+      ['-k', 'eth1,a/b'],
       {},
-      /^mesh-init: invalid --kube-virt-interfaces: not supported yet \(see the README\)\n$/,
+      /^mesh-init: invalid --kube-virt-interfaces: expected interface names such as eth1 .*, got "a\/b"\n$/,
     ],
     [
-      ['-c', 'eth0', '--dry-run'],
+      ['-c', 'eth0', '-k', 'eth0', '--dry-run'],
       {},
-      /^mesh-init: invalid --exclude-interfaces: not supported yet \(see the README\)\n$/,
+      /^mesh-init: conflicting --kube-virt-interfaces and --exclude-interfaces: interface eth0 is both captured and excluded\n$/,
     ],
+    // Istio's DNS capture is not built yet: refused before anything runs, not half applied.
     [
       ['istio-iptables', '-p', '15001', '--redirect-dns'],
       {},

@@ -41,6 +41,8 @@ const DEFAULTS: Config = {
   outboundExcludeCidrs: [],
   outboundExcludePorts: [],
   outboundIncludePorts: [],
+  kubeVirtInterfaces: [],
+  excludeInterfaces: [],
   dryRun: false,
   ipv6: 'auto',
   backend: 'auto',
@@ -63,22 +65,6 @@ const probe = (overrides: Partial<Config['probe']>) => ({
 /** Each refused flag: how a user asks for it, on the command line and in its variable. */
 const REFUSED: Record<string, { set: string[][]; unset: string[][]; on: string[]; off: string[] }> =
   {
-    'kube-virt-interfaces': {
-      set: [['-k', 'eth1'], ['--kube-virt-interfaces', 'eth1,eth2'], ['--kube-virt-interfaces=x']],
-      unset: [['-k', ''], ['-k', ' '], ['--kube-virt-interfaces='], ['-k']],
-      on: ['eth1', ' eth1 '],
-      off: ['', ' '],
-    },
-    'exclude-interfaces': {
-      set: [
-        ['-c', 'eth0'],
-        ['--exclude-interfaces', 'eth0,eth1'],
-        ['-c', ',eth0'],
-      ],
-      unset: [['-c', ''], ['--exclude-interfaces', ' '], ['-c']],
-      on: ['eth0'],
-      off: [''],
-    },
     'redirect-dns': {
       set: [['--redirect-dns'], ['--redirect-dns=true']],
       unset: [['--redirect-dns=false'], ['--no-redirect-dns']],
@@ -222,6 +208,61 @@ describe('good values', () => {
       {
         outboundIncludePorts: [443],
         outboundExcludePorts: [22],
+      },
+    ],
+    ['-k one interface', ['-k', 'eth1'], { kubeVirtInterfaces: ['eth1'] }],
+    [
+      '--kube-virt-interfaces list',
+      ['--kube-virt-interfaces', 'eth1,eth2'],
+      { kubeVirtInterfaces: ['eth1', 'eth2'] },
+    ],
+    ['--kube-virt-interfaces=x', ['--kube-virt-interfaces=x'], { kubeVirtInterfaces: ['x'] }],
+    [
+      '-k blanks and empty items ignored',
+      ['-k', ' eth1 ,, eth2 ,'],
+      { kubeVirtInterfaces: ['eth1', 'eth2'] },
+    ],
+    ['-k dedupe', ['-k', 'eth1,eth2,eth1'], { kubeVirtInterfaces: ['eth1', 'eth2'] }],
+    ['-k "" = none', ['-k', ''], { kubeVirtInterfaces: [] }],
+    ['-k " " = none', ['-k', ' '], { kubeVirtInterfaces: [] }],
+    ['--kube-virt-interfaces= = none', ['--kube-virt-interfaces='], { kubeVirtInterfaces: [] }],
+    ['bare -k = none', ['-k'], { kubeVirtInterfaces: [] }],
+    ['-c one interface', ['-c', 'eth0'], { excludeInterfaces: ['eth0'] }],
+    [
+      '--exclude-interfaces list',
+      ['--exclude-interfaces', 'eth0,eth1'],
+      { excludeInterfaces: ['eth0', 'eth1'] },
+    ],
+    ['-c leading comma', ['-c', ',eth0'], { excludeInterfaces: ['eth0'] }],
+    ['-c dedupe', ['-c', 'eth0, eth0'], { excludeInterfaces: ['eth0'] }],
+    ['-c "" = none', ['-c', ''], { excludeInterfaces: [] }],
+    ['--exclude-interfaces " " = none', ['--exclude-interfaces', ' '], { excludeInterfaces: [] }],
+    ['bare -c = none', ['-c'], { excludeInterfaces: [] }],
+    // Anything Linux takes as a name (up to 15 characters, no "/" or blanks), and
+    // iptables' "+" wildcard at the end.
+    ['-c wildcard', ['-c', 'veth+'], { excludeInterfaces: ['veth+'] }],
+    ['-c dash and dot', ['-c', 'br-01.2'], { excludeInterfaces: ['br-01.2'] }],
+    ['-c "@"', ['-c', 'a@b'], { excludeInterfaces: ['a@b'] }],
+    ['-c underscore, upper case', ['-c', 'Wg_0'], { excludeInterfaces: ['Wg_0'] }],
+    ['-c one character', ['-c', 'x'], { excludeInterfaces: ['x'] }],
+    ['-c 15 characters', ['-c', 'abcdefghijklmno'], { excludeInterfaces: ['abcdefghijklmno'] }],
+    ['-c a dot in front', ['-c', '.hidden'], { excludeInterfaces: ['.hidden'] }],
+    [
+      '-k wildcard and names',
+      ['-k', 'veth+,eth1,tap.10'],
+      { kubeVirtInterfaces: ['veth+', 'eth1', 'tap.10'] },
+    ],
+    [
+      '-k and -c disjoint',
+      ['-k', 'eth1', '-c', 'eth2'],
+      { kubeVirtInterfaces: ['eth1'], excludeInterfaces: ['eth2'] },
+    ],
+    [
+      '-k with -i CIDRs',
+      ['-k', 'eth1', '-i', '10.96.0.0/12'],
+      {
+        kubeVirtInterfaces: ['eth1'],
+        outboundIncludeCidrs: { kind: 'only', cidrs: [v4('10.96.0.0', 12)] },
       },
     ],
     ['-n', ['-n'], { dryRun: true }],
@@ -420,7 +461,7 @@ describe("Istio's injector argv, as it writes it", () => {
   });
 });
 
-describe('Istio features not built yet: refused when asked for, accepted when empty', () => {
+describe("Istio's DNS capture, not built yet: refused when asked for, accepted when off", () => {
   const refused = (origin: string) => `invalid ${origin}: not supported yet (see the README)`;
   const variable = (flag: string) => `MESH_INIT_${flag.toUpperCase().replaceAll('-', '_')}`;
 
@@ -460,9 +501,6 @@ describe('Istio features not built yet: refused when asked for, accepted when em
   );
 
   it('a flag beats its variable here too', async () => {
-    expect(await configFrom(['-k', ''], { MESH_INIT_KUBE_VIRT_INTERFACES: 'eth1' })).toEqual(
-      DEFAULTS,
-    );
     expect(await configFrom(['--no-redirect-dns'], { MESH_INIT_REDIRECT_DNS: 'true' })).toEqual(
       DEFAULTS,
     );
@@ -691,6 +729,89 @@ describe('bad values', () => {
   );
 });
 
+describe('interface names (-k, -c)', () => {
+  const flags = [
+    ['-k', 'kube-virt-interfaces'],
+    ['-c', 'exclude-interfaces'],
+  ] as const;
+  const badName = (flag: string, got: string) =>
+    `invalid --${flag}: expected interface names such as eth1 (at most 15 characters, + as a wildcard at the end), got "${got}"`;
+
+  // Each value, and the item the message names: the bad one, not the whole list.
+  const BAD: readonly [value: string, item: string][] = [
+    ['abcdefghijklmnop', 'abcdefghijklmnop'],
+    ['a-very-long-interface-name', 'a-very-long-interface-name'],
+    ['+', '+'],
+    ['a/b', 'a/b'],
+    ['a b', 'a b'],
+    ['.', '.'],
+    ['..', '..'],
+    [' .. ', '..'],
+    ['eth0:1', 'eth0:1'],
+    ['eth+1', 'eth+1'],
+    ['+eth', '+eth'],
+    ['eth1++', 'eth1++'],
+    // The name is written into the restore text unquoted.
+    ['eth"1', 'eth"1'],
+    ['eth1,a/b', 'a/b'],
+    ['eth1, ,abcdefghijklmnop,eth2', 'abcdefghijklmnop'],
+  ];
+  const badCases = flags.flatMap(([short, flag]) =>
+    BAD.map(([value, item]) => ({ short, flag, value, item })),
+  );
+
+  it.each(badCases)('$short $value is refused, naming --$flag and "$item"', async (c) => {
+    expect((await usageErrorFrom([c.short, c.value])).message).toBe(badName(c.flag, c.item));
+  });
+
+  it.each(badCases)('$short $value from its variable names the variable', async (c) => {
+    const variable = `MESH_INIT_${c.flag.toUpperCase().replaceAll('-', '_')}`;
+    expect((await usageErrorFrom([], { [variable]: c.value })).message).toBe(
+      badName(`${c.flag} (from ${variable})`, c.item),
+    );
+  });
+
+  it.each(flags)('%s given twice is refused', async (short, flag) => {
+    expect((await usageErrorFrom([short, 'eth1', short, 'eth2'])).message).toBe(
+      `invalid --${flag}: given more than once`,
+    );
+  });
+
+  const both = (item: string, k = '--kube-virt-interfaces', c = '--exclude-interfaces') =>
+    `conflicting ${k} and ${c}: interface ${item} is both captured and excluded`;
+
+  it.each<[string[], Env, string]>([
+    [['-k', 'eth1', '-c', 'eth1'], {}, both('eth1')],
+    [['-c', 'eth1', '-k', 'eth1'], {}, both('eth1')],
+    [['-k', 'eth0,eth1', '-c', 'eth2,eth1'], {}, both('eth1')],
+    [['-k', ' eth1 ', '-c', 'eth1,'], {}, both('eth1')],
+    [['-k', 'veth+', '-c', 'veth+'], {}, both('veth+')],
+    [
+      ['-k', 'eth1'],
+      { MESH_INIT_EXCLUDE_INTERFACES: 'eth1' },
+      both('eth1', undefined, '--exclude-interfaces (from MESH_INIT_EXCLUDE_INTERFACES)'),
+    ],
+    [
+      [],
+      { MESH_INIT_KUBE_VIRT_INTERFACES: 'eth1', MESH_INIT_EXCLUDE_INTERFACES: 'eth1' },
+      both(
+        'eth1',
+        '--kube-virt-interfaces (from MESH_INIT_KUBE_VIRT_INTERFACES)',
+        '--exclude-interfaces (from MESH_INIT_EXCLUDE_INTERFACES)',
+      ),
+    ],
+  ])('one interface in both lists: %j %j', async (argv, env, message) => {
+    expect((await usageErrorFrom(argv, env)).message).toBe(message);
+  });
+
+  it('an empty -c beats a variable that would conflict', async () => {
+    const config = await configFrom(['-k', 'eth1', '-c', ''], {
+      MESH_INIT_EXCLUDE_INTERFACES: 'eth1',
+    });
+    expect(config).toEqual({ ...DEFAULTS, kubeVirtInterfaces: ['eth1'] });
+  });
+});
+
 describe('environment variables', () => {
   /** One good and one bad value per flag, and where the good one lands in the config. */
   const CASES: Record<
@@ -763,6 +884,18 @@ describe('environment variables', () => {
       expect: { outboundIncludePorts: [443] },
       bad: '65536',
       says: 'expected an integer 1-65535, got "65536"',
+    },
+    'kube-virt-interfaces': {
+      good: ' eth1, veth+ ,eth1',
+      expect: { kubeVirtInterfaces: ['eth1', 'veth+'] },
+      bad: 'eth1,a/b',
+      says: 'expected interface names such as eth1 (at most 15 characters, + as a wildcard at the end), got "a/b"',
+    },
+    'exclude-interfaces': {
+      good: 'eth2,br-01.2',
+      expect: { excludeInterfaces: ['eth2', 'br-01.2'] },
+      bad: '+',
+      says: 'expected interface names such as eth1 (at most 15 characters, + as a wildcard at the end), got "+"',
     },
     'dry-run': {
       good: 'true',
@@ -857,8 +990,8 @@ describe('environment variables', () => {
     },
   };
 
-  // The refused flags' variables are tested with REFUSED (their good value is empty,
-  // their bad one any value at all), the argv-only flags have none.
+  // The refused flags' variables are tested with REFUSED (their good value is off,
+  // their bad one any value that turns them on), the argv-only flags have none.
   const byVariable = FLAGS.filter((flag) => flag.name in CASES).flatMap((flag) =>
     flag.env.map((variable) => ({ flag: flag.name, variable })),
   );
@@ -943,6 +1076,24 @@ describe('environment variables', () => {
       dryRun: false,
     });
     expect((await configFrom(['-n'], { MESH_INIT_DRY_RUN: 'false' })).dryRun).toBe(true);
+  });
+
+  it('an empty -k beats MESH_INIT_KUBE_VIRT_INTERFACES', async () => {
+    const env = { MESH_INIT_KUBE_VIRT_INTERFACES: 'eth1' };
+    expect(await configFrom(['-k', ''], env)).toEqual(DEFAULTS);
+    expect(await configFrom(['-k', 'eth2'], env)).toEqual({
+      ...DEFAULTS,
+      kubeVirtInterfaces: ['eth2'],
+    });
+  });
+
+  it.each([
+    ['MESH_INIT_KUBE_VIRT_INTERFACES', ''],
+    ['MESH_INIT_KUBE_VIRT_INTERFACES', ' '],
+    ['MESH_INIT_EXCLUDE_INTERFACES', ''],
+    ['MESH_INIT_EXCLUDE_INTERFACES', ' , '],
+  ])('%s=%j is no interface at all', async (variable, value) => {
+    expect(await configFrom([], { [variable]: value })).toEqual(DEFAULTS);
   });
 
   it('an empty -g from the environment means same as -u', async () => {
