@@ -68,6 +68,17 @@ const GOLDEN: readonly { name: string; argv: string[]; families: Family[] }[] = 
   },
   { name: 'owners', argv: ['-u', '1337,0', '-g', '1337,1338'], families: ['ipv4', 'ipv6'] },
   { name: 'chain-prefix', argv: ['--chain-prefix', 'MESH_'], families: ['ipv4'] },
+  // Istio's -c: an excluded interface RETURNs first in both owned chains.
+  { name: 'exclude-interfaces', argv: ['-c', 'eth1'], families: ['ipv4', 'ipv6'] },
+  // Istio's -k: TCP arriving on a VM's interface is outbound traffic of the VM.
+  { name: 'kube-virt-interfaces', argv: ['-k', 'eth1'], families: ['ipv4', 'ipv6'] },
+  {
+    name: 'kube-virt-interfaces-include-cidrs',
+    argv: ['-k', 'eth1', '-i', '10.96.0.0/12,fd00::/64'],
+    families: ['ipv4', 'ipv6'],
+  },
+  // No inbound capture, yet PREROUTING stays hooked for the VM's traffic.
+  { name: 'kube-virt-interfaces-no-inbound', argv: ['-k', 'eth1', '-b', ''], families: ['ipv4'] },
 ];
 
 describe('golden restore text per configuration', () => {
@@ -93,6 +104,12 @@ const VARIED: readonly string[][] = [
   ['-u', '1337,0', '-g', '1337,1338'],
   ['--chain-prefix', 'MESH_'],
   ['--chain-prefix', 'ABCDEFGHIJKLMNOPQ'],
+  ['-c', 'eth1,veth+', '-d', '22'],
+  ['-c', 'eth1', '-b', ''],
+  ['-k', 'eth1,eth2', '-c', 'eth3', '-b', '8080', '-d', '22'],
+  ['-k', 'eth1', '-i', '10.96.0.0/12,fd00::/64', '-c', 'eth2', '-o', '53'],
+  ['-k', 'eth1', '-b', ''],
+  ['-k', 'veth+', '-i', ''],
 ];
 const FAMILIES: readonly Family[] = ['ipv4', 'ipv6'];
 const everyPlan = async (): Promise<{ argv: string[]; config: Config; plan: NatPlan }[]> => {
@@ -390,5 +407,200 @@ describe('plan properties', () => {
       expect(planRules(config, family).family).toBe(family);
     }
     expect(config).toEqual(before);
+  });
+});
+
+describe('plan properties: interfaces (-c, -k)', () => {
+  const RETURN = { kind: 'return' } as const;
+  const toRedirect = { kind: 'jump', chain: 'REDIRECT' } as const;
+  const onIn = (name: string): Match => ({ kind: 'inInterface', name });
+  const onOut = (name: string): Match => ({ kind: 'outInterface', name });
+  const interfaceOf = (rule: Rule) =>
+    rule.matches.flatMap((m) => (m.kind === 'inInterface' ? [m.name] : []))[0];
+  const withoutInterfaces = (argv: string[]) => {
+    const out: string[] = [];
+    for (let i = 0; i < argv.length; i++) {
+      if (argv[i] === '-k' || argv[i] === '-c') i++;
+      else out.push(argv[i] ?? '');
+    }
+    return out;
+  };
+
+  it('excluded interfaces RETURN first in ISTIO_INBOUND and ISTIO_OUTPUT, in their order', async () => {
+    let inbound = 0;
+    for (const { config, plan } of await everyPlan()) {
+      const names = config.excludeInterfaces;
+      const out = ownedRules(plan, 'OUTPUT');
+      expect(out.slice(0, names.length).map((r) => [r.matches, r.target])).toEqual(
+        names.map((name) => [[onOut(name)], RETURN]),
+      );
+      const into = ownedRules(plan, 'INBOUND');
+      if (into.length === 0) continue;
+      if (names.length > 0) inbound++;
+      expect(into.slice(0, names.length).map((r) => [r.matches, r.target])).toEqual(
+        names.map((name) => [[onIn(name)], RETURN]),
+      );
+      // No other rule is about an excluded interface.
+      for (const rule of plan.rules.slice()) {
+        const named = rule.matches.flatMap((m) =>
+          m.kind === 'inInterface' || m.kind === 'outInterface' ? [m.name] : [],
+        );
+        if (named.some((name) => names.includes(name))) {
+          expect(rule.target).toEqual(RETURN);
+          expect(rule.matches).toHaveLength(1);
+        }
+      }
+    }
+    // Guards the loop against passing only because no plan excluded an interface inbound.
+    expect(inbound).toBeGreaterThan(0);
+  });
+
+  it('-c only adds those RETURNs: the rest of the plan is the plan without it', async () => {
+    for (const argv of VARIED.filter((a) => a.includes('-c'))) {
+      const config = await configFrom(argv);
+      const plain = await configFrom(withoutInterfaces(argv));
+      const n = config.excludeInterfaces.length;
+      expect(n).toBeGreaterThan(0);
+      for (const family of FAMILIES) {
+        const withC = planRules({ ...config, kubeVirtInterfaces: [] }, family);
+        const without = planRules(plain, family);
+        expect(ownedRules(withC, 'OUTPUT').slice(n)).toEqual(ownedRules(without, 'OUTPUT'));
+        const inbound = ownedRules(without, 'INBOUND');
+        expect(ownedRules(withC, 'INBOUND').slice(inbound.length > 0 ? n : 0)).toEqual(inbound);
+        // The hooks are the same: an excluded interface alone needs no PREROUTING hook.
+        const hooks = (p: NatPlan) => p.rules.filter((r) => r.chain.kind === 'builtin');
+        expect(hooks(withC)).toEqual(hooks(without));
+      }
+    }
+  });
+
+  it('-c with -b "": nothing inbound to exclude from, so no PREROUTING hook', async () => {
+    const plan = planRules(await configFrom(['-c', 'eth1', '-b', '']), 'ipv4');
+    expect(ownedRules(plan, 'INBOUND')).toEqual([]);
+    expect(plan.rules.filter((r) => r.chain.kind === 'builtin').map((r) => r.chain)).toEqual([
+      { kind: 'builtin', name: 'OUTPUT' },
+    ]);
+  });
+
+  it('-k: the RETURN comes after its REDIRECT jumps and before any inbound rule', async () => {
+    let seen = 0;
+    for (const { config, plan } of await everyPlan()) {
+      const rules = ownedRules(plan, 'INBOUND');
+      const excluded = config.excludeInterfaces.length;
+      const inboundAt = rules.flatMap((r, i) =>
+        i >= excluded && interfaceOf(r) === undefined ? [i] : [],
+      );
+      for (const name of config.kubeVirtInterfaces) {
+        seen++;
+        const jumps = rules.flatMap((r, i) =>
+          interfaceOf(r) === name && r.target.kind === 'jump' ? [i] : [],
+        );
+        const returns = rules.flatMap((r, i) =>
+          interfaceOf(r) === name && r.target.kind === 'return' ? [i] : [],
+        );
+        expect(returns).toHaveLength(1);
+        const [ret = -1] = returns;
+        expect(rules[ret]?.matches).toEqual([onIn(name)]);
+        for (const at of jumps) {
+          expect(rules[at]?.target).toEqual(toRedirect);
+          expect(at).toBeLessThan(ret);
+        }
+        // Excluded inbound ports and inbound capture never see the VM's traffic.
+        if (inboundAt.length > 0) expect(ret).toBeLessThan(Math.min(...inboundAt));
+        // And -c, which RETURNs first, is never about a -k interface.
+        expect(ret).toBeGreaterThanOrEqual(excluded);
+      }
+      // Nothing of -k is sent to the inbound capture port.
+      for (const rule of rules) {
+        if (interfaceOf(rule) !== undefined) {
+          expect(rule.target).not.toEqual({ kind: 'jump', chain: 'IN_REDIRECT' });
+        }
+      }
+    }
+    expect(seen).toBeGreaterThan(0);
+  });
+
+  it('-k follows -i: all TCP, only the CIDRs of the plan family, or none', async () => {
+    const jumps = async (argv: string[], family: Family) =>
+      ownedRules(planRules(await configFrom(['-k', 'eth1', ...argv]), family), 'INBOUND')
+        .filter((r) => r.target.kind === 'jump' && r.target.chain === 'REDIRECT')
+        .map((r) => r.matches);
+    const tcp: Match = { kind: 'protocol', proto: 'tcp' };
+    const to = (cidr: Cidr): Match => ({ kind: 'destination', cidr });
+    for (const family of FAMILIES) {
+      expect(await jumps([], family)).toEqual([[tcp, onIn('eth1')]]);
+      expect(await jumps(['-i', '*'], family)).toEqual([[tcp, onIn('eth1')]]);
+      expect(await jumps(['-i', ''], family)).toEqual([]);
+    }
+    const cidrs = ['-i', '10.96.0.0/12,fd00::/64,192.168.0.0/16'];
+    expect(await jumps(cidrs, 'ipv4')).toEqual([
+      [tcp, onIn('eth1'), to({ family: 'ipv4', address: '10.96.0.0', prefix: 12 })],
+      [tcp, onIn('eth1'), to({ family: 'ipv4', address: '192.168.0.0', prefix: 16 })],
+    ]);
+    expect(await jumps(cidrs, 'ipv6')).toEqual([
+      [tcp, onIn('eth1'), to({ family: 'ipv6', address: 'fd00::', prefix: 64 })],
+    ]);
+    // Only IPv4 CIDRs: the ipv6 plan has nothing of the VM's to capture, only the RETURN.
+    const v6 = planRules(await configFrom(['-k', 'eth1', '-i', '10.96.0.0/12']), 'ipv6');
+    expect(ownedRules(v6, 'INBOUND').map((r) => [r.matches, r.target])).toEqual([
+      [[onIn('eth1')], RETURN],
+      [[tcp], { kind: 'jump', chain: 'IN_REDIRECT' }],
+    ]);
+  });
+
+  it('-k with -b "": PREROUTING stays hooked, ISTIO_INBOUND holds only the -k rules', async () => {
+    for (const family of FAMILIES) {
+      for (const argv of [
+        ['-k', 'eth1', '-b', ''],
+        ['-k', 'eth1', '-b', '', '-d', '22'],
+        ['-k', 'eth1', '-b', '', '-i', '10.96.0.0/12'],
+      ]) {
+        const plan = planRules(await configFrom(argv), family);
+        expect(
+          plan.rules.filter((r) => r.chain.kind === 'builtin' && r.chain.name === 'PREROUTING'),
+        ).toEqual([
+          expect.objectContaining({
+            matches: [{ kind: 'protocol', proto: 'tcp' }],
+            target: { kind: 'jump', chain: 'INBOUND' },
+          }),
+        ]);
+        const rules = ownedRules(plan, 'INBOUND');
+        expect(rules.length).toBeGreaterThan(0);
+        for (const rule of rules) expect(interfaceOf(rule)).toBe('eth1');
+        expect(rules.at(-1)?.target).toEqual(RETURN);
+      }
+    }
+  });
+
+  // The kernel refuses -i in a chain reached from OUTPUT and -o in one reached from
+  // PREROUTING (the whole restore would fail), so each stays on its side.
+  it('-i only in the inbound path, -o only in the outbound path', async () => {
+    for (const { plan } of await everyPlan()) {
+      for (const rule of plan.rules) {
+        const inbound = rule.chain.name === 'INBOUND' || rule.chain.name === 'PREROUTING';
+        const outbound = rule.chain.name === 'OUTPUT';
+        for (const match of rule.matches) {
+          if (match.kind === 'inInterface') expect(inbound).toBe(true);
+          if (match.kind === 'outInterface') expect(outbound).toBe(true);
+        }
+      }
+    }
+  });
+
+  it('-k adds nothing to ISTIO_OUTPUT nor to the OUTPUT hook', async () => {
+    for (const argv of VARIED.filter((a) => a.includes('-k'))) {
+      const config = await configFrom(argv);
+      for (const family of FAMILIES) {
+        const withK = planRules(config, family);
+        const withoutK = planRules({ ...config, kubeVirtInterfaces: [] }, family);
+        const outbound = (p: NatPlan) =>
+          p.rules.filter(
+            (r) =>
+              r.chain.name === 'OUTPUT' ||
+              (r.chain.kind === 'owned' && r.chain.name === 'REDIRECT'),
+          );
+        expect(outbound(withK)).toEqual(outbound(withoutK));
+      }
+    }
   });
 });

@@ -39,7 +39,10 @@ describe('renderRule', () => {
     ['no match', [], ''],
     ['protocol tcp', [tcp], '-p tcp '],
     ['protocol udp', [{ kind: 'protocol', proto: 'udp' }], '-p udp '],
+    ['in interface', [{ kind: 'inInterface', name: 'eth1' }], '-i eth1 '],
+    ['in interface wildcard', [{ kind: 'inInterface', name: 'veth+' }], '-i veth+ '],
     ['out interface', [{ kind: 'outInterface', name: 'lo' }], '-o lo '],
+    ['out interface, dash and dot', [{ kind: 'outInterface', name: 'br-01.2' }], '-o br-01.2 '],
     ['source', [{ kind: 'source', cidr: net }], '-s 10.96.0.0/12 '],
     ['negated source', [{ kind: 'source', cidr: net, negate: true }], '! -s 10.96.0.0/12 '],
     ['destination', [{ kind: 'destination', cidr: net6 }], '-d fd00:10:96::/112 '],
@@ -65,6 +68,11 @@ describe('renderRule', () => {
       'matches keep their order',
       [{ kind: 'outInterface', name: 'lo' }, { kind: 'source', cidr: net }, tcp],
       '-o lo -s 10.96.0.0/12 -p tcp ',
+    ],
+    [
+      'a kube-virt jump: protocol, in interface, destination',
+      [tcp, { kind: 'inInterface', name: 'eth1' }, { kind: 'destination', cidr: net }],
+      '-p tcp -i eth1 -d 10.96.0.0/12 ',
     ],
   ])('%s', (_name, matches, rendered) => {
     expect(renderRule(rule(matches), 'ISTIO_')).toBe(
@@ -127,7 +135,11 @@ describe('renderRule', () => {
 
 describe('ruleSpec', () => {
   it('is the rendered rule split as iptables-save output is read: chain, then the rest', async () => {
-    for (const argv of [[], ['-o', '53', '-q', '443', '--chain-prefix', 'MESH_']]) {
+    for (const argv of [
+      [],
+      ['-o', '53', '-q', '443', '--chain-prefix', 'MESH_'],
+      ['-k', 'eth1,veth+', '-c', 'a@b', '-i', '10.96.0.0/12,fd00::/64'],
+    ]) {
       const config = await configFrom(argv);
       for (const family of ['ipv4', 'ipv6'] as const) {
         const plan = planRules(config, family);
