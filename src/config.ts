@@ -168,11 +168,9 @@ function parseSeconds(option: GivenOption, max: number, allowZero: boolean): num
 function parseInterfaceList(option: GivenOption): string[] {
   const names = items(String(option.value));
   for (const name of names) {
-    if (
-      !/^[A-Za-z0-9_.@-]{1,15}$/.test(name.replace(/\+$/, '') || '+') ||
-      name === '.' ||
-      name === '..'
-    ) {
+    // The kernel's limit (15 bytes) counts iptables' wildcard too; a leading "-" would read as an option.
+    const valid = name.length <= 15 && /^[A-Za-z0-9_.@][A-Za-z0-9_.@-]*\+?$/.test(name);
+    if (!valid || name === '.' || name === '..') {
       throw invalid(
         option,
         'interface names such as eth1 (at most 15 characters, + as a wildcard at the end)',

@@ -751,6 +751,8 @@ describe('interface names (-k, -c)', () => {
     ['eth+1', 'eth+1'],
     ['+eth', '+eth'],
     ['eth1++', 'eth1++'],
+    // The kernel's 15 bytes include iptables' wildcard.
+    ['abcdefghijklmno+', 'abcdefghijklmno+'],
     // The name is written into the restore text unquoted.
     ['eth"1', 'eth"1'],
     ['eth1,a/b', 'a/b'],
@@ -770,6 +772,16 @@ describe('interface names (-k, -c)', () => {
       badName(`${c.flag} (from ${variable})`, c.item),
     );
   });
+
+  it.each(flags)(
+    '--%s from its variable refuses a name that would read as an option',
+    async (_short, flag) => {
+      const variable = `MESH_INIT_${flag.toUpperCase().replaceAll('-', '_')}`;
+      expect((await usageErrorFrom([], { [variable]: 'eth1,-j' })).message).toBe(
+        badName(`${flag} (from ${variable})`, '-j'),
+      );
+    },
+  );
 
   it.each(flags)('%s given twice is refused', async (short, flag) => {
     expect((await usageErrorFrom([short, 'eth1', short, 'eth2'])).message).toBe(
