@@ -54,4 +54,15 @@ kernelSuite('interfaces', () => {
     await init('-k', 'eth1', '-i', '10.200.2.0/24');
     expect((await net.connect('peer2', 'tcp', ETH1.pod, 8080)).server).toBe('proxy-outbound');
   });
+
+  it('--check reads -k and -c rules back as planned (iptables-save spells them its way)', async () => {
+    const args = ['-k', 'eth1', '-c', 'eth2', '-i', '10.200.2.0/24'];
+    await init(...args);
+    const check = await net.meshInit([
+      ...['-p', '15001', '-z', '15006', '--ipv6', 'false', '--iptables-backend', 'legacy'],
+      ...args,
+      '--check',
+    ]);
+    expect(check.exitCode, check.stdout).toBe(0);
+  });
 });
