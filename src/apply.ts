@@ -176,99 +176,97 @@ async function runValidation(config: Config, deps: Deps, log: Logger): Promise<v
   log.info('validated', `validation passed: ${result.detail}`);
 }
 
+function backendLine(log: Logger, choice: Choice): void {
+  log.info('backend', `backend: ${choice.backend} (${choice.reason})`, {
+    backend: choice.backend,
+    reason: choice.reason,
+  });
+}
+
+function ipv6Note(config: Config, families: readonly Family[]): string {
+  if (families.includes('ipv6')) return '';
+  return `; ipv6 not captured (${config.ipv6 === false ? '--ipv6 false' : 'no global IPv6 address'})`;
+}
+
 /**
- * The whole run: read what is live, compute each family's text once, then print it
- * (--dry-run), compare it (--check), or feed that same string to *-restore, re-read,
- * and go again while other programs (or other mesh-init runs) changed it meanwhile.
- * Returns the exit code.
+ * --dry-run prints each family's text for what is live. It needs no privileges:
+ * when the live rules cannot be read, it shows the text for a namespace without
+ * mesh-init rules, and says so.
  */
-export async function runMeshInit(config: Config, deps: Deps, log: Logger): Promise<number> {
-  const families = familiesFor(config, deps.hasGlobalIpv6);
-
-  if (config.skipRuleApply) {
-    await runValidation(config, deps, log);
-    return EXIT_OK;
+async function printDryRun(config: Config, families: Family[], deps: Deps, log: Logger) {
+  let states: ReadonlyMap<Family, NatState> = new Map();
+  try {
+    const live = await readLive(config, families, deps.run);
+    states = live.states;
+    backendLine(log, live.choice);
+  } catch (error) {
+    if (!(error instanceof MeshInitError)) throw error;
+    log.info(
+      'dry-run',
+      `dry-run: live rules not read (${error.message}); showing the rules for a namespace without mesh-init rules`,
+    );
   }
+  for (const tx of planFamilies(config, families, states)) deps.stdout(renderRestore(tx));
+  if (families.includes('ipv6') && config.mode === 'apply') {
+    log.info(
+      'dry-run',
+      `dry-run: would also run: ip -6 addr replace ${INBOUND_PASSTHROUGH.ipv6.address}/128 dev lo`,
+    );
+  }
+  log.info('dry-run', `dry-run: printed the ${families.join(' and ')} text; nothing applied`, {
+    families,
+  });
+  return EXIT_OK;
+}
 
-  if (config.dryRun) {
-    // Dry-run needs no privileges: when the live rules cannot be read, show the
-    // text for a namespace without mesh-init rules, and say so.
-    let states: ReadonlyMap<Family, NatState> = new Map();
-    try {
-      const live = await readLive(config, families, deps.run);
-      states = live.states;
-      log.info('backend', `backend: ${live.choice.backend} (${live.choice.reason})`, {
-        backend: live.choice.backend,
-        reason: live.choice.reason,
-      });
-    } catch (error) {
-      if (!(error instanceof MeshInitError)) throw error;
-      log.info(
-        'dry-run',
-        `dry-run: live rules not read (${error.message}); showing the rules for a namespace without mesh-init rules`,
-      );
-    }
-    for (const tx of planFamilies(config, families, states)) deps.stdout(renderRestore(tx));
-    if (families.includes('ipv6') && config.mode === 'apply') {
-      log.info(
-        'dry-run',
-        `dry-run: would also run: ip -6 addr replace ${INBOUND_PASSTHROUGH.ipv6.address}/128 dev lo`,
-      );
-    }
-    log.info('dry-run', `dry-run: printed the ${families.join(' and ')} text; nothing applied`, {
-      families,
+/** --check: the difference between live and planned rules, exit 5 when there is one. */
+async function checkDrift(config: Config, families: Family[], deps: Deps, log: Logger) {
+  const live = await readLive(config, families, deps.run);
+  backendLine(log, live.choice);
+  const drift = driftOf(config, families, live);
+  if (drift.length === 0) {
+    log.info('check', `check: the live rules are the planned ones${ipv6Note(config, families)}`, {
+      drift: false,
     });
     return EXIT_OK;
   }
+  deps.stdout(`${drift.join('\n')}\n`);
+  log.info('check', `check: the live rules differ from the planned ones (${drift.length} lines)`, {
+    drift: true,
+  });
+  return EXIT_DRIFT;
+}
 
-  // With a given backend the first try needs no read: it is planned for a namespace
-  // without mesh-init's jumps, and its -X/-N lines make it fail, changing nothing,
-  // where there are some (a re-run); then the table is read and the plan made anew.
-  // Backend auto has to read both backends first anyway.
+/** --cleanup: one transaction per family removes mesh-init's chains and jumps. */
+async function cleanUp(config: Config, families: Family[], deps: Deps, log: Logger) {
+  const live = await readLive(config, families, deps.run);
+  backendLine(log, live.choice);
+  const changes = new Changes(config, live.choice.backend, deps);
+  try {
+    for (const tx of planFamilies(config, families, live.states)) await changes.apply(tx, live);
+  } catch (error) {
+    await changes.putBack(error);
+  }
+  log.info('cleaned', `removed mesh-init's chains and jumps from ${families.join(' and ')}`, {
+    families,
+  });
+  return EXIT_OK;
+}
+
+/**
+ * Applies the rules. With a given backend the first try needs no read: it is planned
+ * for a namespace without mesh-init's jumps, and its -X/-N lines make it fail,
+ * changing nothing, where there are some (a re-run, or another run got there
+ * first); then the table is read and the plan made anew. Backend auto has to read
+ * both backends first anyway.
+ */
+async function applyRules(config: Config, families: Family[], deps: Deps, log: Logger) {
   let live = config.backend === 'auto' ? await readLive(config, families, deps.run) : undefined;
   const choice = live?.choice ?? {
     backend: config.backend as Backend,
     reason: 'set by --iptables-backend',
   };
-  log.info('backend', `backend: ${choice.backend} (${choice.reason})`, {
-    backend: choice.backend,
-    reason: choice.reason,
-  });
-  const ipv6Note = families.includes('ipv6')
-    ? ''
-    : `; ipv6 not captured (${config.ipv6 === false ? '--ipv6 false' : 'no global IPv6 address'})`;
-
-  if (config.mode === 'check' || config.mode === 'cleanup') {
-    live ??= await readLive(config, families, deps.run);
-    if (config.mode === 'check') {
-      const drift = driftOf(config, families, live);
-      if (drift.length === 0) {
-        log.info('check', `check: the live rules are the planned ones${ipv6Note}`, {
-          drift: false,
-        });
-        return EXIT_OK;
-      }
-      deps.stdout(`${drift.join('\n')}\n`);
-      log.info(
-        'check',
-        `check: the live rules differ from the planned ones (${drift.length} lines)`,
-        {
-          drift: true,
-        },
-      );
-      return EXIT_DRIFT;
-    }
-    const changes = new Changes(config, choice.backend, deps);
-    try {
-      for (const tx of planFamilies(config, families, live.states)) await changes.apply(tx, live);
-    } catch (error) {
-      await changes.putBack(error);
-    }
-    log.info('cleaned', `removed mesh-init's chains and jumps from ${families.join(' and ')}`, {
-      families,
-    });
-    return EXIT_OK;
-  }
+  backendLine(log, choice);
 
   // Before any restore, so that its failure leaves nothing applied.
   if (families.includes('ipv6')) {
@@ -284,11 +282,11 @@ export async function runMeshInit(config: Config, deps: Deps, log: Logger): Prom
       // Rules now in place, whether this run appended them or kept them.
       const rules = families.map((family) => planRules(config, family).rules.length);
       const applied = families.map((f, i) => `${f} (${rules[i]} rules)`).join(' and ');
-      log.info('applied', `applied ${applied} with the ${choice.backend} backend${ipv6Note}`, {
-        families,
-        rules,
-        reads: planned,
-      });
+      log.info(
+        'applied',
+        `applied ${applied} with the ${choice.backend} backend${ipv6Note(config, families)}`,
+        { families, rules, reads: planned },
+      );
       break;
     } catch (error) {
       const stale = error instanceof RestoreError && error.stale;
@@ -308,4 +306,17 @@ export async function runMeshInit(config: Config, deps: Deps, log: Logger): Prom
   }
   if (config.validate) await runValidation(config, deps, log);
   return EXIT_OK;
+}
+
+/** The whole run, by mode. Returns the exit code. */
+export async function runMeshInit(config: Config, deps: Deps, log: Logger): Promise<number> {
+  const families = familiesFor(config, deps.hasGlobalIpv6);
+  if (config.skipRuleApply) {
+    await runValidation(config, deps, log);
+    return EXIT_OK;
+  }
+  if (config.dryRun) return printDryRun(config, families, deps, log);
+  if (config.mode === 'check') return checkDrift(config, families, deps, log);
+  if (config.mode === 'cleanup') return cleanUp(config, families, deps, log);
+  return applyRules(config, families, deps, log);
 }
