@@ -6,9 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { natSection } from '../src/apply.js';
-import { parseCommandLine } from '../src/args.js';
 import { main } from '../src/cli.js';
-import { type Config, validateConfig } from '../src/config.js';
 import { findDrift } from '../src/drift.js';
 import type { CommandResult } from '../src/iptables.js';
 import { planRules } from '../src/plan.js';
@@ -16,6 +14,7 @@ import { planTransaction, planUndo } from '../src/reconcile.js';
 import { renderRestore } from '../src/render.js';
 import type { Family } from '../src/rules.js';
 import { EMPTY_STATE, parseNatState } from '../src/state.js';
+import { configFrom } from './config-from.js';
 import {
   type Answer,
   exited,
@@ -40,12 +39,6 @@ async function run(
 }
 
 const golden = (name: string) => readFileSync(new URL(`./golden/${name}`, import.meta.url), 'utf8');
-
-async function configFrom(argv: readonly string[]): Promise<Config> {
-  const parsed = await parseCommandLine(argv, {});
-  if (parsed.kind !== 'run') throw new Error(`expected a run, got ${parsed.kind}`);
-  return validateConfig(parsed.options);
-}
 
 /**
  * A varied save as the mesh-init before c1467e4 left it: in ISTIO_OUTPUT the -q jump came

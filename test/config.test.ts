@@ -3,18 +3,10 @@
  * whose message names the flag (and the variable) and the bad value.
  */
 import { describe, expect, it } from 'vitest';
-import { parseCommandLine } from '../src/args.js';
-import { type Config, validateConfig } from '../src/config.js';
+import type { Config } from '../src/config.js';
 import { UsageError } from '../src/errors.js';
 import { FLAGS } from '../src/flags.js';
-
-type Env = Record<string, string>;
-
-async function configFrom(argv: readonly string[], env: Env = {}): Promise<Config> {
-  const parsed = await parseCommandLine(argv, env);
-  if (parsed.kind !== 'run') throw new Error(`expected a run, got ${parsed.kind}`);
-  return validateConfig(parsed.options);
-}
+import { configFrom, type Env } from './config-from.js';
 
 /** The error configFrom throws, checked to be a UsageError; fails the test when nothing is thrown. */
 async function usageErrorFrom(argv: readonly string[], env: Env = {}): Promise<UsageError> {

@@ -12,23 +12,16 @@
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { parseCommandLine } from '../src/args.js';
-import { type Config, validateConfig } from '../src/config.js';
 import { findDrift } from '../src/drift.js';
 import { planRules } from '../src/plan.js';
 import { planTransaction } from '../src/reconcile.js';
 import { renderRestore } from '../src/render.js';
 import type { Family } from '../src/rules.js';
 import { canonicalRule, EMPTY_STATE, parseNatState } from '../src/state.js';
+import { configFrom } from './config-from.js';
 
 const fixture = (name: string) =>
   readFileSync(new URL(`./fixtures/${name}`, import.meta.url), 'utf8');
-
-async function configFrom(argv: readonly string[]): Promise<Config> {
-  const parsed = await parseCommandLine(argv, {});
-  if (parsed.kind !== 'run') throw new Error(`expected a run, got ${parsed.kind}`);
-  return validateConfig(parsed.options);
-}
 
 const VARIED = [
   ...['-z', '15006', '-u', '1337,0', '-g', '1338', '-b', '8080,9090', '-d', '22'],

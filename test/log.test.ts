@@ -3,16 +3,9 @@
  * and the `config:` line every run starts with.
  */
 import { describe, expect, it } from 'vitest';
-import { parseCommandLine } from '../src/args.js';
-import { type Config, validateConfig } from '../src/config.js';
 import { FLAGS } from '../src/flags.js';
 import { createLogger, describeConfig, formatConfig } from '../src/log.js';
-
-async function configFrom(argv: readonly string[], env = {}): Promise<Config> {
-  const parsed = await parseCommandLine(argv, env);
-  if (parsed.kind !== 'run') throw new Error(`expected a run, got ${parsed.kind}`);
-  return validateConfig(parsed.options);
-}
+import { configFrom } from './config-from.js';
 
 function recorder(format: 'text' | 'json') {
   const lines: string[] = [];

@@ -4,8 +4,7 @@
  * properties of the plan data that a golden cannot state clearly.
  */
 import { describe, expect, it } from 'vitest';
-import { parseCommandLine } from '../src/args.js';
-import { type Config, validateConfig } from '../src/config.js';
+import type { Config } from '../src/config.js';
 import { planRules } from '../src/plan.js';
 import { planTransaction } from '../src/reconcile.js';
 import { renderRestore, renderRule } from '../src/render.js';
@@ -19,12 +18,7 @@ import {
   type Rule,
 } from '../src/rules.js';
 import { EMPTY_STATE } from '../src/state.js';
-
-async function configFrom(argv: readonly string[]): Promise<Config> {
-  const parsed = await parseCommandLine(argv, {});
-  if (parsed.kind !== 'run') throw new Error(`expected a run, got ${parsed.kind}`);
-  return validateConfig(parsed.options);
-}
+import { configFrom } from './config-from.js';
 
 const textFor = (config: Config, family: Family) =>
   renderRestore(planTransaction(planRules(config, family), EMPTY_STATE, config.chainPrefix));

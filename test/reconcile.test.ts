@@ -4,22 +4,15 @@
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { parseCommandLine } from '../src/args.js';
-import { type Config, validateConfig } from '../src/config.js';
 import { planRules } from '../src/plan.js';
 import { liveHooks, planCleanup, planTransaction, planUndo } from '../src/reconcile.js';
 import { renderRestore } from '../src/render.js';
 import { chainName, type NatPlan, OWNED_CHAINS } from '../src/rules.js';
 import { EMPTY_STATE, type NatState, parseNatState } from '../src/state.js';
+import { configFrom } from './config-from.js';
 
 const fixture = (name: string) =>
   readFileSync(new URL(`./fixtures/${name}`, import.meta.url), 'utf8');
-
-async function configFrom(argv: readonly string[]): Promise<Config> {
-  const parsed = await parseCommandLine(argv, {});
-  if (parsed.kind !== 'run') throw new Error(`expected a run, got ${parsed.kind}`);
-  return validateConfig(parsed.options);
-}
 
 /** A nat table as iptables-save prints it, from `-A` lines. */
 function natState(...rules: string[]): NatState {

@@ -6,22 +6,15 @@
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { parseCommandLine } from '../src/args.js';
-import { type Config, validateConfig } from '../src/config.js';
 import { planRules } from '../src/plan.js';
 import { planCleanup, planTransaction } from '../src/reconcile.js';
 import { renderRestore, renderRule, restoreCommandFor, ruleSpec } from '../src/render.js';
 import { type Cidr, type Family, type Match, OWNED_CHAINS, type Rule } from '../src/rules.js';
 import { EMPTY_STATE, parseNatState } from '../src/state.js';
+import { configFrom } from './config-from.js';
 
 const fixture = (name: string) =>
   readFileSync(new URL(`./fixtures/${name}`, import.meta.url), 'utf8');
-
-async function configFrom(argv: readonly string[]): Promise<Config> {
-  const parsed = await parseCommandLine(argv, {});
-  if (parsed.kind !== 'run') throw new Error(`expected a run, got ${parsed.kind}`);
-  return validateConfig(parsed.options);
-}
 
 const net: Cidr = { family: 'ipv4', address: '10.96.0.0', prefix: 12 };
 const net6: Cidr = { family: 'ipv6', address: 'fd00:10:96::', prefix: 112 };

@@ -1,0 +1,11 @@
+import { parseCommandLine } from '../src/args.js';
+import { type Config, validateConfig } from '../src/config.js';
+
+export type Env = Record<string, string>;
+
+/** argv + environment → the validated Config, as main() would get it. */
+export async function configFrom(argv: readonly string[], env: Env = {}): Promise<Config> {
+  const parsed = await parseCommandLine(argv, env);
+  if (parsed.kind !== 'run') throw new Error(`expected a run, got ${parsed.kind}`);
+  return validateConfig(parsed.options);
+}
