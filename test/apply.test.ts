@@ -1,12 +1,5 @@
-/**
- * The run after validation (src/apply.ts), through main() with the fake kernel of
- * fake-system.ts: busy locks, rollback of an earlier family, the read-back loop,
- * --check, --cleanup and --run-validation.
- */
-import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { natSection } from '../src/apply.js';
-import { main } from '../src/cli.js';
 import { findDrift } from '../src/drift.js';
 import type { CommandResult } from '../src/iptables.js';
 import { planRules } from '../src/plan.js';
@@ -17,42 +10,18 @@ import { EMPTY_STATE, parseNatState } from '../src/state.js';
 import { configFrom } from './config-from.js';
 import {
   type Answer,
+  beforeC1467e4,
   exited,
   type FakeOptions,
-  fakeSystem,
   fixture,
+  golden,
   LIVE_LEGACY,
   LIVE_NFT,
   notFound,
+  run,
   type Setup,
   type TableKey,
 } from './fake-system.js';
-
-async function run(
-  argv: string[],
-  setup: Setup = LIVE_NFT,
-  options: FakeOptions & { env?: Record<string, string> } = {},
-) {
-  const system = fakeSystem(setup, options);
-  const code = await main(argv, options.env ?? {}, system.deps);
-  return { code, ...system };
-}
-
-const golden = (name: string) => readFileSync(new URL(`./golden/${name}`, import.meta.url), 'utf8');
-
-/**
- * A varied save as the mesh-init before c1467e4 left it: in ISTIO_OUTPUT the -q jump came
- * just before the -x RETURN (the fixtures hold today's order, -x first, as in Istio).
- */
-function beforeC1467e4(name: string): string {
-  const save = fixture(name);
-  const old = save.replace(
-    /^(-A ISTIO_OUTPUT -d \S+ -m comment --comment "mesh-init: destination excluded by --outbound-exclude-cidrs" -j RETURN\n)(-A ISTIO_OUTPUT -p tcp -m tcp --dport 443 -m comment --comment "mesh-init: destination port listed in --outbound-include-ports" -j ISTIO_REDIRECT\n)/m,
-    '$2$1',
-  );
-  if (old === save) throw new Error(`${name}: the -x RETURN is not just before the -q jump`);
-  return old;
-}
 
 /** How the kernel's table differs from the plan of argv (findDrift); [] when it holds it. */
 async function driftIn(

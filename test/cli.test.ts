@@ -13,24 +13,14 @@ import {
   type FakeOptions,
   fakeSystem,
   fixture,
+  golden,
   LIVE_LEGACY,
   LIVE_NFT,
   NOW,
   notFound,
+  run,
   type Setup,
 } from './fake-system.js';
-
-const golden = (name: string) => readFileSync(new URL(`./golden/${name}`, import.meta.url), 'utf8');
-
-async function run(
-  argv: string[],
-  setup: Setup = LIVE_NFT,
-  options: FakeOptions & { env?: Record<string, string> } = {},
-) {
-  const system = fakeSystem(setup, options);
-  const code = await main(argv, options.env ?? {}, system.deps);
-  return { code, ...system };
-}
 
 /** Every run that gets past validation logs its effective configuration first. */
 const CONFIG_LINE = expect.stringMatching(

@@ -19,6 +19,7 @@ import { renderRestore } from '../src/render.js';
 import type { Family } from '../src/rules.js';
 import { canonicalRule, EMPTY_STATE, parseNatState } from '../src/state.js';
 import { configFrom } from './config-from.js';
+import { beforeC1467e4 } from './fake-system.js';
 
 const fixture = (name: string) =>
   readFileSync(new URL(`./fixtures/${name}`, import.meta.url), 'utf8');
@@ -28,20 +29,6 @@ const VARIED = [
   ...['-o', '53,3306', '-q', '443', '-i', '10.96.0.0/12,fd00:10:96::/112'],
   ...['-x', '10.96.0.1,fd00:10:96::1', '--ipv6', 'true'],
 ];
-
-/**
- * A varied save as the mesh-init before c1467e4 left it: in ISTIO_OUTPUT the -q jump came
- * just before the -x RETURN (the fixtures hold today's order, -x first, as in Istio).
- */
-function beforeC1467e4(name: string): string {
-  const save = fixture(name);
-  const old = save.replace(
-    /^(-A ISTIO_OUTPUT -d \S+ -m comment --comment "mesh-init: destination excluded by --outbound-exclude-cidrs" -j RETURN\n)(-A ISTIO_OUTPUT -p tcp -m tcp --dport 443 -m comment --comment "mesh-init: destination port listed in --outbound-include-ports" -j ISTIO_REDIRECT\n)/m,
-    '$2$1',
-  );
-  if (old === save) throw new Error(`${name}: the -x RETURN is not just before the -q jump`);
-  return old;
-}
 
 /** `-A CHAIN spec` → canonicalRule(CHAIN, spec). */
 const canonical = (line: string) => {

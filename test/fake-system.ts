@@ -17,6 +17,7 @@
  */
 import { readFileSync } from 'node:fs';
 import type { Deps } from '../src/apply.js';
+import { main } from '../src/cli.js';
 import type { Backend, Config } from '../src/config.js';
 import type { CommandResult } from '../src/iptables.js';
 import type { Family } from '../src/rules.js';
@@ -349,3 +350,31 @@ export function fakeSystem(setup: Setup, options: FakeOptions = {}) {
 }
 
 export type FakeSystem = ReturnType<typeof fakeSystem>;
+
+/** main() against a fresh fake system: its exit code and everything the fake saw. */
+export async function run(
+  argv: string[],
+  setup: Setup = LIVE_NFT,
+  options: FakeOptions & { env?: Record<string, string> } = {},
+) {
+  const system = fakeSystem(setup, options);
+  const code = await main(argv, options.env ?? {}, system.deps);
+  return { code, ...system };
+}
+
+export const golden = (name: string) =>
+  readFileSync(new URL(`./golden/${name}`, import.meta.url), 'utf8');
+
+/**
+ * A varied save as the mesh-init before c1467e4 left it: in ISTIO_OUTPUT the -q jump came
+ * just before the -x RETURN (the fixtures hold today's order, -x first, as in Istio).
+ */
+export function beforeC1467e4(name: string): string {
+  const save = fixture(name);
+  const old = save.replace(
+    /^(-A ISTIO_OUTPUT -d \S+ -m comment --comment "mesh-init: destination excluded by --outbound-exclude-cidrs" -j RETURN\n)(-A ISTIO_OUTPUT -p tcp -m tcp --dport 443 -m comment --comment "mesh-init: destination port listed in --outbound-include-ports" -j ISTIO_REDIRECT\n)/m,
+    '$2$1',
+  );
+  if (old === save) throw new Error(`${name}: the -x RETURN is not just before the -q jump`);
+  return old;
+}
