@@ -1,7 +1,7 @@
 import { isHook, liveHooks } from './reconcile.js';
 import { ruleSpec } from './render.js';
 import { chainName, type NatPlan } from './rules.js';
-import { canonicalRule, type NatState } from './state.js';
+import { canonicalRule, type NatState, tokenize } from './state.js';
 
 interface Line {
   readonly canonical: string;
@@ -19,8 +19,34 @@ function without(lines: readonly Line[], others: readonly Line[]): Line[] {
 }
 
 /**
+ * Rules of others, ahead of a jump into an owned chain in the same kernel chain,
+ * that let all TCP skip it: `-A OUTPUT -p tcp -j RETURN` and the like. The owned
+ * chains can be exactly right and still capture nothing.
+ */
+function bypasses(live: NatState, prefix: string, plan: NatPlan): string[] {
+  const hooks = liveHooks(live, prefix, plan.chains);
+  const found: string[] = [];
+  for (const hook of hooks) {
+    const chainRules = live.rules.filter((rule) => rule.chain === hook.chain);
+    for (const rule of chainRules.slice(0, chainRules.indexOf(hook))) {
+      const tokens = tokenize(rule.spec);
+      const at = tokens.indexOf('--comment');
+      if (at > 1 && tokens[at - 1] === 'comment') tokens.splice(at - 2, 4);
+      const what = tokens.join(' ');
+      if (/^(-p (tcp|all) )?-j (RETURN|ACCEPT)$/.test(what)) {
+        found.push(`  ! -A ${rule.chain} ${rule.spec}   (ahead of the jump into ${hook.target})`);
+      }
+    }
+  }
+  return found.length === 0
+    ? []
+    : [`${plan.family}: rules that let all TCP bypass capture:`, ...found];
+}
+
+/**
  * What differs between one family's live nat table and the plan, as `-` (live
- * only) and `+` (planned only) lines; empty when they agree, order included.
+ * only) and `+` (planned only) lines, and `!` for rules of others that make the
+ * capture moot; empty when they agree, order included.
  */
 export function findDrift(plan: NatPlan, live: NatState, prefix: string): string[] {
   const planned = (rules: NatPlan['rules']): Line[] =>
@@ -68,5 +94,6 @@ export function findDrift(plan: NatPlan, live: NatState, prefix: string): string
     for (const line of gone) drift.push(`  - ${line.text}`);
     for (const line of missing) drift.push(`  + ${line.text}`);
   }
+  drift.push(...bypasses(live, prefix, plan));
   return drift;
 }

@@ -339,6 +339,37 @@ describe('findDrift: what it reports', () => {
     expect(drift.join('\n')).not.toMatch(/^ {2}- /m);
   });
 
+  it.each<[string, string, boolean]>([
+    ['all TCP returned', '-A OUTPUT -p tcp -j RETURN', true],
+    [
+      'all traffic accepted, with a comment',
+      '-A OUTPUT -m comment --comment "open -p up" -j ACCEPT',
+      true,
+    ],
+    ['only one port returned', '-A OUTPUT -p tcp -m tcp --dport 22 -j RETURN', false],
+    ['only UDP returned', '-A OUTPUT -p udp -j RETURN', false],
+    ['a jump to a chain of others', '-A OUTPUT -p tcp -j DOCKER_OUTPUT', false],
+  ])(
+    'a rule of others ahead of the jump: %s → bypass reported: %s',
+    async (_name, rule, bypass) => {
+      const state = live((lines) => lines.flatMap((l) => (l === HOOK_OUT ? [rule, l] : [l])));
+      const drift = findDrift(planRules(await configFrom([]), 'ipv4'), state, 'ISTIO_');
+      expect(drift).toEqual(
+        bypass
+          ? [
+              'ipv4: rules that let all TCP bypass capture:',
+              `  ! ${rule}   (ahead of the jump into ISTIO_OUTPUT)`,
+            ]
+          : [],
+      );
+    },
+  );
+
+  it('the same rule after the jump is no bypass', async () => {
+    const state = live(addAfter(HOOK_OUT, '-A OUTPUT -p tcp -j RETURN'));
+    expect(findDrift(planRules(await configFrom([]), 'ipv4'), state, 'ISTIO_')).toEqual([]);
+  });
+
   it('a changed config is drift: -p 15002 over the default rules', async () => {
     const drift = findDrift(
       planRules(await configFrom(['-p', '15002']), 'ipv4'),

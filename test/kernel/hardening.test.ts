@@ -157,6 +157,13 @@ for (const backend of ['legacy', 'nft'] as const) {
       expect(edited.exitCode).toBe(5);
       expect(edited.stdout).toContain('ipv4: ISTIO_OUTPUT:\n  + -A ISTIO_OUTPUT');
       expect(edited.stdout).not.toContain('ipv6:');
+
+      expect((await run(['-p', '15001'])).exitCode).toBe(0);
+      const bypass = ['-t', 'nat', '-I', 'OUTPUT', '1', '-p', 'tcp', '-j', 'RETURN'];
+      await execa('ip', ['netns', 'exec', net.pod, `iptables-${backend}`, ...bypass]);
+      const bypassed = await run(['--check', '-p', '15001']);
+      expect(bypassed.exitCode).toBe(5);
+      expect(bypassed.stdout).toContain('ipv4: rules that let all TCP bypass capture:');
     });
   });
 }
