@@ -5,7 +5,7 @@
 #   BASE=...              base image, passed as --build-arg BASE (default in the
 #                         Dockerfile: debian:trixie-slim; CI passes the local
 #                         equivalent made by scripts/base-image.sh)
-#   SKIP_BUNDLE=1         reuse dist/mesh-init.mjs instead of running `npm run build`
+#   SKIP_BUNDLE=1         reuse dist/mesh-init.cjs instead of running `npm run build`
 #
 # The build context is a temporary directory holding the Dockerfile, rootfs.sh
 # and the bundle (which needs no node_modules at run time), so nothing else of
@@ -19,8 +19,8 @@ image=${IMAGE:-mesh-init:dev}
 if [[ ${SKIP_BUNDLE:-0} != 1 ]]; then
   npm run --silent build
 fi
-if [[ ! -s dist/mesh-init.mjs ]]; then
-  echo "image/build.sh: dist/mesh-init.mjs is missing: run npm run build" >&2
+if [[ ! -s dist/mesh-init.cjs ]]; then
+  echo "image/build.sh: dist/mesh-init.cjs is missing: run npm run build" >&2
   exit 1
 fi
 
@@ -32,7 +32,7 @@ fi
 context=$(mktemp -d)
 log=$(mktemp)
 trap 'rm -rf "$context" "$log"' EXIT
-cp image/Dockerfile image/rootfs.sh dist/mesh-init.mjs "$context/"
+cp image/Dockerfile image/rootfs.sh dist/mesh-init.cjs "$context/"
 if ! DOCKER_BUILDKIT=0 docker build --force-rm "${build_args[@]}" -t "$image" "$context" >"$log" 2>&1; then
   tail -n 40 "$log" >&2
   echo "image/build.sh: docker build failed" >&2

@@ -15,7 +15,7 @@ import { join } from 'node:path';
 
 const runsArg = process.argv.indexOf('--runs');
 const RUNS = runsArg > 0 ? Number(process.argv[runsArg + 1]) : 30;
-const BUNDLE = new URL('../dist/mesh-init.mjs', import.meta.url).pathname;
+const BUNDLE = new URL('../dist/mesh-init.cjs', import.meta.url).pathname;
 const ARGS = ['-p', '15001', '-u', '1337', '--ipv6', 'false'];
 const env = { ...process.env };
 delete env.NODE_EXTRA_CA_CERTS;

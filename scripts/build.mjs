@@ -1,18 +1,21 @@
-// Bundles the CLI into one ESM file: one file to read at start-up is the
-// cheapest way to start (an init container's whole run is mostly Node start-up).
+// Bundles the CLI into one CommonJS file: one file to read at start-up is the
+// cheapest way to start (an init container's whole run is mostly Node start-up),
+// and Node loads CommonJS ~5 ms faster than the same code as an ES module.
 import { build } from 'esbuild';
 
 await build({
   entryPoints: ['src/main.ts'],
-  outfile: 'dist/mesh-init.mjs',
+  outfile: 'dist/mesh-init.cjs',
   bundle: true,
   platform: 'node',
-  format: 'esm',
+  format: 'cjs',
   target: 'node20',
   minify: false,
   legalComments: 'none',
+  // ES-module packages (yargs) ask import.meta.url where they live.
+  define: { 'import.meta.url': '__meshInitUrl' },
   banner: {
-    js: "#!/usr/bin/env node\nimport { createRequire as __createRequire } from 'node:module';\nconst require = __createRequire(import.meta.url);",
+    js: "#!/usr/bin/env node\nconst __meshInitUrl = require('node:url').pathToFileURL(__filename).href;",
   },
   logLevel: 'warning',
 });

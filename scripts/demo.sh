@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "demo: needs root (it creates network namespaces)" >&2; exit 1; }
-[ -f dist/mesh-init.mjs ] || npm run build >/dev/null
+[ -f dist/mesh-init.cjs ] || npm run build >/dev/null
 
 pod="mesh-init-demo-pod-$$" peer="mesh-init-demo-peer-$$" pids=()
 cleanup() {
@@ -38,7 +38,7 @@ listen "$pod" 1337 proxy 15001
 listen "$peer" 0 peer 80
 
 echo "\$ mesh-init -p 15001 -u 1337        # inside the pod's network namespace"
-ip netns exec "$pod" node dist/mesh-init.mjs -p 15001 -u 1337 --ipv6 false
+ip netns exec "$pod" node dist/mesh-init.cjs -p 15001 -u 1337 --ipv6 false
 echo
 echo "\$ iptables-save -t nat             # what the pod now holds"
 for backend in nft legacy; do

@@ -6,7 +6,7 @@ import { runCommand } from './iptables.js';
 import { validateRedirect } from './validate.js';
 
 // The only module that touches `process`.
-process.exitCode = await main(process.argv.slice(2), process.env, {
+void main(process.argv.slice(2), process.env, {
   run: runCommand,
   hasGlobalIpv6: () => hasGlobalIpv6(networkInterfaces()),
   stdout: (text) => process.stdout.write(text),
@@ -16,4 +16,6 @@ process.exitCode = await main(process.argv.slice(2), process.env, {
   random: Math.random,
   validate: (config) =>
     validateRedirect(config, { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 }),
+}).then((code) => {
+  process.exitCode = code;
 });

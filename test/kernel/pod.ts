@@ -6,7 +6,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { execa } from 'execa';
 
-export const BUNDLE = new URL('../../dist/mesh-init.mjs', import.meta.url).pathname;
+export const BUNDLE = new URL('../../dist/mesh-init.cjs', import.meta.url).pathname;
 const PROBE = readFileSync(new URL('./probe.py', import.meta.url), 'utf8');
 const PYTHON = '/usr/bin/python3';
 
