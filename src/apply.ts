@@ -111,7 +111,7 @@ export function planFamilies(
  * change goes through putBack, so a pod is never left half-captured.
  */
 class Changes {
-  private readonly baselines = new Map<Family, { text: string; noflush: boolean }>();
+  private readonly baselines = new Map<Family, { text: string; noflush: boolean; undo: boolean }>();
 
   constructor(
     private readonly config: Config,
@@ -127,20 +127,26 @@ class Changes {
     this.baselines.set(
       tx.family,
       saved === undefined
-        ? { text: renderRestore(planUndo(tx)), noflush: true }
-        : { text: natSection(saved), noflush: false },
+        ? { text: renderRestore(planUndo(tx)), noflush: true, undo: true }
+        : { text: natSection(saved), noflush: false, undo: false },
     );
   }
 
   /** Puts back every family this run changed, then throws `error` with what happened. */
   async putBack(error: unknown): Promise<never> {
-    if (!(error instanceof MeshInitError) || this.baselines.size === 0) throw error;
+    if (this.baselines.size === 0) throw error;
     const notes: string[] = [];
     let stuck = false;
-    for (const [family, { text, noflush }] of this.baselines) {
+    for (const [family, { text, noflush, undo }] of this.baselines) {
       try {
         await restore(this.deps.run, this.backend, family, text, this.options(noflush));
-        notes.push(`${family} was put back as it was`);
+        // Never read, the table is put back by removing what this run added: its
+        // jumps and mesh-init's chains (any there before held no jumps, so no rules in use).
+        notes.push(
+          undo
+            ? `${family} was put back: this run's jumps and mesh-init's chains were removed`
+            : `${family} was put back as it was`,
+        );
       } catch (rollback) {
         stuck = true;
         const why = (rollback as Error).message.split('\n').join('\n    ');
@@ -149,8 +155,10 @@ class Changes {
     }
     // Same error, so the same exit code, with what was put back; but a family that
     // could not be put back has rules applied, which only exit 4 may say.
-    const message = [error.message, ...notes.map((note) => `  ${note}`)].join('\n');
+    const first = error instanceof Error ? error.message : String(error);
+    const message = [first, ...notes.map((note) => `  ${note}`)].join('\n');
     if (stuck) throw new RestoreError(message);
+    if (!(error instanceof Error)) throw new Error(message);
     error.message = message;
     throw error;
   }

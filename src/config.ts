@@ -367,7 +367,7 @@ export function validateConfig(options: GivenOptions): Config {
     );
   }
 
-  for (const name of ['redirect-dns', 'capture-all-dns']) {
+  for (const name of ['redirect-dns', 'capture-all-dns', 'drop-invalid', 'native-nftables']) {
     const option = get(name);
     if (option && option.value !== false && String(option.value).trim() !== '') {
       throw new UsageError(`invalid ${option.origin}: not supported yet (see the README)`);
@@ -375,16 +375,14 @@ export function validateConfig(options: GivenOptions): Config {
   }
 
   const logOption = get('log-format');
-  const logFormat = logOption
-    ? parseChoice(logOption, ['text', 'json'] as const)
-    : flag('log_as_json')
-      ? 'json'
-      : 'text';
-  if (logFormat === 'text' && flag('log_as_json')) {
+  const chosen = logOption ? parseChoice(logOption, ['text', 'json'] as const) : undefined;
+  // --log_as_json is a flag: it beats MESH_INIT_LOG_FORMAT and conflicts only with --log-format.
+  if (flag('log_as_json') && chosen === 'text' && !logOption?.fromEnv) {
     throw new UsageError(
       `conflicting ${get('log_as_json')?.origin} and ${logOption?.origin}: choose one`,
     );
   }
+  const logFormat = flag('log_as_json') ? 'json' : (chosen ?? 'text');
 
   return {
     proxyPort,

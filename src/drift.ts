@@ -32,7 +32,8 @@ function bypasses(live: NatState, prefix: string, plan: NatPlan): string[] {
       const tokens = tokenize(rule.spec);
       const at = tokens.indexOf('--comment');
       if (at > 1 && tokens[at - 1] === 'comment') tokens.splice(at - 2, 4);
-      const what = tokens.join(' ');
+      // `-m tcp` is what iptables-save adds to `-p tcp` by itself.
+      const what = tokens.join(' ').replace(/^-p tcp -m tcp /, '-p tcp ');
       if (/^(-p (tcp|all) )?-j (RETURN|ACCEPT)$/.test(what)) {
         found.push(`  ! -A ${rule.chain} ${rule.spec}   (ahead of the jump into ${hook.target})`);
       }

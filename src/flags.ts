@@ -238,19 +238,41 @@ export const FLAGS: readonly FlagSpec[] = [
     describe: 'comma list of interfaces whose traffic is never captured',
     defaultText: 'none',
   },
-  // Istio's DNS capture is planned but not built: refused clearly.
+  // Istio's features that are not built: refused clearly, never ignored.
   {
     name: 'redirect-dns',
     type: 'boolean',
-    env: ['MESH_INIT_REDIRECT_DNS'],
+    env: ['MESH_INIT_REDIRECT_DNS', 'ISTIO_META_DNS_CAPTURE', 'REDIRECT_DNS'],
     describe: 'not supported yet: refused when set',
     defaultText: 'false',
   },
   {
     name: 'capture-all-dns',
     type: 'boolean',
-    env: ['MESH_INIT_CAPTURE_ALL_DNS'],
+    env: ['MESH_INIT_CAPTURE_ALL_DNS', 'CAPTURE_ALL_DNS'],
     describe: 'not supported yet: refused when set',
+    defaultText: 'false',
+  },
+  {
+    name: 'drop-invalid',
+    type: 'boolean',
+    env: ['MESH_INIT_DROP_INVALID', 'INVALID_DROP'],
+    describe: 'not supported yet: refused when set',
+    defaultText: 'false',
+  },
+  {
+    name: 'native-nftables',
+    type: 'boolean',
+    env: [],
+    describe: "Istio's native nftables mode: not supported, refused when set",
+    defaultText: 'false',
+  },
+  {
+    name: 'force-apply',
+    type: 'boolean',
+    env: [],
+    describe:
+      "Istio's flag to re-apply rules that look in place: accepted, mesh-init always reconciles",
     defaultText: 'false',
   },
   {

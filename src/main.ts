@@ -5,7 +5,9 @@ import { hasGlobalIpv6 } from './interfaces.js';
 import { runCommand } from './iptables.js';
 import { validateRedirect } from './validate.js';
 
-// The only module that touches `process`.
+// The only module that touches `process`. Until main() settles the exit is a
+// failure: a run that never finishes must not let the pod start uncaptured.
+process.exitCode = 1;
 void main(process.argv.slice(2), process.env, {
   run: runCommand,
   hasGlobalIpv6: () => hasGlobalIpv6(networkInterfaces()),

@@ -101,11 +101,12 @@ function inboundRules(config: Config, family: Family): Rule[] {
               )),
         ];
   if (virt.length === 0 && inbound.length === 0) return [];
+  // As in Istio, a -k interface wins over a -c one that matches it too (eth+ and eth1).
   return [
+    ...virt,
     ...config.excludeInterfaces.map(
       (name): Rule => ({ chain, matches: [on(name)], target: RETURN, why: EXCLUDED_INTERFACE }),
     ),
-    ...virt,
     ...inbound,
     {
       chain: { kind: 'builtin', name: 'PREROUTING' },

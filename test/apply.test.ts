@@ -401,7 +401,9 @@ describe('all or nothing across families: a later family failing puts the earlie
       chains: ['PREROUTING', 'INPUT', 'OUTPUT', 'POSTROUTING'],
       rules: [],
     });
-    expect(result.stderrLines().at(-1)).toBe('  ipv4 was put back as it was');
+    expect(result.stderrLines().at(-1)).toBe(
+      "  ipv4 was put back: this run's jumps and mesh-init's chains were removed",
+    );
   });
 
   it('the rollback failing too is reported, with both errors', async () => {
@@ -500,7 +502,9 @@ describe('what this run changed is put back, whatever fails after it', () => {
     expect(lines).toContain(
       'mesh-init: ip6tables-nft-restore rejected the ipv6 rules (nothing of them was applied): exit 1: ip6tables-restore: line 9 failed',
     );
-    expect(lines.at(-1)).toBe('  ipv4 was put back as it was');
+    expect(lines.at(-1)).toBe(
+      "  ipv4 was put back: this run's jumps and mesh-init's chains were removed",
+    );
   });
 
   it.each<[string, string]>([
@@ -522,7 +526,7 @@ describe('what this run changed is put back, whatever fails after it', () => {
       expect(result.kernel.natText('nft/ipv6')).toBe(HALF['nft/ipv6']);
       expect(result.stderrLines().slice(-2)).toEqual([
         `mesh-init: ${why}`,
-        '  ipv4 was put back as it was',
+        "  ipv4 was put back: this run's jumps and mesh-init's chains were removed",
       ]);
     },
   );

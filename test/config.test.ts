@@ -69,10 +69,23 @@ const REFUSED: Record<string, { set: string[][]; unset: string[][]; on: string[]
       on: ['true', '1'],
       off: ['false', '0', ''],
     },
+    'drop-invalid': {
+      set: [['--drop-invalid'], ['--drop-invalid=true']],
+      unset: [['--drop-invalid=false'], ['--no-drop-invalid']],
+      on: ['true', '1'],
+      off: ['false', '0', ''],
+    },
   };
 
-/** Istio's log flags: taken from argv as its injector writes them, from no variable. */
-const ARGV_ONLY = ['log_as_json', 'log_output_level'];
+/** Istio's variables for the refused flags: its injector copies proxyMetadata into env. */
+const ISTIO_REFUSED_VARIABLES: Record<string, string[]> = {
+  'redirect-dns': ['ISTIO_META_DNS_CAPTURE', 'REDIRECT_DNS'],
+  'capture-all-dns': ['CAPTURE_ALL_DNS'],
+  'drop-invalid': ['INVALID_DROP'],
+};
+
+/** Istio's argv-only flags: taken as its injector writes them, from no variable. */
+const ARGV_ONLY = ['log_as_json', 'log_output_level', 'force-apply', 'native-nftables'];
 
 const v4 = (address: string, prefix: number) => ({ family: 'ipv4', address, prefix }) as const;
 const v6 = (address: string, prefix: number) => ({ family: 'ipv6', address, prefix }) as const;
@@ -421,11 +434,6 @@ describe("Istio's injector argv, as it writes it", () => {
       {},
       'conflicting --log_as_json and --log-format: choose one',
     ],
-    [
-      ['--log_as_json'],
-      { MESH_INIT_LOG_FORMAT: 'text' },
-      'conflicting --log_as_json and --log-format (from MESH_INIT_LOG_FORMAT): choose one',
-    ],
     [['--log_as_json', '--log_as_json'], {}, 'invalid --log_as_json: given more than once'],
     [
       ['--log_output_level=default:info', '--log_output_level', 'default:debug'],
@@ -434,6 +442,12 @@ describe("Istio's injector argv, as it writes it", () => {
     ],
   ])('%j %j is refused', async (argv, env, message) => {
     expect((await usageErrorFrom(argv, env)).message).toBe(message);
+  });
+
+  it('--log_as_json, a flag, beats MESH_INIT_LOG_FORMAT=text', async () => {
+    expect((await configFrom(['--log_as_json'], { MESH_INIT_LOG_FORMAT: 'text' })).logFormat).toBe(
+      'json',
+    );
   });
 
   // Only the first word may be the program name; anywhere else it is a stray word.
@@ -457,10 +471,33 @@ describe("Istio's DNS capture, not built yet: refused when asked for, accepted w
   const refused = (origin: string) => `invalid ${origin}: not supported yet (see the README)`;
   const variable = (flag: string) => `MESH_INIT_${flag.toUpperCase().replaceAll('-', '_')}`;
 
-  it('exactly these flags, each with one MESH_INIT_ variable', () => {
+  it("exactly these flags, each with its MESH_INIT_ variable, then Istio's", () => {
     const described = FLAGS.filter((flag) => flag.describe.startsWith('not supported yet'));
     expect(described.map((flag) => flag.name).sort()).toEqual(Object.keys(REFUSED).sort());
-    for (const flag of described) expect(flag.env).toEqual([variable(flag.name)]);
+    for (const flag of described) {
+      expect(flag.env).toEqual([
+        variable(flag.name),
+        ...(ISTIO_REFUSED_VARIABLES[flag.name] ?? []),
+      ]);
+    }
+  });
+
+  it.each(
+    Object.entries(ISTIO_REFUSED_VARIABLES).flatMap(([flag, names]) =>
+      names.map((name) => ({ flag, name })),
+    ),
+  )("Istio's $name=true is refused as --$flag, never ignored", async ({ flag, name }) => {
+    expect((await usageErrorFrom([], { [name]: 'true' })).message).toBe(
+      refused(`--${flag} (from ${name})`),
+    );
+    expect(await configFrom([], { [name]: 'false' })).toEqual(DEFAULTS);
+  });
+
+  it('--native-nftables is refused; --force-apply is accepted (mesh-init always reconciles)', async () => {
+    expect((await usageErrorFrom(['--native-nftables'])).message).toBe(
+      refused('--native-nftables'),
+    );
+    expect(await configFrom(['--force-apply'])).toEqual(DEFAULTS);
   });
 
   const cases = (pick: (c: (typeof REFUSED)[string]) => string[][]) =>

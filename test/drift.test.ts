@@ -341,6 +341,7 @@ describe('findDrift: what it reports', () => {
 
   it.each<[string, string, boolean]>([
     ['all TCP returned', '-A OUTPUT -p tcp -j RETURN', true],
+    ['all TCP returned, spelled as iptables-save does', '-A OUTPUT -p tcp -m tcp -j RETURN', true],
     [
       'all traffic accepted, with a comment',
       '-A OUTPUT -m comment --comment "open -p up" -j ACCEPT',

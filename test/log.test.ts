@@ -210,6 +210,8 @@ describe('describeConfig and formatConfig', () => {
     const folded = [
       ...['dry-run', 'cleanup', 'check', 'skip-rule-apply'],
       ...['inbound-interception-mode', 'log-format', 'log_as_json', 'log_output_level'],
+      // Accepted from Istio's injector without effect: mesh-init always reconciles.
+      'force-apply',
     ];
     for (const flag of FLAGS) {
       if (!folded.includes(flag.name) && !(flag.name in REFUSED)) {
@@ -220,11 +222,13 @@ describe('describeConfig and formatConfig', () => {
     expect(described.mode).toBe('validate only');
   });
 
-  // Istio's DNS capture is not built yet and refused when set, so a run that logs a
-  // config line never has it: it is left out of it, and this is why.
+  // Istio's features that are not built are refused when set, so a run that logs a
+  // config line never has them: they are left out of it, and this is why.
   const REFUSED: Record<string, string[]> = {
     'redirect-dns': ['--redirect-dns'],
     'capture-all-dns': ['--capture-all-dns'],
+    'drop-invalid': ['--drop-invalid'],
+    'native-nftables': ['--native-nftables'],
   };
   it.each(Object.entries(REFUSED))('--%s is left out: set, it is refused', async (flag, argv) => {
     expect(FLAGS.map((f) => f.name)).toContain(flag);

@@ -420,7 +420,7 @@ describe('plan properties: interfaces (-c, -k)', () => {
     return out;
   };
 
-  it('excluded interfaces RETURN first in ISTIO_INBOUND and ISTIO_OUTPUT, in their order', async () => {
+  it('excluded interfaces RETURN first in ISTIO_OUTPUT, and in ISTIO_INBOUND right after the -k rules (as in Istio, -k wins)', async () => {
     let inbound = 0;
     for (const { config, plan } of await everyPlan()) {
       const names = config.excludeInterfaces;
@@ -431,7 +431,13 @@ describe('plan properties: interfaces (-c, -k)', () => {
       const into = ownedRules(plan, 'INBOUND');
       if (into.length === 0) continue;
       if (names.length > 0) inbound++;
-      expect(into.slice(0, names.length).map((r) => [r.matches, r.target])).toEqual(
+      const virt = into.filter((r) =>
+        r.matches.some(
+          (m) => m.kind === 'inInterface' && config.kubeVirtInterfaces.includes(m.name),
+        ),
+      ).length;
+      expect(into.slice(0, virt).every((r) => r.why.includes('--kube-virt-interfaces'))).toBe(true);
+      expect(into.slice(virt, virt + names.length).map((r) => [r.matches, r.target])).toEqual(
         names.map((name) => [[onIn(name)], RETURN]),
       );
       // No other rule is about an excluded interface.
