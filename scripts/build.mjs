@@ -15,7 +15,7 @@ await build({
   // ES-module packages (yargs) ask import.meta.url where they live.
   define: { 'import.meta.url': '__meshInitUrl' },
   banner: {
-    js: "#!/usr/bin/env node\nconst __meshInitUrl = require('node:url').pathToFileURL(__filename).href;",
+    js: "#!/usr/bin/env node\n'use strict';\nconst __meshInitUrl = require('node:url').pathToFileURL(__filename).href;",
   },
   logLevel: 'warning',
 });
