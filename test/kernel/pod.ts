@@ -49,6 +49,43 @@ export interface As {
 
 let counter = 0;
 
+/**
+ * A veth pair from the pod's podLink to the peer's eth0, with the addresses given
+ * (IPv6 ones without duplicate address detection), every link and lo up.
+ */
+async function wire(
+  pod: string,
+  podLink: string,
+  peer: string,
+  addresses: { pod: readonly string[]; peer: readonly string[] },
+): Promise<void> {
+  await execa('ip', [
+    '-n',
+    pod,
+    'link',
+    'add',
+    podLink,
+    'type',
+    'veth',
+    'peer',
+    'name',
+    'eth0',
+    'netns',
+    peer,
+  ]);
+  for (const [ns, link, list] of [
+    [pod, podLink, addresses.pod],
+    [peer, 'eth0', addresses.peer],
+  ] as const) {
+    for (const address of list) {
+      const nodad = address.includes(':') ? ['nodad'] : [];
+      await execa('ip', ['-n', ns, 'addr', 'add', address, 'dev', link, ...nodad]);
+    }
+    await execa('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+    await execa('ip', ['-n', ns, 'link', 'set', link, 'up']);
+  }
+}
+
 export class Pod {
   private readonly servers: { kill: () => void; exited: Promise<unknown> }[] = [];
 
@@ -63,38 +100,10 @@ export class Pod {
     try {
       await execa('ip', ['netns', 'add', net.pod]);
       await execa('ip', ['netns', 'add', net.peer]);
-      await execa('ip', [
-        '-n',
-        net.pod,
-        'link',
-        'add',
-        'eth0',
-        'type',
-        'veth',
-        'peer',
-        'name',
-        'eth0',
-        'netns',
-        net.peer,
-      ]);
-      for (const [ns, side] of [
-        [net.pod, 'pod'],
-        [net.peer, 'peer'],
-      ] as const) {
-        await execa('ip', ['-n', ns, 'addr', 'add', `${ADDRESSES.ipv4[side]}/24`, 'dev', 'eth0']);
-        await execa('ip', [
-          '-n',
-          ns,
-          'addr',
-          'add',
-          `${ADDRESSES.ipv6[side]}/64`,
-          'dev',
-          'eth0',
-          'nodad',
-        ]);
-        await execa('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
-        await execa('ip', ['-n', ns, 'link', 'set', 'eth0', 'up']);
-      }
+      await wire(net.pod, 'eth0', net.peer, {
+        pod: [`${ADDRESSES.ipv4.pod}/24`, `${ADDRESSES.ipv6.pod}/64`],
+        peer: [`${ADDRESSES.ipv4.peer}/24`, `${ADDRESSES.ipv6.peer}/64`],
+      });
     } catch (error) {
       await net.destroy();
       throw error;
@@ -196,29 +205,7 @@ export class Pod {
     const ns = this.namespace('peer2');
     await execa('ip', ['netns', 'add', ns]);
     this.extra.push(ns);
-    await execa('ip', [
-      '-n',
-      this.pod,
-      'link',
-      'add',
-      'eth1',
-      'type',
-      'veth',
-      'peer',
-      'name',
-      'eth0',
-      'netns',
-      ns,
-    ]);
-    await execa('ip', ['-n', this.pod, 'addr', 'add', '10.200.2.1/24', 'dev', 'eth1']);
-    await execa('ip', ['-n', ns, 'addr', 'add', '10.200.2.2/24', 'dev', 'eth0']);
-    for (const [where, link] of [
-      [this.pod, 'eth1'],
-      [ns, 'eth0'],
-      [ns, 'lo'],
-    ] as const) {
-      await execa('ip', ['-n', where, 'link', 'set', link, 'up']);
-    }
+    await wire(this.pod, 'eth1', ns, { pod: ['10.200.2.1/24'], peer: ['10.200.2.2/24'] });
   }
 
   /** A default route through the peer, as a pod has (the validation probe needs a route). */
