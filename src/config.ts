@@ -40,7 +40,7 @@ export interface Config {
   readonly validate: boolean;
   readonly skipRuleApply: boolean;
   readonly retry: RetryPolicy;
-  readonly probe: Probe;
+  readonly probe: ValidationProbe;
   readonly logFormat: 'text' | 'json';
 }
 
@@ -52,7 +52,8 @@ export interface RetryPolicy {
   readonly intervalMs: number;
 }
 
-export interface Probe {
+/** Where --run-validation connects, and how long it may take. */
+export interface ValidationProbe {
   readonly address: string;
   readonly port: number;
   readonly timeoutMs: number;
@@ -348,7 +349,7 @@ export function validateConfig(options: GivenOptions): Config {
   }
   const probePortOption = get('probe-port');
   const probeTimeoutOption = get('probe-timeout');
-  const probe: Probe = {
+  const probe: ValidationProbe = {
     address: probeAddress,
     port: probePortOption
       ? parsePort(probePortOption, String(probePortOption.value).trim())
