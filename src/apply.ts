@@ -1,14 +1,43 @@
 import { type Choice, chooseBackend, type Probe } from './backend.js';
-import type { Backend, Config } from './config.js';
+import { type Backend, type Config, withResolvers } from './config.js';
 import { findDrift } from './drift.js';
-import { EXIT_DRIFT, EXIT_OK, MeshInitError, RestoreError, ValidationError } from './errors.js';
-import { addPassthroughAddress, type RunCommand, restore, save, saveOrThrow } from './iptables.js';
+import {
+  BackendError,
+  EXIT_DRIFT,
+  EXIT_OK,
+  MeshInitError,
+  RestoreError,
+  ValidationError,
+} from './errors.js';
+import {
+  addLocalRoute,
+  addPassthroughAddress,
+  localRouteCommands,
+  type RunCommand,
+  removeLocalRoute,
+  restore,
+  save,
+  saveOrThrow,
+} from './iptables.js';
 import type { Logger } from './log.js';
-import { INBOUND_PASSTHROUGH, planRules } from './plan.js';
-import { planCleanup, planTransaction, planUndo, type Transaction } from './reconcile.js';
+import { INBOUND_PASSTHROUGH, planTables } from './plan.js';
+import {
+  liveHooks,
+  liveOwnedChains,
+  planCleanup,
+  planTransaction,
+  planUndo,
+  type Transaction,
+} from './reconcile.js';
 import { renderRestore } from './render.js';
-import type { Family } from './rules.js';
-import { countRules, EMPTY_STATE, type NatState, parseNatState } from './state.js';
+import { type Family, OWNED_CHAINS, TABLES, type Table, type TablePlan } from './rules.js';
+import {
+  countRules,
+  EMPTY_STATE,
+  parseTableState,
+  type TableState,
+  tableSection,
+} from './state.js';
 import type { ValidationResult } from './validate.js';
 
 export interface Deps {
@@ -23,6 +52,8 @@ export interface Deps {
   readonly validate: (config: Config) => Promise<ValidationResult>;
   /** In [0, 1): spreads retries of runs that collided. */
   readonly random: () => number;
+  /** The pod's /etc/resolv.conf, for --redirect-dns. */
+  readonly readResolvConf: () => Promise<string>;
 }
 
 export function familiesFor(config: Config, hasGlobalIpv6: () => boolean): Family[] {
@@ -30,11 +61,16 @@ export function familiesFor(config: Config, hasGlobalIpv6: () => boolean): Famil
   return ipv6 ? ['ipv4', 'ipv6'] : ['ipv4'];
 }
 
-/** What is live, per family: parsed, and as saved (to put it back if a later family fails). */
+/** What is live: each family's whole dump, to plan from and to put tables back as they were. */
 interface Live {
   readonly choice: Choice;
-  readonly states: ReadonlyMap<Family, NatState>;
   readonly saved: ReadonlyMap<Family, string>;
+}
+
+/** One table's live state; empty where nothing was read. */
+function stateOf(live: Live | undefined, family: Family, table: Table): TableState {
+  const saved = live?.saved.get(family);
+  return saved === undefined ? EMPTY_STATE : parseTableState(saved, table);
 }
 
 /**
@@ -69,49 +105,58 @@ async function readLive(
     saved.set('ipv4', await saveOrThrow(run, choice.backend, 'ipv4'));
   }
   if (families.includes('ipv6')) saved.set('ipv6', await saveOrThrow(run, choice.backend, 'ipv6'));
-  return { choice, ...parsed(saved) };
+  return { choice, saved };
 }
 
-function parsed(saved: Map<Family, string>) {
-  const states = new Map<Family, NatState>();
-  for (const [family, text] of saved) states.set(family, parseNatState(text));
-  return { states, saved };
-}
-
-/** The `*nat` section of a dump; an empty nat table where the dump had none. */
-export function natSection(dump: string): string {
-  const lines = dump.split('\n');
-  const start = lines.findIndex((line) => line.trim() === '*nat');
-  if (start < 0) return '*nat\nCOMMIT\n';
-  const end = lines.findIndex(
-    (line, i) => i > start && (line.trim() === 'COMMIT' || line.startsWith('*')),
+/** Whether mesh-init has chains or jumps in a live table. */
+function holdsOwned(live: TableState, prefix: string, table: Table): boolean {
+  return (
+    liveOwnedChains(live, prefix, table).length > 0 ||
+    liveHooks(live, prefix, OWNED_CHAINS[table]).length > 0
   );
-  const section = lines.slice(start, end < 0 ? undefined : end).filter((line) => line.trim());
-  return `${[...section, 'COMMIT'].join('\n')}\n`;
-}
-
-/** Config + live state → each family's transaction. Pure. */
-export function planFamilies(
-  config: Config,
-  families: readonly Family[],
-  states: ReadonlyMap<Family, NatState>,
-): Transaction[] {
-  return families.map((family) => {
-    const live = states.get(family) ?? EMPTY_STATE;
-    return config.mode === 'cleanup'
-      ? planCleanup(family, live, config.chainPrefix)
-      : planTransaction(planRules(config, family), live, config.chainPrefix);
-  });
 }
 
 /**
- * What this run changed, per family, and how to put each back: the nat section as
- * read before this run first changed it (restored without --noflush), or, where it
- * was changed before any read, the undo of what was added. Every failure after a
- * change goes through putBack, so a pod is never left half-captured.
+ * Config + live state → the transactions, a table of a family each. Pure. Apply
+ * writes the planned tables and clears mesh-init's chains from tables no longer
+ * planned (a re-run with fewer features); cleanup clears nat and every table
+ * that holds something of mesh-init's.
+ */
+export function planFamilies(
+  config: Config,
+  families: readonly Family[],
+  live: Live | undefined,
+): Transaction[] {
+  const prefix = config.chainPrefix;
+  return families.flatMap((family) => {
+    const plans = config.mode === 'cleanup' ? [] : planTables(config, family);
+    return TABLES.flatMap((table): Transaction[] => {
+      const state = stateOf(live, family, table);
+      const plan = plans.find((p) => p.table === table);
+      if (plan !== undefined) return [planTransaction(plan, state, prefix)];
+      if (table !== 'nat' && !holdsOwned(state, prefix, table)) return [];
+      return [planCleanup(family, table, state, prefix)];
+    });
+  });
+}
+
+interface Baseline {
+  readonly family: Family;
+  readonly table: Table;
+  readonly text: string;
+  readonly noflush: boolean;
+  readonly undo: boolean;
+}
+
+/**
+ * What this run changed, per table of each family, and how to put each back: the
+ * table's section as read before this run first changed it (restored without
+ * --noflush), or, where it was changed before any read, the undo of what was
+ * added. Every failure after a change goes through putBack, so a pod is never left
+ * half-captured.
  */
 class Changes {
-  private readonly baselines = new Map<Family, { text: string; noflush: boolean; undo: boolean }>();
+  private readonly baselines = new Map<string, Baseline>();
 
   constructor(
     private readonly config: Config,
@@ -122,13 +167,15 @@ class Changes {
   /** Applies one family's transaction and remembers how to put it back. */
   async apply(tx: Transaction, live: Live | undefined): Promise<void> {
     await restore(this.deps.run, this.backend, tx.family, renderRestore(tx), this.options(true));
-    if (this.baselines.has(tx.family)) return;
+    const key = `${tx.family} ${tx.table}`;
+    if (this.baselines.has(key)) return;
     const saved = live?.saved.get(tx.family);
+    const { family, table } = tx;
     this.baselines.set(
-      tx.family,
+      key,
       saved === undefined
-        ? { text: renderRestore(planUndo(tx)), noflush: true, undo: true }
-        : { text: natSection(saved), noflush: false, undo: false },
+        ? { family, table, text: renderRestore(planUndo(tx)), noflush: true, undo: true }
+        : { family, table, text: tableSection(saved, table), noflush: false, undo: false },
     );
   }
 
@@ -137,20 +184,20 @@ class Changes {
     if (this.baselines.size === 0) throw error;
     const notes: string[] = [];
     let stuck = false;
-    for (const [family, { text, noflush, undo }] of this.baselines) {
+    for (const [key, { family, text, noflush, undo }] of this.baselines) {
       try {
         await restore(this.deps.run, this.backend, family, text, this.options(noflush));
         // Never read, the table is put back by removing what this run added: its
         // jumps and mesh-init's chains (any there before held no jumps, so no rules in use).
         notes.push(
           undo
-            ? `${family} was put back: this run's jumps and mesh-init's chains were removed`
-            : `${family} was put back as it was`,
+            ? `${key} was put back: this run's jumps and mesh-init's chains were removed`
+            : `${key} was put back as it was`,
         );
       } catch (rollback) {
         stuck = true;
         const why = (rollback as Error).message.split('\n').join('\n    ');
-        notes.push(`putting ${family} back failed too, it keeps this run's rules: ${why}`);
+        notes.push(`putting ${key} back failed too, it keeps this run's rules: ${why}`);
       }
     }
     // Same error, so the same exit code, with what was put back; but a family that
@@ -169,13 +216,17 @@ class Changes {
 }
 
 function driftOf(config: Config, families: Family[], live: Live): string[] {
-  return families.flatMap((family) =>
-    findDrift(
-      planRules(config, family),
-      live.states.get(family) ?? EMPTY_STATE,
-      config.chainPrefix,
-    ),
-  );
+  const prefix = config.chainPrefix;
+  return families.flatMap((family) => {
+    const plans = planTables(config, family);
+    return TABLES.flatMap((table) => {
+      const state = stateOf(live, family, table);
+      const plan: TablePlan | undefined =
+        plans.find((p) => p.table === table) ??
+        (holdsOwned(state, prefix, table) ? { family, table, chains: [], rules: [] } : undefined);
+      return plan === undefined ? [] : findDrift(plan, state, prefix);
+    });
+  });
 }
 
 async function runValidation(config: Config, deps: Deps, log: Logger): Promise<void> {
@@ -202,10 +253,9 @@ function ipv6Note(config: Config, families: readonly Family[]): string {
  * mesh-init rules, and says so.
  */
 async function printDryRun(config: Config, families: Family[], deps: Deps, log: Logger) {
-  let states: ReadonlyMap<Family, NatState> = new Map();
+  let live: Live | undefined;
   try {
-    const live = await readLive(config, families, deps.run);
-    states = live.states;
+    live = await readLive(config, families, deps.run);
     backendLine(log, live.choice);
   } catch (error) {
     if (!(error instanceof MeshInitError)) throw error;
@@ -214,13 +264,18 @@ async function printDryRun(config: Config, families: Family[], deps: Deps, log: 
       `dry-run: live rules not read (${error.message}); showing the rules for a namespace without mesh-init rules`,
     );
   }
-  for (const tx of planFamilies(config, families, states)) deps.stdout(renderRestore(tx));
-  if (families.includes('ipv6') && config.mode === 'apply') {
-    log.info(
-      'dry-run',
-      `dry-run: would also run: ip -6 addr replace ${INBOUND_PASSTHROUGH.ipv6.address}/128 dev lo`,
-    );
-  }
+  for (const tx of planFamilies(config, families, live)) deps.stdout(renderRestore(tx));
+  const commands = [
+    ...(families.includes('ipv6') && config.mode === 'apply'
+      ? [`ip -6 addr replace ${INBOUND_PASSTHROUGH.ipv6.address}/128 dev lo`]
+      : []),
+    ...(routesLocally(config)
+      ? families.flatMap((family) =>
+          localRouteCommands(family, config.tproxy, config.mode === 'cleanup' ? 'remove' : 'add'),
+        )
+      : []),
+  ];
+  for (const command of commands) log.info('dry-run', `dry-run: would also run: ${command}`);
   log.info('dry-run', `dry-run: printed the ${families.join(' and ')} text; nothing applied`, {
     families,
   });
@@ -251,10 +306,12 @@ async function cleanUp(config: Config, families: Family[], deps: Deps, log: Logg
   backendLine(log, live.choice);
   const changes = new Changes(config, live.choice.backend, deps);
   try {
-    for (const tx of planFamilies(config, families, live.states)) await changes.apply(tx, live);
+    for (const tx of planFamilies(config, families, live)) await changes.apply(tx, live);
   } catch (error) {
     await changes.putBack(error);
   }
+  // After the rules that mark packets are gone; any mark and table are the ones given.
+  for (const family of families) await removeLocalRoute(deps.run, family, config.tproxy);
   log.info('cleaned', `removed mesh-init's chains and jumps from ${families.join(' and ')}`, {
     families,
   });
@@ -280,15 +337,20 @@ async function applyRules(config: Config, families: Family[], deps: Deps, log: L
   if (families.includes('ipv6')) {
     await addPassthroughAddress(deps.run, INBOUND_PASSTHROUGH.ipv6.address);
   }
+  if (routesLocally(config)) {
+    for (const family of families) await addLocalRoute(deps.run, family, config.tproxy);
+  }
   const changes = new Changes(config, choice.backend, deps);
   // Tries planned from a table that was read; the unread first try does not count.
   let planned = live === undefined ? 0 : 1;
   for (;;) {
-    const txs = planFamilies(config, families, live?.states ?? new Map());
+    const txs = planFamilies(config, families, live);
     try {
       for (const tx of txs) await changes.apply(tx, live);
       // Rules now in place, whether this run appended them or kept them.
-      const rules = families.map((family) => planRules(config, family).rules.length);
+      const rules = families.map((family) =>
+        planTables(config, family).reduce((sum, plan) => sum + plan.rules.length, 0),
+      );
       const applied = families.map((f, i) => `${f} (${rules[i]} rules)`).join(' and ');
       log.info(
         'applied',
@@ -316,8 +378,41 @@ async function applyRules(config: Config, families: Family[], deps: Deps, log: L
   return EXIT_OK;
 }
 
+/** TPROXY marks packets that a policy route sends to lo; cleanup removes that route either way. */
+function routesLocally(config: Config): boolean {
+  return (
+    config.mode === 'cleanup' ||
+    (config.inboundMode === 'tproxy' && config.inboundPorts.kind !== 'none')
+  );
+}
+
+/** --redirect-dns without --capture-all-dns captures DNS to the pod's resolvers. */
+async function readResolvers(config: Config, deps: Deps, log: Logger): Promise<Config> {
+  if (config.dns.capture !== 'resolvers' || config.mode === 'cleanup') return config;
+  let text: string;
+  try {
+    text = await deps.readResolvConf();
+  } catch (error) {
+    throw new BackendError(
+      `cannot read /etc/resolv.conf for --redirect-dns: ${(error as Error).message}`,
+    );
+  }
+  const resolved = withResolvers(config, text);
+  const resolvers =
+    resolved.dns.capture === 'resolvers' ? resolved.dns.resolvers.map((cidr) => cidr.address) : [];
+  log.info(
+    'dns',
+    resolvers.length === 0
+      ? 'dns: /etc/resolv.conf names no nameserver; no DNS is captured (--capture-all-dns captures all)'
+      : `dns: capturing DNS to ${resolvers.join(', ')} (from /etc/resolv.conf)`,
+    { resolvers },
+  );
+  return resolved;
+}
+
 /** The whole run, by mode. Returns the exit code. */
-export async function runMeshInit(config: Config, deps: Deps, log: Logger): Promise<number> {
+export async function runMeshInit(given: Config, deps: Deps, log: Logger): Promise<number> {
+  const config = given.skipRuleApply ? given : await readResolvers(given, deps, log);
   const families = familiesFor(config, deps.hasGlobalIpv6);
   if (config.skipRuleApply) {
     await runValidation(config, deps, log);

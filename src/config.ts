@@ -15,6 +15,18 @@ export type CidrSelection =
 
 export type Backend = 'legacy' | 'nft';
 
+/** DNS capture: off, the resolvers of /etc/resolv.conf (read by the shell), or all of port 53. */
+export type DnsCapture =
+  | { readonly capture: 'off' }
+  | { readonly capture: 'all'; readonly port: number }
+  | { readonly capture: 'resolvers'; readonly port: number; readonly resolvers: readonly Cidr[] };
+
+/** TPROXY's packet mark and the routing table that sends marked packets to lo. */
+export interface TproxyRouting {
+  readonly mark: number;
+  readonly routeTable: number;
+}
+
 export interface Config {
   readonly proxyPort: number;
   readonly inboundCapturePort: number;
@@ -30,6 +42,12 @@ export interface Config {
   readonly kubeVirtInterfaces: readonly string[];
   /** Interfaces whose traffic is never captured (Istio's -c). */
   readonly excludeInterfaces: readonly string[];
+  /** How inbound TCP reaches the proxy: nat REDIRECT, or mangle TPROXY (destination kept on the socket). */
+  readonly inboundMode: 'redirect' | 'tproxy';
+  readonly tproxy: TproxyRouting;
+  readonly dns: DnsCapture;
+  /** Drop packets conntrack marks INVALID, which would otherwise skip NAT and reach the app directly. */
+  readonly dropInvalid: boolean;
   readonly dryRun: boolean;
   readonly ipv6: 'auto' | boolean;
   readonly backend: 'auto' | Backend;
@@ -62,9 +80,12 @@ export interface ValidationProbe {
 export const DEFAULT_PROXY_PORT = 15001;
 export const DEFAULT_PROXY_ID = 1337;
 export const DEFAULT_CHAIN_PREFIX = 'ISTIO_';
+export const DEFAULT_DNS_PORT = 15053;
+export const DEFAULT_TPROXY_MARK = 1337;
+export const DEFAULT_TPROXY_ROUTE_TABLE = 133;
 
-/** The longest owned chain suffix is IN_REDIRECT; iptables caps chain names at 28 characters. */
-const MAX_CHAIN_PREFIX = 28 - 'IN_REDIRECT'.length;
+/** The longest owned chain suffix is DROP_INVALID; iptables caps chain names at 28 characters. */
+const MAX_CHAIN_PREFIX = 28 - 'DROP_INVALID'.length;
 /** The kernel's owner match takes 32-bit ids; 2^32-1 means "no id". */
 const MAX_ID = 4294967294;
 
@@ -147,11 +168,26 @@ function parseCidrList(option: GivenOption): Cidr[] {
   return cidrs;
 }
 
-function parseBounded(option: GivenOption, max: number): number {
+function parseBounded(option: GivenOption, max: number, min = 0): number {
   const text = String(option.value).trim();
   const value = parseInteger(text);
-  if (value === undefined || value > max) throw invalid(option, `an integer 0-${max}`, text);
+  if (value === undefined || value < min || value > max) {
+    throw invalid(option, `an integer ${min}-${max}`, text);
+  }
   return value;
+}
+
+/** A routing table of its own: not 0 (unspecified) nor default, main and local (253-255). */
+function parseRouteTable(option: GivenOption): number {
+  const table = parseBounded(option, 0xffffffff, 1);
+  if (table >= 253 && table <= 255) {
+    throw invalid(
+      option,
+      'a table of its own, not default (253), main (254) or local (255)',
+      String(table),
+    );
+  }
+  return table;
 }
 
 /** Decimal seconds such as 0.5, up to max; returned in milliseconds. */
@@ -195,6 +231,28 @@ function overlap(a: readonly number[], b: readonly number[]): number | undefined
   return a.find((port) => b.includes(port));
 }
 
+/** The `nameserver` addresses of a resolv.conf, as host CIDRs; others (with a zone, malformed) are skipped. */
+export function parseResolvConf(text: string): Cidr[] {
+  const resolvers: Cidr[] = [];
+  for (const line of text.split('\n')) {
+    const [keyword, address = ''] = line.trim().split(/\s+/);
+    if (keyword !== 'nameserver') continue;
+    const v4 = ipaddr.IPv4.isValidFourPartDecimal(address);
+    if (!v4 && !(ipaddr.IPv6.isValid(address) && !address.includes('%'))) continue;
+    const cidr: Cidr = v4
+      ? { family: 'ipv4', address, prefix: 32 }
+      : { family: 'ipv6', address: ipaddr.parse(address).toString(), prefix: 128 };
+    if (!resolvers.some((r) => r.address === cidr.address)) resolvers.push(cidr);
+  }
+  return resolvers;
+}
+
+/** The config with the resolvers DNS capture sends to the DNS port (from the pod's resolv.conf). */
+export function withResolvers(config: Config, resolvConf: string): Config {
+  if (config.dns.capture !== 'resolvers') return config;
+  return { ...config, dns: { ...config.dns, resolvers: parseResolvConf(resolvConf) } };
+}
+
 /**
  * The one place where user input is checked. Every message names the flag (and the
  * variable it came from) and the bad value; the result is fully typed and trusted.
@@ -203,14 +261,22 @@ export function validateConfig(options: GivenOptions): Config {
   const get = (name: string): GivenOption | undefined => options.get(name);
 
   const mode = get('inbound-interception-mode');
-  if (mode !== undefined) {
-    if (String(mode.value) === 'TPROXY') {
-      throw new UsageError(
-        `invalid ${mode.origin}: TPROXY is not supported yet, use REDIRECT (the default)`,
-      );
-    }
-    parseChoice(mode, ['REDIRECT'] as const);
-  }
+  const inboundMode =
+    mode === undefined || String(mode.value).trim() === ''
+      ? 'redirect'
+      : parseChoice({ ...mode, value: String(mode.value).trim() }, [
+            'REDIRECT',
+            'TPROXY',
+          ] as const) === 'TPROXY'
+        ? 'tproxy'
+        : 'redirect';
+  const markOption = get('inbound-tproxy-mark');
+  const tableOption = get('inbound-tproxy-route-table');
+  const tproxy: TproxyRouting = {
+    // The proxy's own traffic to its pod IP is marked mark + 1, so the mark stays below 2^32-1.
+    mark: markOption ? parseBounded(markOption, 0xfffffffe, 1) : DEFAULT_TPROXY_MARK,
+    routeTable: tableOption ? parseRouteTable(tableOption) : DEFAULT_TPROXY_ROUTE_TABLE,
+  };
 
   const proxyPortOption = get('proxy-port');
   const proxyPort = proxyPortOption
@@ -368,12 +434,25 @@ export function validateConfig(options: GivenOptions): Config {
     );
   }
 
-  for (const name of ['redirect-dns', 'capture-all-dns', 'drop-invalid', 'native-nftables']) {
-    const option = get(name);
-    if (option && option.value !== false && String(option.value).trim() !== '') {
-      throw new UsageError(`invalid ${option.origin}: not supported yet (see the README)`);
-    }
+  const nativeNftables = get('native-nftables');
+  if (nativeNftables && nativeNftables.value !== false) {
+    throw new UsageError(`invalid ${nativeNftables.origin}: not supported yet (see the README)`);
   }
+
+  const dnsPortOption = get('dns-port');
+  const dnsPort = dnsPortOption
+    ? parsePort(dnsPortOption, String(dnsPortOption.value).trim())
+    : DEFAULT_DNS_PORT;
+  if (flag('capture-all-dns') && !flag('redirect-dns')) {
+    throw new UsageError(
+      `invalid ${get('capture-all-dns')?.origin}: it only goes with --redirect-dns (there would be no DNS capture)`,
+    );
+  }
+  const dns: DnsCapture = !flag('redirect-dns')
+    ? { capture: 'off' }
+    : flag('capture-all-dns')
+      ? { capture: 'all', port: dnsPort }
+      : { capture: 'resolvers', port: dnsPort, resolvers: [] };
 
   const logOption = get('log-format');
   const chosen = logOption ? parseChoice(logOption, ['text', 'json'] as const) : undefined;
@@ -398,6 +477,10 @@ export function validateConfig(options: GivenOptions): Config {
     outboundIncludePorts,
     kubeVirtInterfaces,
     excludeInterfaces,
+    inboundMode,
+    tproxy,
+    dns,
+    dropInvalid: flag('drop-invalid'),
     dryRun: flag('dry-run'),
     ipv6,
     backend,

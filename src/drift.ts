@@ -1,7 +1,7 @@
-import { isHook, liveHooks } from './reconcile.js';
+import { isHook, liveHooks, liveOwnedChains } from './reconcile.js';
 import { ruleSpec } from './render.js';
-import { chainName, type NatPlan } from './rules.js';
-import { canonicalRule, type NatState, tokenize } from './state.js';
+import { chainName, type TablePlan } from './rules.js';
+import { canonicalRule, type TableState, tokenize } from './state.js';
 
 interface Line {
   readonly canonical: string;
@@ -23,7 +23,7 @@ function without(lines: readonly Line[], others: readonly Line[]): Line[] {
  * that let all TCP skip it: `-A OUTPUT -p tcp -j RETURN` and the like. The owned
  * chains can be exactly right and still capture nothing.
  */
-function bypasses(live: NatState, prefix: string, plan: NatPlan): string[] {
+function bypasses(live: TableState, prefix: string, plan: TablePlan): string[] {
   const hooks = liveHooks(live, prefix, plan.chains);
   const found: string[] = [];
   for (const hook of hooks) {
@@ -41,18 +41,19 @@ function bypasses(live: NatState, prefix: string, plan: NatPlan): string[] {
   }
   return found.length === 0
     ? []
-    : [`${plan.family}: rules that let all TCP bypass capture:`, ...found];
+    : [`${plan.family} ${plan.table}: rules that let all TCP bypass capture:`, ...found];
 }
 
 /**
- * What differs between one family's live nat table and the plan, as `-` (live
+ * What differs between one live table of one family and the plan, as `-` (live
  * only) and `+` (planned only) lines, and `!` for rules of others that make the
  * capture moot; empty when they agree, order included.
  */
-export function findDrift(plan: NatPlan, live: NatState, prefix: string): string[] {
-  const planned = (rules: NatPlan['rules']): Line[] =>
+export function findDrift(plan: TablePlan, live: TableState, prefix: string): string[] {
+  const where = `${plan.family} ${plan.table}`;
+  const planned = (rules: TablePlan['rules']): Line[] =>
     rules.map((rule) => {
-      const { chain, spec } = ruleSpec(rule, prefix);
+      const { chain, spec } = ruleSpec(rule, prefix, plan.family);
       return { canonical: canonicalRule(chain, spec), text: `-A ${chain} ${spec}` };
     });
   const liveLine = (rule: { chain: string; spec: string }): Line => ({
@@ -60,13 +61,17 @@ export function findDrift(plan: NatPlan, live: NatState, prefix: string): string
     text: `-A ${rule.chain} ${rule.spec}`,
   });
 
+  // Owned chains live from a run with other flags, which a run with these would remove.
+  const stale = liveOwnedChains(live, prefix, plan.table).filter(
+    (chain) => !plan.chains.includes(chain),
+  );
   const groups: { name: string; live: Line[]; planned: Line[] }[] = [
     {
       name: 'jumps into owned chains',
-      live: liveHooks(live, prefix, plan.chains).map(liveLine),
+      live: liveHooks(live, prefix, [...plan.chains, ...stale]).map(liveLine),
       planned: planned(plan.rules.filter(isHook)),
     },
-    ...plan.chains.map((chain) => {
+    ...[...plan.chains, ...stale].map((chain) => {
       const name = chainName(prefix, chain);
       return {
         name,
@@ -81,8 +86,10 @@ export function findDrift(plan: NatPlan, live: NatState, prefix: string): string
   const drift: string[] = [];
   for (const chain of plan.chains) {
     const name = chainName(prefix, chain);
-    if (!live.chains.includes(name)) drift.push(`${plan.family}: chain ${name} is missing`);
+    if (!live.chains.includes(name)) drift.push(`${where}: chain ${name} is missing`);
   }
+  for (const chain of stale)
+    drift.push(`${where}: chain ${chainName(prefix, chain)} is not planned`);
   for (const group of groups) {
     const gone = without(group.live, group.planned);
     const missing = without(group.planned, group.live);
@@ -90,11 +97,12 @@ export function findDrift(plan: NatPlan, live: NatState, prefix: string): string
       group.live.map((line) => line.canonical).join('\n') ===
       group.planned.map((line) => line.canonical).join('\n');
     if (gone.length === 0 && missing.length === 0 && (sameOrder || group === groups[0])) continue;
-    drift.push(`${plan.family}: ${group.name}:`);
+    drift.push(`${where}: ${group.name}:`);
     if (gone.length === 0 && missing.length === 0) drift.push('  rules in another order');
     for (const line of gone) drift.push(`  - ${line.text}`);
     for (const line of missing) drift.push(`  + ${line.text}`);
   }
-  drift.push(...bypasses(live, prefix, plan));
+  // Only nat's jumps can be skipped by a RETURN of others without the packet being lost.
+  if (plan.table === 'nat') drift.push(...bypasses(live, prefix, plan));
   return drift;
 }

@@ -54,8 +54,24 @@ export const FLAGS: readonly FlagSpec[] = [
     short: 'm',
     type: 'string',
     env: ['MESH_INIT_INBOUND_INTERCEPTION_MODE', 'ISTIO_INBOUND_INTERCEPTION_MODE'],
-    describe: 'how inbound TCP is captured: REDIRECT (TPROXY is not supported yet)',
+    describe: 'how inbound TCP is captured: REDIRECT (nat) or TPROXY (mangle, destination kept)',
     defaultText: 'REDIRECT',
+  },
+  {
+    name: 'inbound-tproxy-mark',
+    short: 't',
+    type: 'string',
+    env: ['MESH_INIT_INBOUND_TPROXY_MARK', 'INBOUND_TPROXY_MARK'],
+    describe: 'TPROXY: packet mark that routes inbound TCP to the proxy (mark + 1 is used too)',
+    defaultText: '1337',
+  },
+  {
+    name: 'inbound-tproxy-route-table',
+    short: 'r',
+    type: 'string',
+    env: ['MESH_INIT_INBOUND_TPROXY_ROUTE_TABLE', 'INBOUND_TPROXY_ROUTE_TABLE'],
+    describe: 'TPROXY: routing table of the local route for marked packets',
+    defaultText: '133',
   },
   {
     name: 'inbound-ports',
@@ -238,28 +254,36 @@ export const FLAGS: readonly FlagSpec[] = [
     describe: 'comma list of interfaces whose traffic is never captured',
     defaultText: 'none',
   },
-  // Istio's features that are not built: refused clearly, never ignored.
   {
     name: 'redirect-dns',
     type: 'boolean',
     env: ['MESH_INIT_REDIRECT_DNS', 'ISTIO_META_DNS_CAPTURE', 'REDIRECT_DNS'],
-    describe: 'not supported yet: refused when set',
+    describe:
+      "send the apps' DNS (UDP and TCP port 53) to the resolvers of /etc/resolv.conf to --dns-port",
     defaultText: 'false',
   },
   {
     name: 'capture-all-dns',
     type: 'boolean',
     env: ['MESH_INIT_CAPTURE_ALL_DNS', 'CAPTURE_ALL_DNS'],
-    describe: 'not supported yet: refused when set',
+    describe: 'with --redirect-dns: capture DNS to any address, not only the resolvers',
     defaultText: 'false',
+  },
+  {
+    name: 'dns-port',
+    type: 'string',
+    env: ['MESH_INIT_DNS_PORT'],
+    describe: "port of the proxy's DNS server that captured DNS goes to",
+    defaultText: '15053',
   },
   {
     name: 'drop-invalid',
     type: 'boolean',
     env: ['MESH_INIT_DROP_INVALID', 'INVALID_DROP'],
-    describe: 'not supported yet: refused when set',
+    describe: 'drop packets conntrack marks INVALID (they would bypass the proxy)',
     defaultText: 'false',
   },
+  // Istio's feature that is not built: refused clearly, never ignored.
   {
     name: 'native-nftables',
     type: 'boolean',

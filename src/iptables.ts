@@ -1,6 +1,6 @@
 import { execa } from 'execa';
 import { binaryFor } from './backend.js';
-import type { Backend, RetryPolicy } from './config.js';
+import type { Backend, RetryPolicy, TproxyRouting } from './config.js';
 import { BackendError, RestoreError } from './errors.js';
 import type { Family } from './rules.js';
 
@@ -62,13 +62,14 @@ export async function save(
   return { ok, stdout: result.stdout, failure: ok ? '' : `${file} ${describeFailure(result)}` };
 }
 
+/** Every table of the family: mesh-init may own chains in nat, mangle and raw. */
 export async function saveOrThrow(
   run: RunCommand,
   backend: Backend,
   family: Family,
 ): Promise<string> {
-  const saved = await save(run, backend, family, 'nat');
-  if (!saved.ok) throw new BackendError(`cannot read the ${family} nat table: ${saved.failure}`);
+  const saved = await save(run, backend, family, 'all');
+  if (!saved.ok) throw new BackendError(`cannot read the ${family} tables: ${saved.failure}`);
   return saved.stdout;
 }
 
@@ -144,5 +145,94 @@ export async function addPassthroughAddress(run: RunCommand, address: string): P
     throw new BackendError(
       `cannot add ${address}/128 to lo (ip ${args.join(' ')}): ${describeFailure(result)}`,
     );
+  }
+}
+
+const ipFlag = (family: Family) => (family === 'ipv4' ? '-4' : '-6');
+const anyDestination = (family: Family) => (family === 'ipv4' ? 'default' : '::/0');
+
+/** `ip` argv of TPROXY's policy routing: marked packets look up a table whose only route is lo. */
+function localRouteArgs(family: Family, { mark, routeTable }: TproxyRouting) {
+  const table = String(routeTable);
+  return {
+    list: [ipFlag(family), 'rule', 'list', 'fwmark', String(mark), 'table', table],
+    addRule: [ipFlag(family), 'rule', 'add', 'fwmark', String(mark), 'lookup', table],
+    delRule: [ipFlag(family), 'rule', 'del', 'fwmark', String(mark), 'lookup', table],
+    route: ['local', anyDestination(family), 'dev', 'lo', 'table', table],
+  };
+}
+
+/** What addLocalRoute or removeLocalRoute runs, for --dry-run. */
+export function localRouteCommands(
+  family: Family,
+  routing: TproxyRouting,
+  action: 'add' | 'remove',
+): string[] {
+  const args = localRouteArgs(family, routing);
+  const route = args.route.join(' ');
+  return action === 'add'
+    ? [
+        `ip ${args.addRule.join(' ')} (unless listed)`,
+        `ip ${ipFlag(family)} route replace ${route}`,
+      ]
+    : [`ip ${args.delRule.join(' ')} (each one)`, `ip ${ipFlag(family)} route del ${route}`];
+}
+
+async function runIp(run: RunCommand, args: readonly string[]): Promise<CommandResult> {
+  const result = await run('ip', args);
+  if (result.exitCode === undefined) {
+    throw new BackendError(`cannot run ip ${args.join(' ')}: ${describeFailure(result)}`);
+  }
+  return result;
+}
+
+/**
+ * TPROXY marks inbound packets; this rule and route deliver marked packets locally,
+ * whatever their destination. `ip rule add` would add a duplicate on a re-run, so
+ * the rule is added only when it is not listed; `route replace` is a no-op then.
+ */
+export async function addLocalRoute(
+  run: RunCommand,
+  family: Family,
+  routing: TproxyRouting,
+): Promise<void> {
+  const args = localRouteArgs(family, routing);
+  const listed = await runIp(run, args.list);
+  const steps = [
+    ...(listed.exitCode === 0 && listed.stdout.trim() !== '' ? [] : [args.addRule]),
+    [ipFlag(family), 'route', 'replace', ...args.route],
+  ];
+  for (const step of steps) {
+    const result = await runIp(run, step);
+    if (result.exitCode !== 0) {
+      throw new BackendError(
+        `cannot set up TPROXY's local route (ip ${step.join(' ')}): ${describeFailure(result)}`,
+      );
+    }
+  }
+}
+
+/** Takes TPROXY's rule (every copy) and route away; absent ones are fine. */
+export async function removeLocalRoute(
+  run: RunCommand,
+  family: Family,
+  routing: TproxyRouting,
+): Promise<void> {
+  const args = localRouteArgs(family, routing);
+  const gone = /No such file or directory|No such process|Cannot find/i;
+  const steps: { argv: readonly string[]; repeat: boolean }[] = [
+    { argv: args.delRule, repeat: true },
+    { argv: [ipFlag(family), 'route', 'del', ...args.route], repeat: false },
+  ];
+  for (const { argv, repeat } of steps) {
+    // Copies of the rule (added by hand, or by another program) go too; 64 is a bound, not a count.
+    for (let i = 0; i < (repeat ? 64 : 1); i++) {
+      const result = await runIp(run, argv);
+      if (result.exitCode === 0) continue;
+      if (gone.test(result.stderr)) break;
+      throw new BackendError(
+        `cannot remove TPROXY's local route (ip ${argv.join(' ')}): ${describeFailure(result)}`,
+      );
+    }
   }
 }

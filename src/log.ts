@@ -51,6 +51,21 @@ export function describeConfig(config: Config): Record<string, string> {
     'outbound-include-ports': list(config.outboundIncludePorts),
     'kube-virt-interfaces': list(config.kubeVirtInterfaces),
     'exclude-interfaces': list(config.excludeInterfaces),
+    'inbound-interception-mode': config.inboundMode === 'tproxy' ? 'TPROXY' : 'REDIRECT',
+    ...(config.inboundMode === 'tproxy'
+      ? {
+          'inbound-tproxy-mark': String(config.tproxy.mark),
+          'inbound-tproxy-route-table': String(config.tproxy.routeTable),
+        }
+      : {}),
+    'redirect-dns': String(config.dns.capture !== 'off'),
+    ...(config.dns.capture === 'off'
+      ? {}
+      : {
+          'capture-all-dns': String(config.dns.capture === 'all'),
+          'dns-port': String(config.dns.port),
+        }),
+    'drop-invalid': String(config.dropInvalid),
     ipv6: String(config.ipv6),
     'iptables-backend': config.backend,
     'chain-prefix': config.chainPrefix,

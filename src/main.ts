@@ -1,3 +1,4 @@
+import { readFile } from 'node:fs/promises';
 import { networkInterfaces } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { main } from './cli.js';
@@ -16,6 +17,7 @@ void main(process.argv.slice(2), process.env, {
   sleep: (ms) => sleep(ms),
   now: () => new Date(),
   random: Math.random,
+  readResolvConf: () => readFile('/etc/resolv.conf', 'utf8'),
   validate: (config) =>
     validateRedirect(config, { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 }),
 }).then((code) => {

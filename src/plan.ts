@@ -4,11 +4,12 @@ import {
   type Cidr,
   type Family,
   type Match,
-  type NatPlan,
-  OWNED_CHAINS,
   type OwnedChain,
   type Protocol,
   type Rule,
+  TABLES,
+  type Table,
+  type TablePlan,
   type Target,
 } from './rules.js';
 
@@ -24,11 +25,16 @@ export const INBOUND_PASSTHROUGH: Record<Family, Cidr> = {
 };
 
 const owned = (name: OwnedChain): ChainRef => ({ kind: 'owned', name });
+const builtin = (name: 'PREROUTING' | 'OUTPUT'): ChainRef => ({ kind: 'builtin', name });
 const KUBE_VIRT = 'TCP from a --kube-virt-interfaces interface is outbound traffic';
 const EXCLUDED_INTERFACE = 'interface excluded by --exclude-interfaces';
 const jump = (chain: OwnedChain): Target => ({ kind: 'jump', chain });
 const RETURN: Target = { kind: 'return' };
 const tcp: Match = { kind: 'protocol', proto: 'tcp' };
+const udp: Match = { kind: 'protocol', proto: 'udp' };
+const fromLo: Match = { kind: 'inInterface', name: 'lo' };
+const toLo: Match = { kind: 'outInterface', name: 'lo' };
+const DNS_PORT = 53;
 const dport = (proto: Protocol, port: number): Match[] => [
   { kind: 'protocol', proto },
   { kind: 'destinationPort', port },
@@ -70,8 +76,9 @@ function inboundRules(config: Config, family: Family): Rule[] {
       why: 'a --kube-virt-interfaces interface is not inbound',
     },
   ]);
+  // With TPROXY the mangle table captures inbound TCP; nat keeps only the -k rules.
   const inbound: Rule[] =
-    selection.kind === 'none'
+    selection.kind === 'none' || config.inboundMode === 'tproxy'
       ? []
       : [
           ...config.inboundExcludePorts.map(
@@ -117,7 +124,7 @@ function inboundRules(config: Config, family: Family): Rule[] {
   ];
 }
 
-function outboundRules(config: Config, family: Family): Rule[] {
+function outboundRules(config: Config, family: Family, dns: readonly Rule[]): Rule[] {
   const chain = owned('OUTPUT');
   const lo: Match = { kind: 'outInterface', name: 'lo' };
   const owners = proxyOwners(config);
@@ -160,6 +167,10 @@ function outboundRules(config: Config, family: Family): Rule[] {
         matches: [
           lo,
           { kind: 'destination', cidr: LOOPBACK[family], negate: true },
+          // The proxy's own DNS queries to a resolver on lo (127.0.0.53) are not inbound.
+          ...(dns.length > 0
+            ? [tcp, { kind: 'destinationPort', port: DNS_PORT, negate: true } as const]
+            : []),
           { kind: 'owner', by, id },
         ],
         target: jump('IN_REDIRECT'),
@@ -175,6 +186,17 @@ function outboundRules(config: Config, family: Family): Rule[] {
         why: 'traffic of the proxy itself is never redirected (no loop)',
       }),
     ),
+    // Before the loopback rule: a pod's resolver is often on lo (127.0.0.53, 127.0.0.11).
+    ...(dns.length > 0
+      ? [
+          {
+            chain,
+            matches: [],
+            target: jump('OUTPUT_DNS'),
+            why: 'DNS queries of the apps go to the DNS port',
+          },
+        ]
+      : []),
     {
       // Containers of one pod talk over localhost (or their own pod IP) without the proxy, by design.
       chain,
@@ -213,8 +235,8 @@ function outboundRules(config: Config, family: Family): Rule[] {
         : []),
   ];
 
-  // UDP only needs to enter the chain when a rule there is about UDP.
-  const seesUdp = rules.some((rule) =>
+  // UDP only needs to enter the chain when a rule there (or in the DNS chain) is about UDP.
+  const seesUdp = [...rules, ...dns].some((rule) =>
     rule.matches.some((match) => match.kind === 'protocol' && match.proto === 'udp'),
   );
   rules.push({
@@ -229,10 +251,45 @@ function outboundRules(config: Config, family: Family): Rule[] {
 }
 
 /**
+ * DNS capture (nat): queries of the apps, UDP and TCP to port 53 of the pod's
+ * resolvers (or of any address with --capture-all-dns), go to the proxy's DNS port.
+ * The proxy's own queries never get here: its traffic returned before the jump.
+ */
+function dnsRules(config: Config, family: Family): Rule[] {
+  const { dns } = config;
+  if (dns.capture === 'off') return [];
+  const chain = owned('OUTPUT_DNS');
+  const to = resolversOf(config, family);
+  return to.flatMap((cidr) =>
+    (['tcp', 'udp'] as const).map(
+      (proto): Rule => ({
+        chain,
+        matches: [
+          ...dport(proto, DNS_PORT),
+          ...(cidr === undefined ? [] : [{ kind: 'destination', cidr } as const]),
+        ],
+        target: { kind: 'redirect', toPort: dns.port },
+        why:
+          cidr === undefined
+            ? 'DNS to any address goes to the DNS port (--capture-all-dns)'
+            : 'DNS to a resolver of /etc/resolv.conf goes to the DNS port',
+      }),
+    ),
+  );
+}
+
+/** Where captured DNS goes to: the family's resolvers, or anywhere (`undefined`). */
+function resolversOf(config: Config, family: Family): (Cidr | undefined)[] {
+  if (config.dns.capture === 'all') return [undefined];
+  if (config.dns.capture === 'off') return [];
+  return config.dns.resolvers.filter((cidr) => cidr.family === family);
+}
+
+/**
  * The whole nat-table plan of one IP family. Pure: the same config gives the same
  * plan, and the family only picks addresses and filters CIDRs.
  */
-export function planRules(config: Config, family: Family): NatPlan {
+export function planRules(config: Config, family: Family): TablePlan {
   const redirects: Rule[] = [
     {
       chain: owned('REDIRECT'),
@@ -247,9 +304,265 @@ export function planRules(config: Config, family: Family): NatPlan {
       why: 'inbound TCP goes to the inbound capture port',
     },
   ];
+  const dns = dnsRules(config, family);
+  const chains: OwnedChain[] = ['INBOUND', 'REDIRECT', 'IN_REDIRECT', 'OUTPUT'];
   return {
     family,
-    chains: OWNED_CHAINS,
-    rules: [...redirects, ...inboundRules(config, family), ...outboundRules(config, family)],
+    table: 'nat',
+    chains: dns.length > 0 ? [...chains, 'OUTPUT_DNS'] : chains,
+    rules: [
+      ...redirects,
+      ...dns,
+      ...inboundRules(config, family),
+      ...outboundRules(config, family, dns),
+    ],
   };
+}
+
+/**
+ * Conntrack zones for DNS capture (raw). A query of an app, redirected to the proxy,
+ * and the proxy's own query upstream can share a 5-tuple once NAT is undone;
+ * in separate zones their replies never meet the wrong entry (as Istio does).
+ */
+export function planRaw(config: Config, family: Family): TablePlan | undefined {
+  const to = resolversOf(config, family);
+  if (to.length === 0 || config.dns.capture === 'off') return undefined;
+  const { port } = config.dns;
+  const out = owned('OUTPUT_DNS');
+  const zone = (n: 1 | 2): Target => ({ kind: 'conntrackZone', zone: n });
+  const rules: Rule[] = [
+    ...proxyOwners(config).flatMap(({ by, id }): Rule[] => [
+      {
+        chain: out,
+        matches: [...dport('udp', DNS_PORT), { kind: 'owner', by, id }],
+        target: zone(1),
+        why: "the proxy's upstream DNS queries are in zone 1",
+      },
+      {
+        chain: out,
+        matches: [udp, { kind: 'sourcePort', port }, { kind: 'owner', by, id }],
+        target: zone(2),
+        why: "the proxy's DNS answers to the apps are in zone 2",
+      },
+    ]),
+    ...to.map(
+      (cidr): Rule => ({
+        chain: out,
+        matches: [
+          ...dport('udp', DNS_PORT),
+          ...(cidr === undefined ? [] : [{ kind: 'destination', cidr } as const]),
+        ],
+        target: zone(2),
+        why: "the apps' DNS queries are in zone 2",
+      }),
+    ),
+    ...to.map(
+      (cidr): Rule => ({
+        chain: owned('INBOUND'),
+        matches: [
+          udp,
+          { kind: 'sourcePort', port: DNS_PORT },
+          ...(cidr === undefined ? [] : [{ kind: 'source', cidr } as const]),
+        ],
+        target: zone(1),
+        why: 'answers of the resolvers to the proxy are in zone 1',
+      }),
+    ),
+    {
+      chain: builtin('OUTPUT'),
+      matches: [udp],
+      target: jump('OUTPUT_DNS'),
+      why: 'outbound DNS gets its conntrack zone',
+    },
+    {
+      chain: builtin('PREROUTING'),
+      matches: [udp],
+      target: jump('INBOUND'),
+      why: 'DNS answers get their conntrack zone',
+    },
+  ];
+  return { family, table: 'raw', chains: ['OUTPUT_DNS', 'INBOUND'], rules };
+}
+
+/**
+ * The mangle table: --drop-invalid, and inbound capture with TPROXY, which keeps
+ * the original destination on the socket (and the source, as REDIRECT does) and
+ * needs the policy route `fwmark MARK lookup TABLE` → `local default dev lo`.
+ */
+export function planMangle(config: Config, family: Family): TablePlan | undefined {
+  const chains: OwnedChain[] = [];
+  const rules: Rule[] = [];
+  if (config.dropInvalid) {
+    chains.push('DROP_INVALID');
+    rules.push(
+      {
+        chain: owned('DROP_INVALID'),
+        matches: [{ kind: 'ctstate', states: ['INVALID'] }],
+        target: { kind: 'drop' },
+        why: 'a packet conntrack cannot place would skip NAT and so the proxy',
+      },
+      {
+        chain: builtin('PREROUTING'),
+        matches: [],
+        target: jump('DROP_INVALID'),
+        why: 'invalid packets are dropped (--drop-invalid)',
+      },
+    );
+  }
+  const tproxy = tproxyRules(config, family);
+  if (tproxy.length > 0) {
+    chains.push('DIVERT', 'TPROXY', 'INBOUND', 'OUTPUT');
+    rules.push(...tproxy);
+  }
+  if (chains.length === 0) return undefined;
+  // Rules of owned chains first, hooks last and in this order: --drop-invalid first.
+  return {
+    family,
+    table: 'mangle',
+    chains,
+    rules: [
+      ...rules.filter((r) => r.chain.kind === 'owned'),
+      ...rules.filter((r) => r.chain.kind === 'builtin'),
+    ],
+  };
+}
+
+function tproxyRules(config: Config, family: Family): Rule[] {
+  const selection = config.inboundPorts;
+  if (config.inboundMode !== 'tproxy' || selection.kind === 'none') return [];
+  const { mark } = config.tproxy;
+  // The proxy marks what it sends to its own pod IP over lo with mark + 1, so that
+  // it comes back in as inbound traffic (as Istio does).
+  const selfMark = mark + 1;
+  const inbound = owned('INBOUND');
+  const out = owned('OUTPUT');
+  const on = (name: string): Match => ({ kind: 'inInterface', name });
+  const notLoopback: Match = { kind: 'destination', cidr: LOOPBACK[family], negate: true };
+  const capture = (extra: Match[], why: string): Rule => ({
+    chain: inbound,
+    matches: [tcp, ...extra],
+    target: jump('TPROXY'),
+    why,
+  });
+  return [
+    {
+      chain: owned('DIVERT'),
+      matches: [],
+      target: { kind: 'setMark', mark },
+      why: 'marked packets take the local route to the proxy',
+    },
+    {
+      chain: owned('DIVERT'),
+      matches: [],
+      target: { kind: 'accept' },
+      why: 'a packet of a proxied connection needs nothing more',
+    },
+    {
+      chain: owned('TPROXY'),
+      matches: [notLoopback, tcp],
+      target: { kind: 'tproxy', toPort: config.inboundCapturePort, mark },
+      why: 'inbound TCP goes to the inbound capture port, destination kept',
+    },
+    {
+      chain: inbound,
+      matches: [tcp, { kind: 'mark', mark }],
+      target: { kind: 'saveMark' },
+      why: "the proxy's connection to the app: replies must come back to the proxy",
+    },
+    {
+      chain: inbound,
+      matches: [tcp, { kind: 'mark', mark }],
+      target: RETURN,
+      why: "the proxy's connection to the app is not captured again",
+    },
+    {
+      chain: inbound,
+      matches: [tcp, fromLo, { kind: 'source', cidr: INBOUND_PASSTHROUGH[family] }],
+      target: RETURN,
+      why: 'inbound passthrough from the proxy goes straight to the app',
+    },
+    {
+      chain: inbound,
+      matches: [tcp, fromLo, { kind: 'mark', mark: selfMark, negate: true }],
+      target: RETURN,
+      why: 'loopback traffic inside the pod is not intercepted',
+    },
+    ...config.kubeVirtInterfaces.map(
+      (name): Rule => ({
+        chain: inbound,
+        matches: [on(name)],
+        target: RETURN,
+        why: 'a --kube-virt-interfaces interface is not inbound',
+      }),
+    ),
+    ...config.excludeInterfaces.map(
+      (name): Rule => ({
+        chain: inbound,
+        matches: [on(name)],
+        target: RETURN,
+        why: EXCLUDED_INTERFACE,
+      }),
+    ),
+    ...config.inboundExcludePorts.map(
+      (port): Rule => ({
+        chain: inbound,
+        matches: dport('tcp', port),
+        target: RETURN,
+        why: 'inbound port excluded by --inbound-exclude-ports',
+      }),
+    ),
+    {
+      chain: inbound,
+      matches: [tcp, { kind: 'transparentSocket' }],
+      target: jump('DIVERT'),
+      why: "a packet of a connection the proxy holds goes to the proxy's socket",
+    },
+    ...(selection.kind === 'all'
+      ? [capture([], 'capture all other inbound TCP')]
+      : selection.ports.map((port) =>
+          capture([{ kind: 'destinationPort', port }], 'inbound port listed in --inbound-ports'),
+        )),
+    {
+      chain: out,
+      matches: [tcp, toLo, { kind: 'mark', mark }],
+      target: RETURN,
+      why: "the proxy's connection to the app keeps its mark",
+    },
+    ...proxyOwners(config).map(
+      ({ by, id }): Rule => ({
+        chain: out,
+        matches: [notLoopback, tcp, toLo, { kind: 'owner', by, id }],
+        target: { kind: 'setMark', mark: selfMark },
+        why: 'proxy calling its own pod IP is inbound traffic',
+      }),
+    ),
+    {
+      chain: out,
+      matches: [tcp, { kind: 'connmark', mark }],
+      target: { kind: 'restoreMark' },
+      why: "replies of the app to the proxy's connection go back to the proxy",
+    },
+    {
+      chain: builtin('PREROUTING'),
+      matches: [tcp],
+      target: jump('INBOUND'),
+      why: 'inbound TCP is checked for capture',
+    },
+    {
+      chain: builtin('OUTPUT'),
+      matches: [tcp],
+      target: jump('OUTPUT'),
+      why: 'marks of proxied connections follow their packets',
+    },
+  ];
+}
+
+/** Every table's plan for one family; nat always, mangle and raw when a feature needs them. */
+export function planTables(config: Config, family: Family): TablePlan[] {
+  const plans: Record<Table, TablePlan | undefined> = {
+    nat: planRules(config, family),
+    mangle: planMangle(config, family),
+    raw: planRaw(config, family),
+  };
+  return TABLES.flatMap((table) => plans[table] ?? []);
 }

@@ -2,25 +2,33 @@ import { ruleSpec } from './render.js';
 import {
   chainName,
   type Family,
-  type NatPlan,
   OWNED_CHAINS,
   type OwnedChain,
   type Rule,
+  type Table,
+  type TablePlan,
 } from './rules.js';
-import { canonicalRule, EMPTY_STATE, type LiveRule, type NatState } from './state.js';
+import { canonicalRule, EMPTY_STATE, type LiveRule, type TableState } from './state.js';
 
-/** Chains of the nat table that the kernel provides; jumps from them into owned chains are mesh-init's. */
-const KERNEL_CHAINS: readonly string[] = ['PREROUTING', 'INPUT', 'OUTPUT', 'POSTROUTING'];
+/** Chains the kernel provides in every table mesh-init writes; jumps from them into owned chains are mesh-init's. */
+const KERNEL_CHAINS: readonly string[] = [
+  'PREROUTING',
+  'INPUT',
+  'FORWARD',
+  'OUTPUT',
+  'POSTROUTING',
+];
 
 /**
- * One family's change, as a single iptables-restore --noflush transaction:
- * declaring an owned chain creates it or (with --noflush) empties it, the old jumps
- * into owned chains are deleted, the planned rules appended, and chains to remove
- * deleted last. Applying it to its own result changes nothing; rules of others are
- * never touched.
+ * One table's change in one family, as a single iptables-restore --noflush
+ * transaction: declaring an owned chain creates it or (with --noflush) empties it,
+ * the old jumps into owned chains are deleted, the planned rules appended, and
+ * chains to remove deleted last. Applying it to its own result changes nothing;
+ * rules of others are never touched.
  */
 export interface Transaction {
   readonly family: Family;
+  readonly table: Table;
   readonly purpose: 'rules' | 'cleanup';
   readonly prefix: string;
   readonly declare: readonly OwnedChain[];
@@ -40,7 +48,7 @@ export interface Transaction {
 
 /** The live jumps from the kernel's chains into the given owned chains. */
 export function liveHooks(
-  live: NatState,
+  live: TableState,
   prefix: string,
   chains: readonly OwnedChain[],
 ): LiveRule[] {
@@ -51,13 +59,23 @@ export function liveHooks(
   );
 }
 
+/** Owned chains of the table that exist live. */
+export function liveOwnedChains(live: TableState, prefix: string, table: Table): OwnedChain[] {
+  return OWNED_CHAINS[table].filter((chain) => live.chains.includes(chainName(prefix, chain)));
+}
+
 export const isHook = (rule: Rule): boolean => rule.chain.kind === 'builtin';
 
 /** Both lists hold the same rules, whatever their order and spelling. */
-function sameRules(planned: readonly Rule[], live: readonly LiveRule[], prefix: string): boolean {
+function sameRules(
+  planned: readonly Rule[],
+  live: readonly LiveRule[],
+  prefix: string,
+  family: Family,
+): boolean {
   const want = planned
     .map((rule) => {
-      const { chain, spec } = ruleSpec(rule, prefix);
+      const { chain, spec } = ruleSpec(rule, prefix, family);
       return canonicalRule(chain, spec);
     })
     .sort();
@@ -65,16 +83,20 @@ function sameRules(planned: readonly Rule[], live: readonly LiveRule[], prefix: 
   return want.length === have.length && want.every((rule, i) => rule === have[i]);
 }
 
-export function planTransaction(plan: NatPlan, live: NatState, prefix: string): Transaction {
+export function planTransaction(plan: TablePlan, live: TableState, prefix: string): Transaction {
   const hooks = plan.rules.filter(isHook);
-  const liveJumps = liveHooks(live, prefix, plan.chains);
+  // Owned chains of this table left from an earlier run with other flags go away.
+  const stale = liveOwnedChains(live, prefix, plan.table).filter(
+    (chain) => !plan.chains.includes(chain),
+  );
+  const liveJumps = liveHooks(live, prefix, [...plan.chains, ...stale]);
   // Jumps that are already exactly right stay where they are: a re-run then only
   // refills the owned chains. Otherwise every jump is deleted and added again, and
   // the owned chains are recreated, which fails if the table holds jumps not read.
-  const keepHooks = liveJumps.length > 0 && sameRules(hooks, liveJumps, prefix);
+  const keepHooks = liveJumps.length > 0 && sameRules(hooks, liveJumps, prefix, plan.family);
   // A chain of someone else's that jumps into an owned chain would make -X fail on
   // every try: such owned chains are only emptied and refilled.
-  const owned = new Set(plan.chains.map((chain) => chainName(prefix, chain)));
+  const owned = new Set([...plan.chains, ...stale].map((chain) => chainName(prefix, chain)));
   const foreignTargets = new Set(
     live.rules
       .filter((rule) => !KERNEL_CHAINS.includes(rule.chain) && !owned.has(rule.chain))
@@ -82,33 +104,41 @@ export function planTransaction(plan: NatPlan, live: NatState, prefix: string): 
   );
   return {
     family: plan.family,
+    table: plan.table,
     purpose: 'rules',
     prefix,
-    declare: plan.chains,
+    declare: [...plan.chains, ...stale],
     unhook: keepHooks ? [] : liveJumps,
     recreate: keepHooks
       ? []
       : plan.chains.filter((chain) => !foreignTargets.has(chainName(prefix, chain))),
     rules: [...plan.rules.filter((rule) => !isHook(rule)), ...(keepHooks ? [] : hooks)],
-    remove: [],
+    remove: stale,
   };
 }
 
 /**
- * Removes every owned chain and every jump into one. Declaring a chain that does
- * not exist creates it just before it is removed, so on a clean namespace the
- * transaction succeeds and changes nothing.
+ * Removes every owned chain of the table and every jump into one. Declaring a chain
+ * that does not exist creates it just before it is removed, so on a clean namespace
+ * the transaction succeeds and changes nothing.
  */
-export function planCleanup(family: Family, live: NatState, prefix: string): Transaction {
+export function planCleanup(
+  family: Family,
+  table: Table,
+  live: TableState,
+  prefix: string,
+): Transaction {
+  const chains = OWNED_CHAINS[table];
   return {
     family,
+    table,
     purpose: 'cleanup',
     prefix,
-    declare: OWNED_CHAINS,
-    unhook: liveHooks(live, prefix, OWNED_CHAINS),
+    declare: chains,
+    unhook: liveHooks(live, prefix, chains),
     recreate: [],
     rules: [],
-    remove: OWNED_CHAINS,
+    remove: chains,
   };
 }
 
@@ -117,11 +147,11 @@ export function planCleanup(family: Family, live: NatState, prefix: string): Tra
  * its jumps (deleted by the spec they were added with) and the owned chains.
  */
 export function planUndo(applied: Transaction): Transaction {
-  const { prefix } = applied;
+  const { prefix, family } = applied;
   return {
-    ...planCleanup(applied.family, EMPTY_STATE, prefix),
+    ...planCleanup(family, applied.table, EMPTY_STATE, prefix),
     unhook: applied.rules
       .filter(isHook)
-      .map((rule) => ({ ...ruleSpec(rule, prefix), target: undefined })),
+      .map((rule) => ({ ...ruleSpec(rule, prefix, family), target: undefined })),
   };
 }

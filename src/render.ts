@@ -1,8 +1,19 @@
 import type { Transaction } from './reconcile.js';
-import { type Cidr, chainName, type Family, type Match, type Rule, type Target } from './rules.js';
+import {
+  type Cidr,
+  chainName,
+  type Family,
+  type Mark,
+  type Match,
+  type Rule,
+  type Target,
+} from './rules.js';
 
 const cidr = (c: Cidr) => `${c.address}/${c.prefix}`;
 const not = (negate: boolean | undefined) => (negate ? '! ' : '');
+/** Marks and masks are written as `iptables-save` prints them, so live and planned rules compare equal. */
+const hex = (mark: Mark) => `0x${mark.toString(16)}`;
+const ALL_BITS = '0xffffffff';
 
 function renderMatch(match: Match, previous: readonly Match[]): string {
   switch (match.kind) {
@@ -17,41 +28,72 @@ function renderMatch(match: Match, previous: readonly Match[]): string {
     case 'destination':
       return `${not(match.negate)}-d ${cidr(match.cidr)}`;
     case 'destinationPort':
+    case 'sourcePort':
       if (!previous.some((m) => m.kind === 'protocol')) {
-        throw new Error('a destinationPort match needs a protocol match before it');
+        throw new Error(`a ${match.kind} match needs a protocol match before it`);
       }
-      return `--dport ${match.port}`;
+      return match.kind === 'sourcePort'
+        ? `--sport ${match.port}`
+        : `${not(match.negate)}--dport ${match.port}`;
     case 'owner':
       return `-m owner ${not(match.negate)}--${match.by}-owner ${match.id}`;
+    case 'mark':
+      return `-m mark ${not(match.negate)}--mark ${hex(match.mark)}`;
+    case 'connmark':
+      return `-m connmark --mark ${hex(match.mark)}`;
+    case 'ctstate':
+      return `-m conntrack --ctstate ${match.states.join(',')}`;
+    case 'transparentSocket':
+      return '-m socket --transparent';
   }
 }
 
-function renderTarget(target: Target, prefix: string): string {
+function renderTarget(target: Target, prefix: string, family: Family): string {
   switch (target.kind) {
     case 'return':
       return '-j RETURN';
+    case 'accept':
+      return '-j ACCEPT';
+    case 'drop':
+      return '-j DROP';
     case 'jump':
       return `-j ${chainName(prefix, target.chain)}`;
     case 'redirect':
       return `-j REDIRECT --to-ports ${target.toPort}`;
+    case 'tproxy': {
+      const anyAddress = family === 'ipv4' ? '0.0.0.0' : '::';
+      return `-j TPROXY --on-port ${target.toPort} --on-ip ${anyAddress} --tproxy-mark ${hex(target.mark)}/${ALL_BITS}`;
+    }
+    case 'setMark':
+      return `-j MARK --set-xmark ${hex(target.mark)}/${ALL_BITS}`;
+    case 'saveMark':
+      return `-j CONNMARK --save-mark --nfmask ${ALL_BITS} --ctmask ${ALL_BITS}`;
+    case 'restoreMark':
+      return `-j CONNMARK --restore-mark --nfmask ${ALL_BITS} --ctmask ${ALL_BITS}`;
+    case 'conntrackZone':
+      return `-j CT --zone ${target.zone}`;
   }
 }
 
-export function renderRule(rule: Rule, prefix: string): string {
+export function renderRule(rule: Rule, prefix: string, family: Family): string {
   const parts = [`-A ${chainName(prefix, rule.chain)}`];
   rule.matches.forEach((match, i) => {
     parts.push(renderMatch(match, rule.matches.slice(0, i)));
   });
   // Comments are fixed text from the planner: no quotes or backslashes to escape.
   parts.push(`-m comment --comment "mesh-init: ${rule.why}"`);
-  parts.push(renderTarget(rule.target, prefix));
+  parts.push(renderTarget(rule.target, prefix, family));
   return parts.join(' ');
 }
 
 /** A planned rule the way iptables-save lists it: its chain, and what follows `-A CHAIN`. */
-export function ruleSpec(rule: Rule, prefix: string): { chain: string; spec: string } {
+export function ruleSpec(
+  rule: Rule,
+  prefix: string,
+  family: Family,
+): { chain: string; spec: string } {
   const chain = chainName(prefix, rule.chain);
-  return { chain, spec: renderRule(rule, prefix).slice(`-A ${chain} `.length) };
+  return { chain, spec: renderRule(rule, prefix, family).slice(`-A ${chain} `.length) };
 }
 
 /** The program that reads each family's text. */
@@ -64,15 +106,15 @@ export function restoreCommandFor(family: Family): string {
  * apply feeds this string; nothing else produces restore text.
  */
 export function renderRestore(tx: Transaction): string {
-  const { prefix } = tx;
+  const { prefix, family } = tx;
   const lines = [
-    `# mesh-init: ${tx.family} nat ${tx.purpose} for ${restoreCommandFor(tx.family)} --noflush`,
-    '*nat',
+    `# mesh-init: ${family} ${tx.table} ${tx.purpose} for ${restoreCommandFor(family)} --noflush`,
+    `*${tx.table}`,
     ...tx.declare.map((chain) => `:${chainName(prefix, chain)} - [0:0]`),
     ...tx.unhook.map((rule) => `-D ${rule.chain} ${rule.spec}`),
     ...tx.recreate.map((chain) => `-X ${chainName(prefix, chain)}`),
     ...tx.recreate.map((chain) => `-N ${chainName(prefix, chain)}`),
-    ...tx.rules.map((rule) => renderRule(rule, prefix)),
+    ...tx.rules.map((rule) => renderRule(rule, prefix, family)),
     ...tx.remove.map((chain) => `-X ${chainName(prefix, chain)}`),
     'COMMIT',
   ];

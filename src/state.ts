@@ -1,5 +1,7 @@
+import type { Table } from './rules.js';
+
 /**
- * What is live in one family's nat table, read from `iptables-save` output.
+ * What is live in one table of one family, read from `iptables-save` output.
  * Only the parts reconciliation needs: which chains exist and which rules jump where.
  */
 
@@ -10,12 +12,12 @@ export interface LiveRule {
   readonly target: string | undefined;
 }
 
-export interface NatState {
+export interface TableState {
   readonly chains: readonly string[];
   readonly rules: readonly LiveRule[];
 }
 
-export const EMPTY_STATE: NatState = { chains: [], rules: [] };
+export const EMPTY_STATE: TableState = { chains: [], rules: [] };
 
 /** Splits like iptables-restore does: blanks separate, double quotes group, backslash escapes. */
 export function tokenize(line: string): string[] {
@@ -44,17 +46,17 @@ export function tokenize(line: string): string[] {
   return tokens;
 }
 
-/** Reads the `*nat` section of iptables-save output (the whole dump or `-t nat`). */
-export function parseNatState(save: string): NatState {
+/** Reads one table's section of iptables-save output (the whole dump or `-t TABLE`). */
+export function parseTableState(save: string, table: Table): TableState {
   const chains: string[] = [];
   const rules: LiveRule[] = [];
-  let inNat = false;
+  let inTable = false;
   for (const line of save.split('\n')) {
     if (line.startsWith('*')) {
-      inNat = line.trim() === '*nat';
+      inTable = line.trim() === `*${table}`;
       continue;
     }
-    if (!inNat) continue;
+    if (!inTable) continue;
     if (line.startsWith(':')) {
       const name = line.slice(1).split(' ', 1)[0];
       if (name) chains.push(name);
@@ -67,10 +69,33 @@ export function parseNatState(save: string): NatState {
       const spec = line.slice(`-A ${chain}`.length).trim();
       rules.push({ chain, spec, target });
     } else if (line.startsWith('COMMIT')) {
-      inNat = false;
+      inTable = false;
     }
   }
   return { chains, rules };
+}
+
+/** The nat table's state; most of mesh-init lives there. */
+export const parseNatState = (save: string): TableState => parseTableState(save, 'nat');
+
+/** Whether a dump has the table at all (legacy lists only tables in use). */
+export function hasTable(save: string, table: Table): boolean {
+  return save.split('\n').some((line) => line.trim() === `*${table}`);
+}
+
+/**
+ * One table's section of a dump, to restore it as it was (without --noflush); an
+ * empty table where the dump had none.
+ */
+export function tableSection(dump: string, table: Table): string {
+  const lines = dump.split('\n');
+  const start = lines.findIndex((line) => line.trim() === `*${table}`);
+  if (start < 0) return `*${table}\nCOMMIT\n`;
+  const end = lines.findIndex(
+    (line, i) => i > start && (line.trim() === 'COMMIT' || line.startsWith('*')),
+  );
+  const section = lines.slice(start, end < 0 ? undefined : end).filter((line) => line.trim());
+  return `${[...section, 'COMMIT'].join('\n')}\n`;
 }
 
 /** How many rules a dump holds in all its tables; picks the backend in use. */
