@@ -511,11 +511,13 @@ function tproxyRules(config: Config, family: Family): Rule[] {
         why: 'inbound port excluded by --inbound-exclude-ports',
       }),
     ),
+    // Conntrack state, as Istio has it now: a socket match would miss the replies to
+    // the proxy's own connections over lo (marked below), which TPROXY then drops.
     {
       chain: inbound,
-      matches: [tcp, { kind: 'transparentSocket' }],
+      matches: [tcp, { kind: 'ctstate', states: ['RELATED', 'ESTABLISHED'] }],
       target: jump('DIVERT'),
-      why: "a packet of a connection the proxy holds goes to the proxy's socket",
+      why: 'packets of established connections go straight to their socket',
     },
     ...(selection.kind === 'all'
       ? [capture([], 'capture all other inbound TCP')]

@@ -43,8 +43,6 @@ function renderMatch(match: Match, previous: readonly Match[]): string {
       return `-m connmark --mark ${hex(match.mark)}`;
     case 'ctstate':
       return `-m conntrack --ctstate ${match.states.join(',')}`;
-    case 'transparentSocket':
-      return '-m socket --transparent';
   }
 }
 

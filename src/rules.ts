@@ -73,9 +73,7 @@ export type Match =
   | {
       readonly kind: 'ctstate';
       readonly states: readonly ('INVALID' | 'RELATED' | 'ESTABLISHED')[];
-    }
-  /** A local socket with IP_TRANSPARENT (the proxy's) owns the packet. */
-  | { readonly kind: 'transparentSocket' };
+    };
 
 export type Target =
   | { readonly kind: 'return' }

@@ -3,7 +3,7 @@
  * veth pair to a peer namespace (another host), with listeners that report where a
  * connection landed. Nothing here touches the machine's own network namespace.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { execa } from 'execa';
 
 export const BUNDLE = new URL('../../dist/mesh-init.cjs', import.meta.url).pathname;
@@ -124,18 +124,22 @@ export class Pod {
     return ['netns', 'exec', ns, ...user, ...argv];
   }
 
-  /** Starts a listener; resolves once it is bound on both families. */
+  /**
+   * Starts a listener; resolves once it is bound on both families. `tcp-transparent`
+   * is a TPROXY proxy's listener; `dns` answers every A question with `answer`.
+   */
   async serve(
     where: Host,
     name: string,
-    proto: 'tcp' | 'udp',
+    proto: 'tcp' | 'udp' | 'tcp-transparent' | { dns: string },
     ports: readonly number[],
     as: As = {},
   ): Promise<void> {
     const ns = this.namespace(where);
+    const kind = typeof proto === 'string' ? [proto] : ['dns', proto.dns];
     const child = execa(
       'ip',
-      this.argv(ns, as, [PYTHON, '-c', PROBE, 'serve', name, proto, ...ports.map(String)]),
+      this.argv(ns, as, [PYTHON, '-c', PROBE, 'serve', name, ...kind, ...ports.map(String)]),
       {
         stdin: 'pipe',
         reject: false,
@@ -161,6 +165,51 @@ export class Pod {
     if (options.source) args.push(options.source);
     const { stdout } = await execa('ip', this.argv(ns, options, args));
     return JSON.parse(stdout) as Report;
+  }
+
+  /** Runs another probe command (resolve, query, invalid) in a namespace; returns its JSON. */
+  async probe(
+    where: Host,
+    command: 'resolve' | 'query' | 'invalid',
+    args: readonly string[],
+    as: As = {},
+  ): Promise<{ addresses?: string[]; error?: string; sent?: number }> {
+    const argv = [PYTHON, '-c', PROBE, command, ...args];
+    const { stdout } = await execa('ip', this.argv(this.namespace(where), as, argv));
+    return JSON.parse(stdout);
+  }
+
+  /** The pod's /etc/resolv.conf: `ip netns exec` mounts /etc/netns/POD/resolv.conf over it. */
+  setResolvConf(text: string): void {
+    mkdirSync(`/etc/netns/${this.pod}`, { recursive: true });
+    writeFileSync(`/etc/netns/${this.pod}/resolv.conf`, text);
+  }
+
+  /** Packets counted by the pod's rules whose comment contains `why`, in one table. */
+  async packets(backend: 'legacy' | 'nft', family: Family, table: string, why: string) {
+    const tool = `${family === 'ipv4' ? 'iptables' : 'ip6tables'}-${backend}-save`;
+    const { stdout } = await execa('ip', ['netns', 'exec', this.pod, tool, '-c', '-t', table]);
+    return stdout
+      .split('\n')
+      .filter((line) => line.includes(why))
+      .reduce((sum, line) => sum + Number(/^\[(\d+):/.exec(line)?.[1] ?? 0), 0);
+  }
+
+  /** One table of one family as iptables-save prints it, without comments and counters. */
+  async table(backend: 'legacy' | 'nft', family: Family, table: string): Promise<string> {
+    const tool = `${family === 'ipv4' ? 'iptables' : 'ip6tables'}-${backend}-save`;
+    const { stdout } = await execa('ip', ['netns', 'exec', this.pod, tool, '-t', table]);
+    return stdout
+      .split('\n')
+      .filter((line) => !line.startsWith('#'))
+      .map((line) => line.replace(/\[\d+:\d+\]$/, '[0:0]'))
+      .join('\n');
+  }
+
+  /** Runs a command in a namespace (ip rule, ip route …); returns its stdout. */
+  async exec(where: Host, argv: readonly string[]): Promise<string> {
+    const { stdout } = await execa('ip', ['netns', 'exec', this.namespace(where), ...argv]);
+    return stdout;
   }
 
   /** Runs the real bundle inside the pod namespace. */
@@ -219,5 +268,6 @@ export class Pod {
     await execa('ip', ['netns', 'del', this.pod], { reject: false });
     await execa('ip', ['netns', 'del', this.peer], { reject: false });
     for (const ns of this.extra) await execa('ip', ['netns', 'del', ns], { reject: false });
+    rmSync(`/etc/netns/${this.pod}`, { recursive: true, force: true });
   }
 }
