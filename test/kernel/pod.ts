@@ -131,12 +131,13 @@ export class Pod {
   async serve(
     where: Host,
     name: string,
-    proto: 'tcp' | 'udp' | 'tcp-transparent' | { dns: string },
+    proto: 'tcp' | 'udp' | 'tcp-transparent' | { dns: string; loopback?: boolean },
     ports: readonly number[],
     as: As = {},
   ): Promise<void> {
     const ns = this.namespace(where);
-    const kind = typeof proto === 'string' ? [proto] : ['dns', proto.dns];
+    const kind =
+      typeof proto === 'string' ? [proto] : [proto.loopback ? 'dns-lo' : 'dns', proto.dns];
     const child = execa(
       'ip',
       this.argv(ns, as, [PYTHON, '-c', PROBE, 'serve', name, ...kind, ...ports.map(String)]),
@@ -189,10 +190,13 @@ export class Pod {
   async packets(backend: 'legacy' | 'nft', family: Family, table: string, why: string) {
     const tool = `${family === 'ipv4' ? 'iptables' : 'ip6tables'}-${backend}-save`;
     const { stdout } = await execa('ip', ['netns', 'exec', this.pod, tool, '-c', '-t', table]);
-    return stdout
-      .split('\n')
-      .filter((line) => line.includes(why))
-      .reduce((sum, line) => sum + Number(/^\[(\d+):/.exec(line)?.[1] ?? 0), 0);
+    return (
+      stdout
+        .split('\n')
+        // iptables-save escapes the quotes inside comments.
+        .filter((line) => line.replaceAll("\\'", "'").includes(why))
+        .reduce((sum, line) => sum + Number(/^\[(\d+):/.exec(line)?.[1] ?? 0), 0)
+    );
   }
 
   /** One table of one family as iptables-save prints it, without comments and counters. */

@@ -88,25 +88,49 @@ def dns_answer(query, address):
     return header + question + answers
 
 
+IP_PKTINFO = 8
+IPV6_RECVPKTINFO = 49
+IPV6_PKTINFO = 50
+
+
 def serve_dns(name, family, host, port, address):
+    # Answers from the address each query was sent to, as a resolver on a host with
+    # several addresses must (a wildcard UDP socket would pick its own source).
     s = socket.socket(family, socket.SOCK_DGRAM)
     if family == socket.AF_INET6:
         s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        s.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVPKTINFO, 1)
+        level, kind = socket.IPPROTO_IPV6, IPV6_PKTINFO
+    else:
+        s.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+        level, kind = socket.IPPROTO_IP, IP_PKTINFO
     s.bind((host, port))
     while True:
-        query, peer = s.recvfrom(2048)
-        s.sendto(dns_answer(query, address), peer)
+        query, ancillary, _, peer = s.recvmsg(2048, 256)
+        info = [data for (lvl, typ, data) in ancillary if lvl == level and typ == kind]
+        if info and family == socket.AF_INET:
+            _, _, to = struct.unpack("I4s4s", info[0][:12])
+            reply = [(level, kind, struct.pack("I4s4s", 0, to, bytes(4)))]
+        elif info:
+            to, _ = struct.unpack("16sI", info[0][:20])
+            reply = [(level, kind, struct.pack("16sI", to, 0))]
+        else:
+            reply = []
+        s.sendmsg([dns_answer(query, address)], reply, 0, peer)
 
 
 def serve(args):
     # serve NAME tcp|udp|tcp-transparent PORT [PORT...]: listens on every address of both families.
-    # serve NAME dns ADDRESS PORT [PORT...]: answers every A question with ADDRESS.
+    # serve NAME dns|dns-lo ADDRESS PORT [PORT...]: answers every A question with ADDRESS;
+    # dns-lo listens on loopback only, as a proxy's DNS server does (a wildcard UDP
+    # socket would answer a redirected query from the pod IP, which NAT cannot match).
     name, proto = args[0], args[1]
-    answer = args[2] if proto == "dns" else None
+    answer = args[2] if proto.startswith("dns") else None
     ports = [int(p) for p in args[3 if answer else 2:]]
+    hosts = ("127.0.0.1", "::1") if proto == "dns-lo" else ("0.0.0.0", "::")
     for port in ports:
-        for family, host in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")):
-            if proto == "dns":
+        for family, host in zip((socket.AF_INET, socket.AF_INET6), hosts):
+            if answer:
                 target, extra = serve_dns, (answer,)
             elif proto == "udp":
                 target, extra = serve_udp, ()
