@@ -219,7 +219,7 @@ export async function removeLocalRoute(
   routing: TproxyRouting,
 ): Promise<void> {
   const args = localRouteArgs(family, routing);
-  const gone = /No such file or directory|No such process|Cannot find/i;
+  const gone = /No such file or directory|No such process|Cannot find|FIB table does not exist/i;
   const steps: { argv: readonly string[]; repeat: boolean }[] = [
     { argv: args.delRule, repeat: true },
     { argv: [ipFlag(family), 'route', 'del', ...args.route], repeat: false },

@@ -69,7 +69,7 @@ for (const backend of ['legacy', 'nft'] as const) {
       [['-p', '70000'], '--proxy-port'],
       [['-u', '-5'], '--proxy-uid'],
       [['-i', '10.0.0.0/33'], '--outbound-include-cidrs'],
-      [['-m', 'TPROXY'], '--inbound-interception-mode'],
+      [['-m', 'TPROXIED'], '--inbound-interception-mode'],
       [['--bogus'], 'bogus'],
       [['-p', ''], '--proxy-port'],
     ])('bad input %j exits 2 naming %s and leaves the nat table as it was', async (args, flag) => {

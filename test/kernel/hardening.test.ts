@@ -57,7 +57,7 @@ for (const backend of ['legacy', 'nft'] as const) {
       expect(result.stderr).toContain('line 5 failed');
       // Never read (a forced backend's first try): put back by removing what was added.
       expect(result.stderr).toContain(
-        "ipv4 was put back: this run's jumps and mesh-init's chains were removed",
+        "ipv4 nat was put back: this run's jumps and mesh-init's chains were removed",
       );
       expect(await tables()).toEqual(before);
     });
@@ -158,7 +158,7 @@ for (const backend of ['legacy', 'nft'] as const) {
       await execa('ip', ['netns', 'exec', net.pod, `iptables-${backend}`, ...flush]);
       const edited = await run(['--check', '-p', '15001']);
       expect(edited.exitCode).toBe(5);
-      expect(edited.stdout).toContain('ipv4: ISTIO_OUTPUT:\n  + -A ISTIO_OUTPUT');
+      expect(edited.stdout).toContain('ipv4 nat: ISTIO_OUTPUT:\n  + -A ISTIO_OUTPUT');
       expect(edited.stdout).not.toContain('ipv6:');
 
       expect((await run(['-p', '15001'])).exitCode).toBe(0);
@@ -166,7 +166,7 @@ for (const backend of ['legacy', 'nft'] as const) {
       await execa('ip', ['netns', 'exec', net.pod, `iptables-${backend}`, ...bypass]);
       const bypassed = await run(['--check', '-p', '15001']);
       expect(bypassed.exitCode).toBe(5);
-      expect(bypassed.stdout).toContain('ipv4: rules that let all TCP bypass capture:');
+      expect(bypassed.stdout).toContain('ipv4 nat: rules that let all TCP bypass capture:');
     });
   });
 }
