@@ -113,7 +113,8 @@ export function planTransaction(plan: TablePlan, live: TableState, prefix: strin
       ? []
       : plan.chains.filter((chain) => !foreignTargets.has(chainName(prefix, chain))),
     rules: [...plan.rules.filter((rule) => !isHook(rule)), ...(keepHooks ? [] : hooks)],
-    remove: stale,
+    // Declared, so emptied; removed unless a chain of someone else's still jumps to it.
+    remove: stale.filter((chain) => !foreignTargets.has(chainName(prefix, chain))),
   };
 }
 
