@@ -30,7 +30,14 @@ export const INIT_ARGS: readonly string[] = ['-p', String(PROXY_PORT), '-u', Str
 
 const RUN_LABEL = 'mesh-init-test.run';
 const HELPERS_DIR = '/opt/mesh-test';
-const helperFiles = ['echo-server.mjs', 'test-proxy.mjs', 'http-get.mjs'].map((name) => ({
+const helperFiles = [
+  'echo-server.mjs',
+  'test-proxy.mjs',
+  'http-get.mjs',
+  'probe.mjs',
+  'dns-server.mjs',
+  'socket-tools.pl',
+].map((name) => ({
   source: fileURLToPath(new URL(name, import.meta.url)),
   target: `${HELPERS_DIR}/${name}`,
 }));
@@ -51,6 +58,22 @@ export async function probeEngine(): Promise<Engine> {
     return { ok: false, reason: `the image ${IMAGE} is not built` };
   }
   return { ok: true };
+}
+
+/**
+ * An image with Perl, for what Node cannot do (IP_TRANSPARENT, raw sockets):
+ * the base the mesh-init image was built from (`BASE`, as .ci/run sets it), else
+ * the local equivalent scripts/base-image.sh makes, else the official one.
+ */
+export async function findBaseImage(): Promise<string | undefined> {
+  const client = await getContainerRuntimeClient();
+  const candidates = [process.env.BASE, 'mesh-init-base:trixie', 'debian:trixie-slim'];
+  for (const name of candidates) {
+    if (name !== undefined && name !== '') {
+      if (await client.image.exists(ImageName.fromString(name))) return name;
+    }
+  }
+  return undefined;
 }
 
 export const HOW_TO_RUN =
@@ -81,6 +104,19 @@ export interface RunResult {
 export interface InitOptions {
   /** `privileged: true` instead of only NET_ADMIN and NET_RAW. */
   readonly privileged?: boolean;
+}
+
+/** A container joined to a pod's network namespace, with the test helpers in /opt/mesh-test. */
+export interface InPodOptions {
+  /** Its name within the pod (`app`, `dns`, …). */
+  readonly role: string;
+  readonly entrypoint: readonly string[];
+  /** Default: the mesh-init image. */
+  readonly image?: string;
+  /** `uid:gid`; default the image's (root). */
+  readonly user?: string;
+  /** Capabilities added after dropping all of them (they take effect for root only). */
+  readonly capabilities?: readonly string[];
 }
 
 export interface NatTables {
@@ -284,6 +320,61 @@ export class Cluster {
     return { legacy: normalizeSave(legacy), nft: normalizeSave(nft) };
   }
 
+  /** Starts a long-running server in the pod, ready once it logs `listening on`. */
+  async startInPod(pod: Pod, options: InPodOptions): Promise<StartedTestContainer> {
+    return this.inPod(pod, options)
+      .withWaitStrategy(Wait.forLogMessage(/listening on/))
+      .start();
+  }
+
+  /** Runs a one-shot container in the pod to completion. */
+  async runInPod(pod: Pod, options: InPodOptions): Promise<RunResult> {
+    return this.runToCompletion(this.inPod(pod, options).withWaitStrategy(new UntilExit()));
+  }
+
+  /**
+   * One table of the pod as one backend's `iptables-save -c` prints it, counters
+   * included, read as `natTables` does.
+   */
+  async saveTable(
+    pod: Pod,
+    table: 'nat' | 'mangle' | 'raw',
+    backend: 'legacy' | 'nft',
+  ): Promise<string> {
+    const result = await this.runInPod(pod, {
+      role: `save-${table}-${backend}-${randomUUID().slice(0, 4)}`,
+      entrypoint: [`iptables-${backend}-save`, '-c', '-t', table],
+      capabilities: ['NET_ADMIN', 'NET_RAW'],
+    });
+    if (result.exitCode !== 0) {
+      throw new Error(`reading the ${table} table failed (${result.exitCode}): ${result.stderr}`);
+    }
+    return result.stdout;
+  }
+
+  /** `node probe.mjs ARGS…` in a container of the pod: its JSON answer, or `{error}`. */
+  async probe(
+    from: StartedTestContainer,
+    args: readonly string[],
+    user = '0:0',
+  ): Promise<Record<string, unknown>> {
+    const result = await from.exec(['node', `${HELPERS_DIR}/probe.mjs`, ...args], {
+      user,
+      // glibc's resolver: one try of one second, not two of five, when nothing answers.
+      env: { RES_OPTIONS: 'timeout:1 attempts:1' },
+    });
+    try {
+      return JSON.parse(result.stdout) as Record<string, unknown>;
+    } catch {
+      return { error: `exit ${result.exitCode}: ${result.stdout}${result.stderr}` };
+    }
+  }
+
+  /** The stdout of a container (a server's log). */
+  async stdoutOf(container: StartedTestContainer): Promise<string> {
+    return (await this.logsOf(container.getId())).stdout;
+  }
+
   /** The proxy's access log: its stdout, as `kubectl logs <pod> proxy` shows it. */
   async accessLog(sidecars: Sidecars): Promise<string[]> {
     const { stdout } = await this.logsOf(sidecars.proxy.getId());
@@ -333,6 +424,21 @@ export class Cluster {
       await dockerode.getContainer(c.Id).remove({ force: true, v: true });
     }
     await this.client.network.remove(this.client.network.getById(this.network));
+  }
+
+  private inPod(pod: Pod, options: InPodOptions): GenericContainer {
+    let container = new GenericContainer(options.image ?? IMAGE)
+      .withName(`mesh-init-test-${this.runId}-${pod.name}-${options.role}`)
+      .withNetworkMode(`container:${pod.id}`)
+      .withDroppedCapabilities('ALL')
+      .withEntrypoint([...options.entrypoint])
+      .withCopyFilesToContainer(helperFiles)
+      .withLabels(this.labels);
+    if (options.user !== undefined) container = container.withUser(options.user);
+    if (options.capabilities !== undefined && options.capabilities.length > 0) {
+      container = container.withAddedCapabilities(...options.capabilities);
+    }
+    return container;
   }
 
   private async runToCompletion(container: GenericContainer): Promise<RunResult> {
