@@ -1,19 +1,33 @@
 /**
  * A fake of everything mesh-init's deps reach, for tests through main(): it records
- * every program started (file, args, stdin) and keeps one nat table per backend and
- * family that `*-restore` changes the way iptables-restore does and `*-save` prints:
+ * every program started (file, args, stdin) and keeps, per backend and family, every
+ * table (nat, mangle, raw, filter) that `*-restore` changes the way iptables-restore
+ * does and `*-save` prints:
  *
- * - one transaction per `*nat … COMMIT`: a failing line changes nothing;
- * - `--noflush` keeps what is there; without it `*nat` starts from empty kernel chains;
- * - declaring an existing user chain empties it; `-A` needs the chain and a known
- *   target; `-D` needs the rule (same text); `-X` needs an empty, unreferenced chain;
- *   `-N` a chain that does not exist;
+ * - one transaction per `*TABLE … COMMIT`: a failing line changes nothing of that
+ *   table (tables committed earlier in the same input stay, as with iptables 1.8.9);
+ * - `--noflush` keeps what is there; without it `*TABLE` starts from the table's empty
+ *   kernel chains;
+ * - declaring an existing user chain empties it; `-A` needs the chain and a target
+ *   the table knows (REDIRECT only in nat, TPROXY and MARK only in mangle, CT only in
+ *   raw) or a chain of the table; `-D` needs the rule (same text); `-X` needs an empty,
+ *   unreferenced chain; `-N` a chain that does not exist; a table has only its own
+ *   kernel chains (raw has no INPUT);
+ * - at COMMIT, REDIRECT must be reachable only from PREROUTING or OUTPUT and TPROXY
+ *   only from PREROUTING, as the kernel checks when the table is replaced;
  * - failures read like iptables 1.8.9's: legacy says `iptables-restore: line N failed`
  *   (exit 1), nft names the reason (exit 1, or 4 for a chain in use or already there).
  *
- * Until a restore changed a table, `*-save` prints the (real) text it was set up with,
- * verbatim; afterwards it prints the table in iptables-save's layout, each rule in the
- * spelling it was appended with.
+ * Until a restore changed a table, `*-save` prints its section of the (real) text it
+ * was set up with, verbatim (and the whole text, comments included, while no table
+ * changed); afterwards it prints that table in iptables-save's layout, each rule in
+ * the spelling it was appended with. `*-save` without `-t` prints every table.
+ *
+ * It also fakes the `ip` commands mesh-init runs: `ip -6 addr replace ADDR/128 dev lo`,
+ * and TPROXY's policy routing (`ip -4|-6 rule list|add|del fwmark M table|lookup T`,
+ * `ip -4|-6 route replace|del local default|::/0 dev lo table T`), keeping the rules
+ * and routes per family with the kernel's answers to a missing one. Anything else it
+ * does not know throws: a fake that accepts anything would hide a wrong command.
  */
 import { readFileSync } from 'node:fs';
 import type { Deps } from '../src/apply.js';
@@ -27,8 +41,10 @@ export const fixture = (name: string) =>
   readFileSync(new URL(`./fixtures/${name}`, import.meta.url), 'utf8');
 
 export type TableKey = `${Backend}/${Family}`;
-/** Text each table starts with, as `*-save` (whole dump or `-t nat`) printed it. */
+/** Text each backend and family starts with, as `*-save` printed it (any tables). */
 export type Setup = Partial<Record<TableKey, string>>;
+/** The tables the fake kernel knows. */
+export type TableName = 'nat' | 'mangle' | 'raw' | 'filter';
 
 export interface Call {
   readonly file: string;
@@ -54,47 +70,69 @@ export const notFound: CommandResult = {
   startError: 'not found',
 };
 
-const KERNEL_CHAINS = ['PREROUTING', 'INPUT', 'OUTPUT', 'POSTROUTING'];
-const KERNEL_TARGETS = ['RETURN', 'ACCEPT', 'DROP', 'REDIRECT', 'DNAT', 'SNAT', 'MASQUERADE'];
+/** The kernel's chains of each table. */
+const KERNEL_CHAINS: Readonly<Record<TableName, readonly string[]>> = {
+  nat: ['PREROUTING', 'INPUT', 'OUTPUT', 'POSTROUTING'],
+  mangle: ['PREROUTING', 'INPUT', 'FORWARD', 'OUTPUT', 'POSTROUTING'],
+  raw: ['PREROUTING', 'OUTPUT'],
+  filter: ['INPUT', 'FORWARD', 'OUTPUT'],
+};
+/** The targets each table takes (the nat table refuses DROP; REDIRECT is nat's, TPROXY mangle's, CT raw's). */
+const KERNEL_TARGETS: Readonly<Record<TableName, readonly string[]>> = {
+  nat: ['RETURN', 'ACCEPT', 'REDIRECT', 'DNAT', 'SNAT', 'MASQUERADE', 'LOG'],
+  mangle: ['RETURN', 'ACCEPT', 'DROP', 'MARK', 'CONNMARK', 'TPROXY', 'LOG'],
+  raw: ['RETURN', 'ACCEPT', 'DROP', 'CT', 'NOTRACK', 'LOG'],
+  filter: ['RETURN', 'ACCEPT', 'DROP', 'REJECT', 'LOG'],
+};
+/** Targets the kernel allows only from some hooks, directly or through user chains. */
+const TARGET_HOOKS: Readonly<Record<string, readonly string[]>> = {
+  REDIRECT: ['PREROUTING', 'OUTPUT'],
+  TPROXY: ['PREROUTING'],
+};
+const isTableName = (name: string): name is TableName => name in KERNEL_CHAINS;
 
-interface Chain {
+export interface Chain {
   readonly name: string;
   policy: string;
   rules: string[];
 }
 
-interface Table {
-  /** What the setup said, printed as long as no restore changed the table. */
+interface TableState {
+  readonly name: TableName;
+  /** Its `*TABLE … COMMIT` section of the setup, printed as long as no restore changed it. */
   original: string | undefined;
-  /** Every line of the original outside its `*nat` section (other tables of a whole dump). */
-  other: string;
-  nat: Chain[] | undefined;
+  chains: Chain[];
 }
 
-const emptyNat = (): Chain[] =>
-  KERNEL_CHAINS.map((name) => ({ name, policy: 'ACCEPT', rules: [] }));
-
-function natSectionOf(text: string): string | undefined {
-  return /^\*nat\n[\s\S]*?^COMMIT\n/m.exec(text)?.[0];
+interface Dump {
+  /** What the setup said, printed whole as long as no restore changed any table. */
+  original: string | undefined;
+  /** In the order `*-save` prints them: the setup's, then those created since. */
+  tables: TableState[];
 }
 
-function parseTable(text: string): Table {
-  const chains: Chain[] = [];
-  const other: string[] = [];
-  let inNat = false;
-  let sawNat = false;
+const emptyTable = (name: TableName): Chain[] =>
+  KERNEL_CHAINS[name].map((chain) => ({ name: chain, policy: 'ACCEPT', rules: [] }));
+
+function parseDump(text: string): Dump {
+  const tables: TableState[] = [];
+  let current: { table: TableState; lines: string[] } | undefined;
   for (const line of text.split('\n')) {
-    if (line === '*nat') {
-      inNat = true;
-      sawNat = true;
+    if (line.startsWith('*')) {
+      const name = line.slice(1);
+      if (!isTableName(name)) throw new Error(`fake kernel: setup has unknown table ${name}`);
+      if (current !== undefined) throw new Error(`fake kernel: setup's ${name} starts in another`);
+      current = { table: { name, original: undefined, chains: [] }, lines: [line] };
       continue;
     }
-    if (!inNat) {
-      if (line !== '') other.push(line);
-      continue;
-    }
-    if (line === 'COMMIT') inNat = false;
-    else if (line.startsWith(':')) {
+    if (current === undefined) continue;
+    current.lines.push(line);
+    const { chains } = current.table;
+    if (line === 'COMMIT') {
+      current.table.original = `${current.lines.join('\n')}\n`;
+      tables.push(current.table);
+      current = undefined;
+    } else if (line.startsWith(':')) {
       const [name = '', policy = '-'] = line.slice(1).split(' ');
       chains.push({ name, policy, rules: [] });
     } else if (line.startsWith('-A ')) {
@@ -104,11 +142,23 @@ function parseTable(text: string): Table {
       found.rules.push(spec);
     }
   }
-  return {
-    original: text,
-    other: other.length > 0 ? `${other.join('\n')}\n` : '',
-    nat: sawNat ? chains : undefined,
-  };
+  if (current !== undefined)
+    throw new Error(`fake kernel: setup's ${current.table.name} has no COMMIT`);
+  // A setup of one table alone is that table's text, comments included (`*-save -t nat`).
+  const [only] = tables;
+  if (only !== undefined && tables.length === 1) only.original = text;
+  return { original: text, tables };
+}
+
+function renderTable(table: TableState): string {
+  if (table.original !== undefined) return table.original;
+  const lines = [
+    `*${table.name}`,
+    ...table.chains.map((c) => `:${c.name} ${c.policy} [0:0]`),
+    ...table.chains.flatMap((c) => c.rules.map((spec) => `-A ${c.name} ${spec}`)),
+    'COMMIT',
+  ];
+  return `${lines.join('\n')}\n`;
 }
 
 /** The target of a rule: the word after its last `-j`, quoted text left out. */
@@ -118,76 +168,321 @@ function targetOf(spec: string): string | undefined {
   return jumps.at(-1)?.[1];
 }
 
-export class FakeKernel {
-  private readonly tables = new Map<TableKey, Table>();
+/** The kernel chains of `name` from which packets can reach chain `chain`. */
+function hooksReaching(chains: readonly Chain[], name: TableName, chain: string): Set<string> {
+  const hooks = new Set<string>();
+  const seen = new Set<string>();
+  const visit = (target: string) => {
+    if (seen.has(target)) return;
+    seen.add(target);
+    if (KERNEL_CHAINS[name].includes(target)) hooks.add(target);
+    for (const c of chains) if (c.rules.some((r) => targetOf(r) === target)) visit(c.name);
+  };
+  visit(chain);
+  return hooks;
+}
 
-  constructor(setup: Setup) {
-    for (const [key, text] of Object.entries(setup) as [TableKey, string][]) {
-      this.tables.set(key, parseTable(text));
+// ---- ip (iproute2) ----
+
+/** One policy-routing rule as `ip rule add fwmark M lookup T` makes it. */
+export interface IpRule {
+  readonly pref: number;
+  readonly mark: number;
+  readonly table: number;
+}
+
+interface IpState {
+  rules: IpRule[];
+  /** `local default dev lo table 133`, in the order they were added. */
+  routes: string[];
+  /** Addresses added to lo (`ip addr replace`). */
+  lo: string[];
+  /** Routing tables that ever held a route: the kernel keeps them once made. */
+  tables: Set<number>;
+}
+
+/** What an `ip` command may be seeded with: rules and routes before mesh-init runs. */
+export interface IpSetup {
+  readonly rules?: readonly { readonly mark: number; readonly table: number }[];
+  readonly routes?: readonly string[];
+}
+
+const TABLE_NAMES: Readonly<Record<string, number>> = { default: 253, main: 254, local: 255 };
+const number = (text: string | undefined): number | undefined =>
+  text !== undefined && /^(0x[0-9a-f]+|0|[1-9]\d*)$/i.test(text) && Number(text) <= 0xffffffff
+    ? Number(text)
+    : undefined;
+const hex = (n: number) => `0x${n.toString(16)}`;
+const tableName = (n: number) =>
+  Object.entries(TABLE_NAMES).find(([, v]) => v === n)?.[0] ?? String(n);
+
+class FakeIp {
+  private readonly state: Record<Family, IpState> = {
+    ipv4: { rules: [], routes: [], lo: [], tables: new Set() },
+    ipv6: { rules: [], routes: [], lo: [], tables: new Set() },
+  };
+
+  seed(family: Family, setup: IpSetup): void {
+    for (const { mark, table } of setup.rules ?? []) this.addRule(family, mark, table);
+    for (const route of setup.routes ?? []) {
+      const table = /table (\d+)$/.exec(route)?.[1];
+      if (table === undefined) throw new Error(`fake ip: seed route without a table: ${route}`);
+      this.state[family].routes.push(route);
+      this.state[family].tables.add(Number(table));
     }
   }
 
-  private table(key: TableKey): Table {
-    let table = this.tables.get(key);
-    if (table === undefined) {
-      table = { original: undefined, other: '', nat: undefined };
-      this.tables.set(key, table);
+  rules(family: Family): string[] {
+    return this.state[family].rules.map(
+      (r) => `fwmark ${hex(r.mark)} lookup ${tableName(r.table)}`,
+    );
+  }
+
+  routes(family: Family): string[] {
+    return [...this.state[family].routes];
+  }
+
+  lo(family: Family): string[] {
+    return [...this.state[family].lo];
+  }
+
+  private addRule(family: Family, mark: number, table: number): void {
+    const { rules } = this.state[family];
+    // iproute2 puts a rule without a preference just ahead of the first one after 0.
+    const lowest = Math.min(32766, ...rules.map((r) => r.pref));
+    rules.unshift({ pref: lowest - 1, mark, table });
+  }
+
+  run(args: readonly string[]): CommandResult {
+    const unknown = () => new Error(`the fake ip does not know: ip ${args.join(' ')}`);
+    const [flag, object, command, ...rest] = args;
+    const family: Family | undefined = flag === '-4' ? 'ipv4' : flag === '-6' ? 'ipv6' : undefined;
+    if (family === undefined) throw unknown();
+    const state = this.state[family];
+    /** `key value` pairs, each key at most once, only the known keys. */
+    const options = (known: readonly string[]) => {
+      const found = new Map<string, string>();
+      for (let i = 0; i < rest.length; i += 2) {
+        const key = rest[i] ?? '';
+        const value = rest[i + 1];
+        const name = key === 'lookup' ? 'table' : key;
+        if (!known.includes(name) || value === undefined || found.has(name)) throw unknown();
+        found.set(name, value);
+      }
+      return found;
+    };
+    const tableOf = (text: string | undefined) =>
+      text === undefined ? undefined : (TABLE_NAMES[text] ?? number(text));
+
+    if (object === 'addr' && command === 'replace') {
+      const [address = '', dev, name] = rest;
+      const v6 = address.includes(':');
+      if (dev !== 'dev' || name !== 'lo' || rest.length !== 3 || v6 !== (family === 'ipv6')) {
+        throw unknown();
+      }
+      if (!state.lo.includes(address)) state.lo.push(address);
+      return success();
     }
-    return table;
+
+    if (object === 'rule') {
+      const given = options(['fwmark', 'table']);
+      const mark = given.has('fwmark') ? number(given.get('fwmark')) : undefined;
+      const table = given.has('table') ? tableOf(given.get('table')) : undefined;
+      if ((given.has('fwmark') && mark === undefined) || (given.has('table') && !table)) {
+        return exited(1, `Error: argument "${rest.join(' ')}" is wrong: invalid fwmark or table\n`);
+      }
+      const matches = (r: IpRule) =>
+        (mark === undefined || r.mark === mark) && (table === undefined || r.table === table);
+      if (command === 'list' || command === 'show') {
+        // IPv6 has no rule for the default table.
+        const defaults = [
+          { pref: 0, text: 'from all lookup local' },
+          { pref: 32766, text: 'from all lookup main' },
+          ...(family === 'ipv4' ? [{ pref: 32767, text: 'from all lookup default' }] : []),
+        ].filter(() => given.size === 0);
+        const lines = [
+          ...defaults,
+          ...state.rules.filter(matches).map((r) => ({
+            pref: r.pref,
+            text: `from all fwmark ${hex(r.mark)} lookup ${tableName(r.table)}`,
+          })),
+        ]
+          .sort((a, b) => a.pref - b.pref)
+          .map((r) => `${r.pref}:\t${r.text}\n`);
+        return success(lines.join(''));
+      }
+      if (mark === undefined || table === undefined) throw unknown();
+      if (command === 'add') {
+        this.addRule(family, mark, table);
+        return success();
+      }
+      if (command === 'del') {
+        const at = state.rules.findIndex(matches);
+        if (at < 0) return exited(2, 'RTNETLINK answers: No such file or directory\n');
+        state.rules.splice(at, 1);
+        return success();
+      }
+      throw unknown();
+    }
+
+    if (object === 'route' && (command === 'replace' || command === 'del')) {
+      const [type, destination = '', ...more] = rest;
+      const anyV4 = destination === 'default' || destination === '0.0.0.0/0';
+      const anyV6 = destination === 'default' || destination === '::/0';
+      if (type !== 'local' || more[0] !== 'dev' || more[2] !== 'table' || more.length !== 4) {
+        throw unknown();
+      }
+      if (family === 'ipv4' ? !anyV4 : !anyV6) {
+        return exited(
+          1,
+          `Error: ${family === 'ipv4' ? 'inet' : 'inet6'} prefix is expected rather than "${destination}".\n`,
+        );
+      }
+      const table = tableOf(more[3]);
+      if (!table)
+        return exited(1, `Error: argument "${more[3]}" is wrong: "table" value is invalid\n`);
+      const route = `local default dev ${more[1]} table ${tableName(table)}`;
+      const at = state.routes.indexOf(route);
+      if (command === 'replace') {
+        if (at < 0) state.routes.push(route);
+        state.tables.add(table);
+        return success();
+      }
+      // As Linux 6.x answers: a table never made, then a route not there (IPv4 and IPv6 differ).
+      if (!state.tables.has(table)) return exited(2, 'Error: FIB table does not exist.\n');
+      if (at < 0) {
+        const why = family === 'ipv4' ? 'No such process' : 'No such file or directory';
+        return exited(2, `RTNETLINK answers: ${why}\n`);
+      }
+      state.routes.splice(at, 1);
+      return success();
+    }
+    throw unknown();
+  }
+}
+
+export class FakeKernel {
+  private readonly dumps = new Map<TableKey, Dump>();
+  private readonly ip = new FakeIp();
+
+  constructor(setup: Setup, ip: Partial<Record<Family, IpSetup>> = {}) {
+    for (const [key, text] of Object.entries(setup) as [TableKey, string][]) {
+      this.dumps.set(key, parseDump(text));
+    }
+    for (const [family, seed] of Object.entries(ip) as [Family, IpSetup][]) {
+      this.ip.seed(family, seed);
+    }
+  }
+
+  private dump(key: TableKey): Dump {
+    let dump = this.dumps.get(key);
+    if (dump === undefined) {
+      dump = { original: undefined, tables: [] };
+      this.dumps.set(key, dump);
+    }
+    return dump;
+  }
+
+  private table(key: TableKey, name: TableName): TableState | undefined {
+    return this.dump(key).tables.find((t) => t.name === name);
+  }
+
+  /** One table as `*-save -t TABLE` prints it now ('' when the table is not there). */
+  tableText(key: TableKey, name: TableName): string {
+    const table = this.table(key, name);
+    return table === undefined ? '' : renderTable(table);
   }
 
   /** The nat table as `*-save -t nat` prints it now ('' when it was never set up). */
   natText(key: TableKey): string {
-    const table = this.table(key);
-    if (table.original !== undefined) {
-      const otherTables = /^\*(?!nat$)/m.test(table.original);
-      return otherTables ? (natSectionOf(table.original) ?? '') : table.original;
-    }
-    if (table.nat === undefined) return '';
-    const lines = [
-      '*nat',
-      ...table.nat.map((c) => `:${c.name} ${c.policy} [0:0]`),
-      ...table.nat.flatMap((c) => c.rules.map((spec) => `-A ${c.name} ${spec}`)),
-      'COMMIT',
-    ];
-    return `${lines.join('\n')}\n`;
+    return this.tableText(key, 'nat');
+  }
+
+  /** Every table, as `*-save` without `-t` prints them now. */
+  saveText(key: TableKey): string {
+    const dump = this.dump(key);
+    if (dump.original !== undefined) return dump.original;
+    return dump.tables.map(renderTable).join('');
+  }
+
+  /** Names of the tables there, in the order `*-save` prints them. */
+  tableNames(key: TableKey): TableName[] {
+    return this.dump(key).tables.map((t) => t.name);
+  }
+
+  /** TPROXY's policy rules of a family, as `fwmark 0x539 lookup 133`, first match first. */
+  ipRules(family: Family): string[] {
+    return this.ip.rules(family);
+  }
+
+  /** Routes added with `ip route replace`, as `local default dev lo table 133`. */
+  ipRoutes(family: Family): string[] {
+    return this.ip.routes(family);
+  }
+
+  /** Addresses added to lo with `ip addr replace`. */
+  loAddresses(family: Family): string[] {
+    return this.ip.lo(family);
   }
 
   /** What a racing program does: changes one table outside any restore mesh-init runs. */
-  change(key: TableKey, edit: (chains: Chain[]) => void): void {
-    const table = this.table(key);
-    const chains = structuredClone(table.nat ?? emptyNat());
+  change(key: TableKey, edit: (chains: Chain[]) => void, name: TableName = 'nat'): void {
+    const dump = this.dump(key);
+    let table = this.table(key, name);
+    if (table === undefined) {
+      table = { name, original: undefined, chains: emptyTable(name) };
+      dump.tables.push(table);
+    }
+    const chains = structuredClone(table.chains);
     edit(chains);
-    table.nat = chains;
+    table.chains = chains;
     table.original = undefined;
+    dump.original = undefined;
   }
 
-  /** Appends a rule as `iptables -t nat -A` would. */
-  append(key: TableKey, chain: string, spec: string): void {
-    this.change(key, (chains) => {
-      const found = chains.find((c) => c.name === chain);
-      if (found === undefined) throw new Error(`fake kernel: no chain ${chain} in ${key}`);
-      found.rules.push(spec);
-    });
+  /** Appends a rule as `iptables -t TABLE -A` would. */
+  append(key: TableKey, chain: string, spec: string, name: TableName = 'nat'): void {
+    this.change(
+      key,
+      (chains) => {
+        const found = chains.find((c) => c.name === chain);
+        if (found === undefined)
+          throw new Error(`fake kernel: no chain ${chain} in ${key} ${name}`);
+        found.rules.push(spec);
+      },
+      name,
+    );
   }
 
-  /** Answers a `*-save` or `*-restore` call; undefined for any other program. */
+  /** Answers a `*-save`, `*-restore` or `ip` call; undefined for any other program. */
   run(call: Call): CommandResult | undefined {
+    if (call.file === 'ip') return this.ip.run(call.args);
     const match = /^(ip6?)tables-(legacy|nft)-(save|restore)$/.exec(call.file);
     if (match === null) return undefined;
     const key: TableKey = `${match[2] as Backend}/${match[1] === 'ip6' ? 'ipv6' : 'ipv4'}`;
-    if (match[3] === 'save') return success(this.save(key, call.args.includes('nat')));
+    if (match[3] === 'save') return this.save(key, call);
     return this.restore(key, call);
   }
 
-  private save(key: TableKey, natOnly: boolean): string {
-    const table = this.table(key);
-    if (table.original !== undefined && !natOnly) return table.original;
-    return natOnly ? this.natText(key) : `${table.other}${this.natText(key)}`;
+  private save(key: TableKey, call: Call): CommandResult {
+    if (call.args.length === 0) return success(this.saveText(key));
+    const [flag, name = ''] = call.args;
+    if (flag !== '-t' || call.args.length !== 2) {
+      throw new Error(`the fake kernel does not know: ${call.file} ${call.args.join(' ')}`);
+    }
+    if (!isTableName(name)) {
+      return exited(1, `${call.file}: Table does not exist (do you need to insmod?)\n`);
+    }
+    return success(this.tableText(key, name));
   }
 
   private restore(key: TableKey, call: Call): CommandResult {
-    const table = this.table(key);
+    const dump = this.dump(key);
+    const known = ['--noflush', ...call.args.filter((a) => /^--wait=\d+$/.test(a))];
+    const unknownArg = call.args.find((a) => !known.includes(a));
+    if (unknownArg !== undefined) {
+      throw new Error(`the fake kernel does not know ${call.file} ${unknownArg}`);
+    }
     const noflush = call.args.includes('--noflush');
     const lines = (call.input ?? '').split('\n');
     // What iptables 1.8.9 says: legacy only "line N failed"; nft names the reason, and
@@ -201,29 +496,51 @@ export class FakeKernel {
       }
       return exited(1, `${call.file}: line ${n} failed${nftReason ? `: ${nftReason}` : ''}\n`);
     };
-    let work: Chain[] | undefined;
+    let work: { name: TableName; chains: Chain[] } | undefined;
     for (const [i, line] of lines.entries()) {
       const n = i + 1;
       if (line.trim() === '' || line.startsWith('#')) continue;
       if (line.startsWith('*')) {
-        if (line !== '*nat' || work !== undefined) return failed(n);
-        work = noflush ? structuredClone(table.nat ?? emptyNat()) : emptyNat();
+        const name = line.slice(1);
+        if (!isTableName(name) || work !== undefined) return failed(n);
+        const live = this.table(key, name);
+        work = {
+          name,
+          chains: noflush && live !== undefined ? structuredClone(live.chains) : emptyTable(name),
+        };
         continue;
       }
       if (work === undefined) return failed(n);
-      const chains: Chain[] = work;
+      const { name: tableName, chains } = work;
       const find = (name: string) => chains.find((c) => c.name === name);
+      const kernelChain = (name: string) => KERNEL_CHAINS[tableName].includes(name);
       if (line === 'COMMIT') {
-        table.nat = chains;
+        for (const chain of chains) {
+          for (const rule of chain.rules) {
+            const allowed = TARGET_HOOKS[targetOf(rule) ?? ''];
+            if (allowed === undefined) continue;
+            const hooks = [...hooksReaching(chains, tableName, chain.name)];
+            if (hooks.some((hook) => !allowed.includes(hook))) return failed(n, 'Invalid argument');
+          }
+        }
+        let table = this.table(key, tableName);
+        if (table === undefined) {
+          table = { name: tableName, original: undefined, chains };
+          dump.tables.push(table);
+        }
+        table.chains = chains;
         table.original = undefined;
+        dump.original = undefined;
         work = undefined;
         continue;
       }
       if (line.startsWith(':')) {
         const [name = '', policy = '-'] = line.slice(1).split(' ');
         const chain = find(name);
-        if (KERNEL_CHAINS.includes(name)) {
+        if (kernelChain(name)) {
           if (chain !== undefined) chain.policy = policy;
+        } else if (['PREROUTING', 'INPUT', 'FORWARD', 'OUTPUT', 'POSTROUTING'].includes(name)) {
+          return failed(n, 'No chain/target/match by that name.');
         } else if (chain !== undefined) chain.rules = [];
         else chains.push({ name, policy: '-', rules: [] });
         continue;
@@ -240,9 +557,11 @@ export class FakeKernel {
       if (chain === undefined) return failed(n, 'No chain/target/match by that name.');
       if (command === 'A') {
         const target = targetOf(spec);
-        if (target !== undefined && !KERNEL_TARGETS.includes(target) && !find(target)) {
-          return failed(n);
-        }
+        const known =
+          target === undefined ||
+          KERNEL_TARGETS[tableName].includes(target) ||
+          (find(target) !== undefined && !kernelChain(target));
+        if (!known) return failed(n, 'No chain/target/match by that name.');
         chain.rules.push(spec);
       } else if (command === 'D') {
         const at = chain.rules.indexOf(spec);
@@ -250,7 +569,7 @@ export class FakeKernel {
         chain.rules.splice(at, 1);
       } else if (command === 'X') {
         const referenced = chains.some((c) => c.rules.some((r) => targetOf(r) === name));
-        if (KERNEL_CHAINS.includes(name) || chain.rules.length > 0 || referenced) {
+        if (kernelChain(name) || chain.rules.length > 0 || referenced) {
           return failed(n, undefined, `CHAIN_DEL failed (Device or resource busy): chain ${name}`);
         }
         chains.splice(chains.indexOf(chain), 1);
@@ -279,6 +598,14 @@ export const LIVE_LEGACY: Setup = {
   'legacy/ipv6': fixture('ip6tables-nft-save-nat.txt'),
 };
 
+/** A pod's /etc/resolv.conf as Kubernetes writes it (ClusterFirst DNS). */
+export const POD_RESOLV_CONF = [
+  'search default.svc.cluster.local svc.cluster.local cluster.local',
+  'nameserver 10.96.0.10',
+  'options ndots:5',
+  '',
+].join('\n');
+
 /** A fixed clock, so JSON log lines can be compared. */
 export const NOW = new Date('2026-11-26T00:00:00.000Z');
 
@@ -289,15 +616,22 @@ export interface FakeOptions {
   readonly validation?: ValidationResult;
   /** What deps.random answers; 0.5 unless given. */
   readonly random?: number;
+  /** What deps.readResolvConf answers (an Error is thrown); POD_RESOLV_CONF unless given. */
+  readonly resolvConf?: string | Error;
+  /** Policy rules and routes the pod has before the run. */
+  readonly ip?: Partial<Record<Family, IpSetup>>;
+  /** A kernel to run on instead of a fresh one from the setup: a re-run in the same pod. */
+  readonly kernel?: FakeKernel;
 }
 
 export function fakeSystem(setup: Setup, options: FakeOptions = {}) {
-  const kernel = new FakeKernel(setup);
+  const kernel = options.kernel ?? new FakeKernel(setup, options.ip);
   const calls: Call[] = [];
   /** What each call answered, by the index of the call. */
   const outcomes: CommandResult[] = [];
   const sleeps: number[] = [];
   const validations: { config: Config; afterCalls: number }[] = [];
+  let resolvConfReads = 0;
   let stdout = '';
   let stderr = '';
   const deps: Deps = {
@@ -306,9 +640,7 @@ export function fakeSystem(setup: Setup, options: FakeOptions = {}) {
       calls.push(call);
       const answer = options.answers?.[file];
       const result =
-        (typeof answer === 'function' ? answer(call, kernel) : answer) ??
-        kernel.run(call) ??
-        (file === 'ip' ? success() : undefined);
+        (typeof answer === 'function' ? answer(call, kernel) : answer) ?? kernel.run(call);
       if (result === undefined) throw new Error(`the fake system has no program ${file}`);
       outcomes[calls.length - 1] = result;
       return result;
@@ -329,6 +661,12 @@ export function fakeSystem(setup: Setup, options: FakeOptions = {}) {
       validations.push({ config, afterCalls: calls.length });
       return options.validation ?? { ok: true, detail: 'the probe landed on the proxy port' };
     },
+    readResolvConf: async () => {
+      resolvConfReads++;
+      const answer = options.resolvConf ?? POD_RESOLV_CONF;
+      if (answer instanceof Error) throw answer;
+      return answer;
+    },
   };
   return {
     deps,
@@ -337,6 +675,8 @@ export function fakeSystem(setup: Setup, options: FakeOptions = {}) {
     sleeps,
     validations,
     outcomes,
+    /** How often the run read /etc/resolv.conf. */
+    resolvConfReads: () => resolvConfReads,
     restores: () => calls.filter((c) => c.file.endsWith('-restore')),
     /** The restores that succeeded: what the kernel took. */
     applied: () =>
@@ -351,7 +691,7 @@ export function fakeSystem(setup: Setup, options: FakeOptions = {}) {
 
 export type FakeSystem = ReturnType<typeof fakeSystem>;
 
-/** main() against a fresh fake system: its exit code and everything the fake saw. */
+/** main() against a fake system (fresh, or options.kernel): its exit code and everything the fake saw. */
 export async function run(
   argv: string[],
   setup: Setup = LIVE_NFT,

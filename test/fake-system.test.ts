@@ -1,0 +1,245 @@
+/**
+ * The fake kernel the apply tests run against: it must refuse what the kernel
+ * refuses, or those tests would pass on texts a real pod rejects. The ip answers
+ * are the ones Linux 6.18 and iproute2 gave in a throw-away network namespace.
+ */
+import { describe, expect, it } from 'vitest';
+import { type Call, FakeKernel, fixture, type Setup } from './fake-system.js';
+
+const restore = (file: string, input: string, args = ['--noflush']): Call => ({
+  file,
+  args,
+  input,
+});
+const ip = (...args: string[]): Call => ({ file: 'ip', args, input: undefined });
+const lines = (...text: string[]) => `${text.join('\n')}\n`;
+
+describe('fake kernel: *-restore', () => {
+  const MANGLE = ['*mangle', ':ISTIO_TPROXY - [0:0]', ':ISTIO_INBOUND - [0:0]'];
+
+  it.each<[string, string, string]>([
+    [
+      'REDIRECT outside nat',
+      lines(...MANGLE, '-A ISTIO_INBOUND -p tcp -j REDIRECT --to-ports 1', 'COMMIT'),
+      'line 4 failed',
+    ],
+    [
+      'TPROXY outside mangle',
+      lines('*nat', '-A PREROUTING -p tcp -j TPROXY --on-port 1', 'COMMIT'),
+      'line 2 failed',
+    ],
+    ['CT outside raw', lines('*mangle', '-A OUTPUT -j CT --zone 1', 'COMMIT'), 'line 2 failed'],
+    ['DROP in nat', lines('*nat', '-A OUTPUT -j DROP', 'COMMIT'), 'line 2 failed'],
+    ['a chain raw does not have', lines('*raw', '-A INPUT -j ACCEPT', 'COMMIT'), 'line 2 failed'],
+    ['declaring it', lines('*raw', ':INPUT ACCEPT [0:0]', 'COMMIT'), 'line 2 failed'],
+    [
+      'a jump to a kernel chain',
+      lines('*nat', '-A OUTPUT -j PREROUTING', 'COMMIT'),
+      'line 2 failed',
+    ],
+    ['an unknown table', lines('*bogus', 'COMMIT'), 'line 1 failed'],
+    ['no COMMIT', lines('*nat', ':ISTIO_OUTPUT - [0:0]'), 'line 3 failed'],
+    [
+      'TPROXY reached from OUTPUT (the kernel checks the hooks when the table is replaced)',
+      lines(
+        ...MANGLE,
+        '-A ISTIO_TPROXY -p tcp -j TPROXY --on-port 15006 --on-ip 0.0.0.0 --tproxy-mark 0x539/0xffffffff',
+        '-A ISTIO_INBOUND -p tcp -j ISTIO_TPROXY',
+        '-A OUTPUT -p tcp -j ISTIO_INBOUND',
+        'COMMIT',
+      ),
+      'line 7 failed',
+    ],
+    [
+      'REDIRECT reached from POSTROUTING',
+      lines(
+        '*nat',
+        ':X - [0:0]',
+        '-A X -p tcp -j REDIRECT --to-ports 1',
+        '-A POSTROUTING -j X',
+        'COMMIT',
+      ),
+      'line 5 failed',
+    ],
+  ])('refuses %s, changing nothing', (_name, input, why) => {
+    const kernel = new FakeKernel({ 'legacy/ipv4': '' });
+    const answer = kernel.run(restore('iptables-legacy-restore', input));
+    expect(answer?.exitCode).toBe(1);
+    expect(answer?.stderr).toContain(why);
+    expect(kernel.saveText('legacy/ipv4')).toBe('');
+  });
+
+  it('takes TPROXY reached from PREROUTING only, and REDIRECT from OUTPUT', () => {
+    const kernel = new FakeKernel({});
+    const mangle = lines(
+      ...MANGLE,
+      '-A ISTIO_TPROXY -p tcp -j TPROXY --on-port 15006 --on-ip 0.0.0.0 --tproxy-mark 0x539/0xffffffff',
+      '-A ISTIO_INBOUND -p tcp -j ISTIO_TPROXY',
+      '-A PREROUTING -p tcp -j ISTIO_INBOUND',
+      'COMMIT',
+    );
+    expect(kernel.run(restore('iptables-nft-restore', mangle))?.exitCode).toBe(0);
+    const nat = lines(
+      '*nat',
+      ':X - [0:0]',
+      '-A X -p tcp -j REDIRECT --to-ports 1',
+      '-A OUTPUT -j X',
+      'COMMIT',
+    );
+    expect(kernel.run(restore('iptables-nft-restore', nat))?.exitCode).toBe(0);
+    expect(kernel.tableNames('nft/ipv4')).toEqual(['mangle', 'nat']);
+  });
+
+  it('one transaction per table: an earlier COMMIT stays when a later table fails', () => {
+    const kernel = new FakeKernel({});
+    const input = lines(
+      '*nat',
+      ':A - [0:0]',
+      'COMMIT',
+      '*mangle',
+      ':B - [0:0]',
+      '-A B -j NOWHERE',
+      'COMMIT',
+    );
+    expect(kernel.run(restore('iptables-nft-restore', input))).toEqual({
+      exitCode: 1,
+      stdout: '',
+      stderr: 'iptables-nft-restore: line 6 failed: No chain/target/match by that name.\n',
+    });
+    expect(kernel.tableText('nft/ipv4', 'nat')).toContain(':A - [0:0]');
+    expect(kernel.tableText('nft/ipv4', 'mangle')).toBe('');
+  });
+
+  it('without --noflush a table starts from its empty kernel chains; the others stay', () => {
+    const kernel = new FakeKernel({ 'legacy/ipv4': fixture('iptables-legacy-save.txt') });
+    expect(
+      kernel.run(restore('iptables-legacy-restore', lines('*mangle', 'COMMIT'), []))?.exitCode,
+    ).toBe(0);
+    expect(kernel.tableText('legacy/ipv4', 'mangle')).toBe(
+      lines(
+        '*mangle',
+        ...['PREROUTING', 'INPUT', 'FORWARD', 'OUTPUT', 'POSTROUTING'].map(
+          (c) => `:${c} ACCEPT [0:0]`,
+        ),
+        'COMMIT',
+      ),
+    );
+    // nat and filter were not changed: still their text as set up.
+    const nat = /^\*nat\n[\s\S]*?^COMMIT\n/m.exec(fixture('iptables-legacy-save.txt'))?.[0];
+    expect(kernel.natText('legacy/ipv4')).toBe(nat);
+    expect(kernel.tableNames('legacy/ipv4')).toEqual(['mangle', 'filter', 'nat']);
+  });
+
+  it.each<[string, string[]]>([
+    ['an option it does not know', ['--noflush', '--table=nat']],
+    ['--test', ['--test']],
+  ])('%s: throws, never takes it silently', (_name, args) => {
+    const kernel = new FakeKernel({});
+    expect(() =>
+      kernel.run(restore('iptables-nft-restore', lines('*nat', 'COMMIT'), args)),
+    ).toThrow(/does not know/);
+  });
+});
+
+describe('fake kernel: *-save', () => {
+  const SETUP: Setup = { 'legacy/ipv4': fixture('iptables-legacy-save.txt') };
+
+  it('prints every table without -t, one with -t, the setup verbatim until a table changes', () => {
+    const kernel = new FakeKernel(SETUP);
+    expect(kernel.run({ file: 'iptables-legacy-save', args: [], input: undefined })?.stdout).toBe(
+      SETUP['legacy/ipv4'],
+    );
+    expect(
+      kernel.run({ file: 'iptables-legacy-save', args: ['-t', 'raw'], input: undefined })?.stdout,
+    ).toBe('');
+    kernel.append('legacy/ipv4', 'OUTPUT', '-j ACCEPT', 'filter');
+    const dump =
+      kernel.run({ file: 'iptables-legacy-save', args: [], input: undefined })?.stdout ?? '';
+    expect(dump.match(/^\*\w+$/gm)).toEqual(['*mangle', '*filter', '*nat']);
+    expect(dump).toContain('-A OUTPUT -j ACCEPT\nCOMMIT\n');
+    expect(dump).not.toContain('# Generated');
+  });
+
+  it('an unknown option throws', () => {
+    const kernel = new FakeKernel(SETUP);
+    expect(() =>
+      kernel.run({ file: 'iptables-legacy-save', args: ['-c'], input: undefined }),
+    ).toThrow();
+  });
+});
+
+describe('fake kernel: ip, as Linux answers', () => {
+  it('rule list/add/del: duplicates allowed, the newest first, a missing one is ENOENT', () => {
+    const kernel = new FakeKernel({});
+    expect(kernel.run(ip('-4', 'rule', 'list', 'fwmark', '1337', 'table', '133'))?.stdout).toBe('');
+    expect(kernel.run(ip('-4', 'rule', 'add', 'fwmark', '1337', 'lookup', '133'))?.exitCode).toBe(
+      0,
+    );
+    expect(kernel.run(ip('-4', 'rule', 'add', 'fwmark', '0x539', 'lookup', '133'))?.exitCode).toBe(
+      0,
+    );
+    expect(kernel.run(ip('-4', 'rule', 'list'))?.stdout).toBe(
+      [
+        '0:\tfrom all lookup local',
+        '32764:\tfrom all fwmark 0x539 lookup 133',
+        '32765:\tfrom all fwmark 0x539 lookup 133',
+        '32766:\tfrom all lookup main',
+        '32767:\tfrom all lookup default',
+        '',
+      ].join('\n'),
+    );
+    expect(kernel.run(ip('-4', 'rule', 'list', 'fwmark', '1338', 'table', '133'))?.stdout).toBe('');
+    expect(kernel.ipRules('ipv6')).toEqual([]);
+    kernel.run(ip('-4', 'rule', 'del', 'fwmark', '1337', 'lookup', '133'));
+    kernel.run(ip('-4', 'rule', 'del', 'fwmark', '1337', 'lookup', '133'));
+    expect(kernel.run(ip('-4', 'rule', 'del', 'fwmark', '1337', 'lookup', '133'))).toEqual({
+      exitCode: 2,
+      stdout: '',
+      stderr: 'RTNETLINK answers: No such file or directory\n',
+    });
+  });
+
+  it.each<['ipv4' | 'ipv6', string, string, string]>([
+    ['ipv4', '-4', 'default', 'No such process'],
+    ['ipv6', '-6', '::/0', 'No such file or directory'],
+  ])(
+    'route replace/del (%s): a table never made, then a route not there',
+    (family, flag, any, gone) => {
+      const kernel = new FakeKernel({});
+      const route = [flag, 'route', '', 'local', any, 'dev', 'lo', 'table', '133'];
+      const as = (command: string) => ip(...route.map((a) => (a === '' ? command : a)));
+      expect(kernel.run(as('del'))?.stderr).toBe('Error: FIB table does not exist.\n');
+      expect(kernel.run(as('replace'))?.exitCode).toBe(0);
+      expect(kernel.run(as('replace'))?.exitCode).toBe(0);
+      expect(kernel.ipRoutes(family)).toEqual(['local default dev lo table 133']);
+      expect(kernel.run(as('del'))?.exitCode).toBe(0);
+      expect(kernel.run(as('del'))).toEqual({
+        exitCode: 2,
+        stdout: '',
+        stderr: `RTNETLINK answers: ${gone}\n`,
+      });
+    },
+  );
+
+  it('an address of the other family is refused', () => {
+    const kernel = new FakeKernel({});
+    expect(
+      kernel.run(ip('-4', 'route', 'replace', 'local', '::/0', 'dev', 'lo', 'table', '133')),
+    ).toEqual({
+      exitCode: 1,
+      stdout: '',
+      stderr: 'Error: inet prefix is expected rather than "::/0".\n',
+    });
+    expect(() => kernel.run(ip('-4', 'addr', 'replace', '::6/128', 'dev', 'lo'))).toThrow();
+  });
+
+  it.each([
+    [['rule', 'add', 'fwmark', '1', 'lookup', '2']],
+    [['-4', 'rule', 'add', 'fwmark', '1', 'lookup', '2', 'priority', '5']],
+    [['-4', 'route', 'add', 'local', 'default', 'dev', 'lo', 'table', '133']],
+    [['-4', 'link', 'set', 'lo', 'up']],
+    [['-6', 'addr', 'add', '::6/128', 'dev', 'lo']],
+  ])('%j: a command it does not know throws', (args) => {
+    expect(() => new FakeKernel({}).run(ip(...args))).toThrow(/the fake ip does not know/);
+  });
+});
