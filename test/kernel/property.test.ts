@@ -129,6 +129,7 @@ async function dryRun(argv: string[], env: Record<string, string>): Promise<Outc
     now: () => new Date(0),
     random: () => 0,
     validate: async () => ({ ok: true, detail: 'not run' }),
+    readResolvConf: async () => '',
   });
   return { code, stdout, stderr };
 }
