@@ -3,7 +3,7 @@
  * whose message names the flag (and the variable) and the bad value.
  */
 import { describe, expect, it } from 'vitest';
-import type { Config } from '../src/config.js';
+import { type Config, parseResolvConf, withResolvers } from '../src/config.js';
 import { UsageError } from '../src/errors.js';
 import { FLAGS } from '../src/flags.js';
 import { configFrom, type Env } from './config-from.js';
@@ -35,6 +35,10 @@ const DEFAULTS: Config = {
   outboundIncludePorts: [],
   kubeVirtInterfaces: [],
   excludeInterfaces: [],
+  inboundMode: 'redirect',
+  tproxy: { mark: 1337, routeTable: 133 },
+  dns: { capture: 'off' },
+  dropInvalid: false,
   dryRun: false,
   ipv6: 'auto',
   backend: 'auto',
@@ -54,31 +58,45 @@ const probe = (overrides: Partial<Config['probe']>) => ({
   probe: { ...DEFAULTS.probe, ...overrides },
 });
 
-/** Each refused flag: how a user asks for it, on the command line and in its variable. */
-const REFUSED: Record<string, { set: string[][]; unset: string[][]; on: string[]; off: string[] }> =
+/** The boolean feature flags of issue 5: how a user turns each on and off, and what on gives. */
+const FEATURES: Record<
+  string,
   {
-    'redirect-dns': {
-      set: [['--redirect-dns'], ['--redirect-dns=true']],
-      unset: [['--redirect-dns=false'], ['--no-redirect-dns']],
-      on: ['true', '1', 'TRUE'],
-      off: ['false', '0', ''],
-    },
-    'capture-all-dns': {
-      set: [['--capture-all-dns'], ['--capture-all-dns=true']],
-      unset: [['--capture-all-dns=false'], ['--no-capture-all-dns']],
-      on: ['true', '1'],
-      off: ['false', '0', ''],
-    },
-    'drop-invalid': {
-      set: [['--drop-invalid'], ['--drop-invalid=true']],
-      unset: [['--drop-invalid=false'], ['--no-drop-invalid']],
-      on: ['true', '1'],
-      off: ['false', '0', ''],
-    },
-  };
+    set: string[][];
+    unset: string[][];
+    on: string[];
+    off: string[];
+    with?: Env;
+    gives: Partial<Config>;
+  }
+> = {
+  'redirect-dns': {
+    set: [['--redirect-dns'], ['--redirect-dns=true']],
+    unset: [['--redirect-dns=false'], ['--no-redirect-dns']],
+    on: ['true', '1', 'TRUE'],
+    off: ['false', '0', ''],
+    gives: { dns: { capture: 'resolvers', port: 15053, resolvers: [] } },
+  },
+  'capture-all-dns': {
+    set: [['--capture-all-dns'], ['--capture-all-dns=true']],
+    unset: [['--capture-all-dns=false'], ['--no-capture-all-dns']],
+    on: ['true', '1'],
+    off: ['false', '0', ''],
+    // Alone it would capture nothing: it only goes with --redirect-dns.
+    with: { MESH_INIT_REDIRECT_DNS: 'true' },
+    gives: { dns: { capture: 'all', port: 15053 } },
+  },
+  'drop-invalid': {
+    set: [['--drop-invalid'], ['--drop-invalid=true']],
+    unset: [['--drop-invalid=false'], ['--no-drop-invalid']],
+    on: ['true', '1'],
+    off: ['false', '0', ''],
+    gives: { dropInvalid: true },
+  },
+};
 
-/** Istio's variables for the refused flags: its injector copies proxyMetadata into env. */
-const ISTIO_REFUSED_VARIABLES: Record<string, string[]> = {
+/** Istio's variables for the feature flags: its injector copies proxyMetadata into env. */
+const ISTIO_FEATURE_VARIABLES: Record<string, string[]> = {
   'redirect-dns': ['ISTIO_META_DNS_CAPTURE', 'REDIRECT_DNS'],
   'capture-all-dns': ['CAPTURE_ALL_DNS'],
   'drop-invalid': ['INVALID_DROP'],
@@ -301,12 +319,12 @@ describe('good values', () => {
     ['--chain-prefix MESH_', ['--chain-prefix', 'MESH_'], { chainPrefix: 'MESH_' }],
     ['--chain-prefix one letter', ['--chain-prefix', 'm'], { chainPrefix: 'm' }],
     ['--chain-prefix dash', ['--chain-prefix', 'Mesh-Init_2'], { chainPrefix: 'Mesh-Init_2' }],
-    // 17 + len("IN_REDIRECT") = 28, iptables' limit for a chain name.
+    // 16 + len("DROP_INVALID") = 28, iptables' limit for a chain name.
     [
-      '--chain-prefix 17 characters',
-      ['--chain-prefix', 'ABCDEFGHIJKLMNOPQ'],
+      '--chain-prefix 16 characters',
+      ['--chain-prefix', 'ABCDEFGHIJKLMNOP'],
       {
-        chainPrefix: 'ABCDEFGHIJKLMNOPQ',
+        chainPrefix: 'ABCDEFGHIJKLMNOP',
       },
     ],
     ['--wait 0 = do not wait', ['--wait', '0'], retry({ waitSeconds: 0 })],
@@ -467,97 +485,254 @@ describe("Istio's injector argv, as it writes it", () => {
   });
 });
 
-describe("Istio's DNS capture, not built yet: refused when asked for, accepted when off", () => {
-  const refused = (origin: string) => `invalid ${origin}: not supported yet (see the README)`;
+describe('TPROXY, DNS capture and --drop-invalid (issue 5)', () => {
   const variable = (flag: string) => `MESH_INIT_${flag.toUpperCase().replaceAll('-', '_')}`;
+  const TPROXY = { inboundMode: 'tproxy' } as const;
+  const tproxy = (mark: number, routeTable: number) => ({ tproxy: { mark, routeTable } });
+  const RESOLVERS = { dns: { capture: 'resolvers', port: 15053, resolvers: [] } } as const;
+  const ALL_DNS = { dns: { capture: 'all', port: 15053 } } as const;
+  const onlyWithRedirect = (origin: string) =>
+    `invalid ${origin}: it only goes with --redirect-dns (there would be no DNS capture)`;
 
-  it("exactly these flags, each with its MESH_INIT_ variable, then Istio's", () => {
-    const described = FLAGS.filter((flag) => flag.describe.startsWith('not supported yet'));
-    expect(described.map((flag) => flag.name).sort()).toEqual(Object.keys(REFUSED).sort());
-    for (const flag of described) {
+  it("exactly these boolean features, each with its MESH_INIT_ variable, then Istio's", () => {
+    for (const flag of FLAGS.filter((f) => f.name in FEATURES)) {
+      expect(flag.type).toBe('boolean');
       expect(flag.env).toEqual([
         variable(flag.name),
-        ...(ISTIO_REFUSED_VARIABLES[flag.name] ?? []),
+        ...(ISTIO_FEATURE_VARIABLES[flag.name] ?? []),
       ]);
+      expect(flag.describe).not.toMatch(/not supported/);
     }
+    expect(FLAGS.filter((f) => f.name in FEATURES)).toHaveLength(Object.keys(FEATURES).length);
   });
 
-  it.each(
-    Object.entries(ISTIO_REFUSED_VARIABLES).flatMap(([flag, names]) =>
-      names.map((name) => ({ flag, name })),
-    ),
-  )("Istio's $name=true is refused as --$flag, never ignored", async ({ flag, name }) => {
-    expect((await usageErrorFrom([], { [name]: 'true' })).message).toBe(
-      refused(`--${flag} (from ${name})`),
+  it.each<[string, string[], Env, Partial<Config>]>([
+    ['-m TPROXY', ['-m', 'TPROXY'], {}, TPROXY],
+    ['--inbound-interception-mode=TPROXY', ['--inbound-interception-mode=TPROXY'], {}, TPROXY],
+    ['-m with blanks', ['-m', ' TPROXY '], {}, TPROXY],
+    ['-m REDIRECT', ['-m', 'REDIRECT'], {}, {}],
+    ['-m "" is the default', ['-m', ''], {}, {}],
+    [
+      "Istio's ISTIO_INBOUND_INTERCEPTION_MODE",
+      [],
+      { ISTIO_INBOUND_INTERCEPTION_MODE: 'TPROXY' },
+      TPROXY,
+    ],
+    ['-t lowest', ['-m', 'TPROXY', '-t', '1'], {}, { ...TPROXY, ...tproxy(1, 133) }],
+    // The proxy's own traffic is marked mark + 1: that still fits 32 bits.
+    ['-t highest', ['-t', '4294967294'], {}, tproxy(4294967294, 133)],
+    ['--inbound-tproxy-mark', ['--inbound-tproxy-mark', '100'], {}, tproxy(100, 133)],
+    ['-t blanks', ['-t', ' 42 '], {}, tproxy(42, 133)],
+    ["Istio's INBOUND_TPROXY_MARK", [], { INBOUND_TPROXY_MARK: '1338' }, tproxy(1338, 133)],
+    ['-r lowest', ['-r', '1'], {}, tproxy(1337, 1)],
+    ['-r just below default (253)', ['-r', '252'], {}, tproxy(1337, 252)],
+    ['-r just above local (255)', ['-r', '256'], {}, tproxy(1337, 256)],
+    ['-r highest', ['-r', '4294967295'], {}, tproxy(1337, 4294967295)],
+    [
+      "Istio's INBOUND_TPROXY_ROUTE_TABLE",
+      [],
+      { INBOUND_TPROXY_ROUTE_TABLE: '200' },
+      tproxy(1337, 200),
+    ],
+    [
+      'all of TPROXY at once',
+      ['-m', 'TPROXY', '-t', '7', '-r', '77', '-z', '15006'],
+      {},
+      { ...TPROXY, ...tproxy(7, 77), inboundCapturePort: 15006 },
+    ],
+    ['--redirect-dns', ['--redirect-dns'], {}, RESOLVERS],
+    [
+      '--redirect-dns --dns-port',
+      ['--redirect-dns', '--dns-port', '53535'],
+      {},
+      { dns: { capture: 'resolvers', port: 53535, resolvers: [] } },
+    ],
+    ['--redirect-dns --capture-all-dns', ['--redirect-dns', '--capture-all-dns'], {}, ALL_DNS],
+    [
+      '--capture-all-dns --dns-port',
+      ['--capture-all-dns', '--redirect-dns', '--dns-port', ' 5353 '],
+      {},
+      { dns: { capture: 'all', port: 5353 } },
+    ],
+    ["Istio's ISTIO_META_DNS_CAPTURE", [], { ISTIO_META_DNS_CAPTURE: 'true' }, RESOLVERS],
+    ["Istio's REDIRECT_DNS", [], { REDIRECT_DNS: '1' }, RESOLVERS],
+    [
+      "Istio's ISTIO_META_DNS_CAPTURE and CAPTURE_ALL_DNS",
+      [],
+      { ISTIO_META_DNS_CAPTURE: 'true', CAPTURE_ALL_DNS: 'true' },
+      ALL_DNS,
+    ],
+    [
+      'MESH_INIT_REDIRECT_DNS=false wins over ISTIO_META_DNS_CAPTURE=true',
+      [],
+      { MESH_INIT_REDIRECT_DNS: 'false', ISTIO_META_DNS_CAPTURE: 'true' },
+      {},
+    ],
+    [
+      'MESH_INIT_DNS_PORT',
+      ['--redirect-dns'],
+      { MESH_INIT_DNS_PORT: '5353' },
+      {
+        dns: { capture: 'resolvers', port: 5353, resolvers: [] },
+      },
+    ],
+    ['--drop-invalid', ['--drop-invalid'], {}, { dropInvalid: true }],
+    ["Istio's INVALID_DROP", [], { INVALID_DROP: 'true' }, { dropInvalid: true }],
+    [
+      'everything together',
+      ['-m', 'TPROXY', '--redirect-dns', '--capture-all-dns', '--drop-invalid'],
+      {},
+      { ...TPROXY, ...ALL_DNS, dropInvalid: true },
+    ],
+  ])('%s', async (_name, argv, env, expected) => {
+    expect(await configFrom(argv, env)).toEqual({ ...DEFAULTS, ...expected });
+  });
+
+  const mode = (origin: string, got: string) =>
+    `invalid ${origin}: expected one of REDIRECT, TPROXY, got "${got}"`;
+  const mark = (origin: string, got: string) =>
+    `invalid ${origin}: expected an integer 1-4294967294, got "${got}"`;
+  const table = (origin: string, got: string) =>
+    `invalid ${origin}: expected an integer 1-4294967295, got "${got}"`;
+  const reserved = (origin: string, got: string) =>
+    `invalid ${origin}: expected a table of its own, not default (253), main (254) or local (255), got "${got}"`;
+  const dnsPort = (origin: string, got: string) =>
+    `invalid ${origin}: expected an integer 1-65535, got "${got}"`;
+
+  it.each<[string[], Env, string]>([
+    [['-m', 'tproxy'], {}, mode('--inbound-interception-mode', 'tproxy')],
+    [['-m', 'FOO'], {}, mode('--inbound-interception-mode', 'FOO')],
+    [['-m', 'TPROXY,REDIRECT'], {}, mode('--inbound-interception-mode', 'TPROXY,REDIRECT')],
+    [
+      [],
+      { ISTIO_INBOUND_INTERCEPTION_MODE: 'NONE' },
+      mode('--inbound-interception-mode (from ISTIO_INBOUND_INTERCEPTION_MODE)', 'NONE'),
+    ],
+    [['-t', '0'], {}, mark('--inbound-tproxy-mark', '0')],
+    // mark + 1 would be 2^32: no 32-bit mark is left for the proxy's own traffic.
+    [['-t', '4294967295'], {}, mark('--inbound-tproxy-mark', '4294967295')],
+    [['-t', '-1'], {}, mark('--inbound-tproxy-mark', '-1')],
+    [['-t', '0x539'], {}, mark('--inbound-tproxy-mark', '0x539')],
+    [['-t', '1337/0xffff'], {}, mark('--inbound-tproxy-mark', '1337/0xffff')],
+    [['-t', ''], {}, mark('--inbound-tproxy-mark', '')],
+    [['-m', 'TPROXY', '-t', '01337'], {}, mark('--inbound-tproxy-mark', '01337')],
+    [
+      [],
+      { INBOUND_TPROXY_MARK: '0' },
+      mark('--inbound-tproxy-mark (from INBOUND_TPROXY_MARK)', '0'),
+    ],
+    [['-r', '0'], {}, table('--inbound-tproxy-route-table', '0')],
+    [['-r', '4294967296'], {}, table('--inbound-tproxy-route-table', '4294967296')],
+    [['-r', 'main'], {}, table('--inbound-tproxy-route-table', 'main')],
+    [['-r', '-133'], {}, table('--inbound-tproxy-route-table', '-133')],
+    [['-r', '253'], {}, reserved('--inbound-tproxy-route-table', '253')],
+    [['-r', '254'], {}, reserved('--inbound-tproxy-route-table', '254')],
+    [['-m', 'TPROXY', '-r', '255'], {}, reserved('--inbound-tproxy-route-table', '255')],
+    [
+      [],
+      { INBOUND_TPROXY_ROUTE_TABLE: '254' },
+      reserved('--inbound-tproxy-route-table (from INBOUND_TPROXY_ROUTE_TABLE)', '254'),
+    ],
+    [['--redirect-dns', '--dns-port', '0'], {}, dnsPort('--dns-port', '0')],
+    [['--redirect-dns', '--dns-port', '65536'], {}, dnsPort('--dns-port', '65536')],
+    [['--redirect-dns', '--dns-port', 'dns'], {}, dnsPort('--dns-port', 'dns')],
+    [['--redirect-dns', '--dns-port', ''], {}, dnsPort('--dns-port', '')],
+    [
+      ['--redirect-dns'],
+      { MESH_INIT_DNS_PORT: '53,15053' },
+      dnsPort('--dns-port (from MESH_INIT_DNS_PORT)', '53,15053'),
+    ],
+    [['--capture-all-dns'], {}, onlyWithRedirect('--capture-all-dns')],
+    [['--capture-all-dns', '--no-redirect-dns'], {}, onlyWithRedirect('--capture-all-dns')],
+    [
+      ['--capture-all-dns'],
+      { ISTIO_META_DNS_CAPTURE: 'false' },
+      onlyWithRedirect('--capture-all-dns'),
+    ],
+    [[], { CAPTURE_ALL_DNS: 'true' }, onlyWithRedirect('--capture-all-dns (from CAPTURE_ALL_DNS)')],
+    [['-t', '1', '-t', '2'], {}, 'invalid --inbound-tproxy-mark: given more than once'],
+    [
+      ['-r', '1', '--inbound-tproxy-route-table', '2'],
+      {},
+      'invalid --inbound-tproxy-route-table: given more than once',
+    ],
+    [['--drop-invalid', '--no-drop-invalid'], {}, 'invalid --drop-invalid: given more than once'],
+  ])('%j %j is refused', async (argv, env, message) => {
+    expect((await usageErrorFrom(argv, env)).message).toBe(message);
+  });
+
+  const cases = (pick: (c: (typeof FEATURES)[string]) => string[][]) =>
+    Object.entries(FEATURES).flatMap(([flag, c]) => pick(c).map((argv) => ({ flag, argv, c })));
+  const envCases = (pick: (c: (typeof FEATURES)[string]) => string[]) =>
+    Object.entries(FEATURES).flatMap(([flag, c]) =>
+      [variable(flag), ...(ISTIO_FEATURE_VARIABLES[flag] ?? [])].flatMap((name) =>
+        pick(c).map((value) => ({ flag, name, value, c })),
+      ),
     );
-    expect(await configFrom([], { [name]: 'false' })).toEqual(DEFAULTS);
+
+  it.each(cases((c) => c.set))('$argv turns --$flag on', async ({ argv, c }) => {
+    expect(await configFrom(argv, c.with)).toEqual({ ...DEFAULTS, ...c.gives });
   });
 
-  it('--native-nftables is refused; --force-apply is accepted (mesh-init always reconciles)', async () => {
-    expect((await usageErrorFrom(['--native-nftables'])).message).toBe(
-      refused('--native-nftables'),
-    );
-    expect(await configFrom(['--force-apply'])).toEqual(DEFAULTS);
+  it.each(envCases((c) => c.on))('$name=$value turns --$flag on', async ({ name, value, c }) => {
+    expect(await configFrom([], { ...c.with, [name]: value })).toEqual({ ...DEFAULTS, ...c.gives });
   });
 
-  const cases = (pick: (c: (typeof REFUSED)[string]) => string[][]) =>
-    Object.entries(REFUSED).flatMap(([flag, c]) => pick(c).map((argv) => ({ flag, argv })));
-  const envCases = (pick: (c: (typeof REFUSED)[string]) => string[]) =>
-    Object.entries(REFUSED).flatMap(([flag, c]) => pick(c).map((value) => ({ flag, value })));
-
-  it.each(cases((c) => c.set))('$argv is refused, naming --$flag', async ({ flag, argv }) => {
-    expect((await usageErrorFrom(argv)).message).toBe(refused(`--${flag}`));
-  });
-
-  it.each(envCases((c) => c.on))(
-    '--$flag from its variable = $value is refused',
-    async ({ flag, value }) => {
-      expect((await usageErrorFrom([], { [variable(flag)]: value })).message).toBe(
-        refused(`--${flag} (from ${variable(flag)})`),
-      );
-    },
-  );
-
-  it.each(cases((c) => c.unset))('$argv is accepted and changes nothing', async ({ argv }) => {
+  it.each(cases((c) => c.unset))('$argv leaves --$flag off', async ({ argv }) => {
     expect(await configFrom(argv)).toEqual(DEFAULTS);
   });
 
-  it.each(envCases((c) => c.off))(
-    '--$flag from its variable = "$value" is accepted',
-    async ({ flag, value }) => {
-      expect(await configFrom([], { [variable(flag)]: value })).toEqual(DEFAULTS);
-    },
-  );
-
-  it('a flag beats its variable here too', async () => {
-    expect(await configFrom(['--no-redirect-dns'], { MESH_INIT_REDIRECT_DNS: 'true' })).toEqual(
-      DEFAULTS,
-    );
-    expect(
-      (await usageErrorFrom(['--capture-all-dns'], { MESH_INIT_CAPTURE_ALL_DNS: 'false' })).message,
-    ).toBe(refused('--capture-all-dns'));
+  it.each(envCases((c) => c.off))('$name="$value" leaves --$flag off', async ({ name, value }) => {
+    expect(await configFrom([], { [name]: value })).toEqual(DEFAULTS);
   });
 
-  it.each(['yes', 'on', '2'])(
-    'a variable of a boolean one that is no boolean (%j) says so',
-    async (value) => {
-      expect((await usageErrorFrom([], { MESH_INIT_REDIRECT_DNS: value })).message).toBe(
-        `invalid --redirect-dns (from MESH_INIT_REDIRECT_DNS): expected true, false, 1 or 0, got "${value}"`,
+  it.each(envCases(() => ['yes', 'on', '2']))(
+    'a boolean variable that is no boolean ($name=$value) says so',
+    async ({ flag, name, value }) => {
+      expect((await usageErrorFrom([], { [name]: value })).message).toBe(
+        `invalid --${flag} (from ${name}): expected true, false, 1 or 0, got "${value}"`,
       );
     },
   );
 
-  it("Istio's injector argv asking for DNS capture is refused, not half applied", async () => {
+  it('a flag beats its variables here too', async () => {
+    expect(await configFrom(['--no-redirect-dns'], { ISTIO_META_DNS_CAPTURE: 'true' })).toEqual(
+      DEFAULTS,
+    );
+    expect(await configFrom(['--no-drop-invalid'], { INVALID_DROP: 'true' })).toEqual(DEFAULTS);
+    expect(
+      await configFrom(['-m', 'REDIRECT'], { ISTIO_INBOUND_INTERCEPTION_MODE: 'TPROXY' }),
+    ).toEqual(DEFAULTS);
+    expect(await configFrom(['-t', '5'], { INBOUND_TPROXY_MARK: 'not a mark' })).toEqual({
+      ...DEFAULTS,
+      ...tproxy(5, 133),
+    });
+  });
+
+  it("Istio's injector argv with DNS capture and TPROXY is taken as written", async () => {
     const argv = [
       'istio-iptables',
-      '-p',
-      '15001',
-      '-z',
-      '15006',
+      ...['-p', '15001', '-z', '15006', '-u', '1337', '-m', 'TPROXY'],
+      ...['-i', '*', '-x', '', '-b', '*', '-d', '15090,15021,15020'],
       '--redirect-dns',
       '--log_as_json',
     ];
-    expect((await usageErrorFrom(argv)).message).toBe(refused('--redirect-dns'));
+    expect(await configFrom(argv)).toEqual({
+      ...DEFAULTS,
+      ...TPROXY,
+      ...RESOLVERS,
+      proxyPort: 15001,
+      inboundCapturePort: 15006,
+      inboundExcludePorts: [15090, 15021, 15020],
+      logFormat: 'json',
+    });
+  });
+
+  it('--native-nftables is still refused; --force-apply is accepted (mesh-init always reconciles)', async () => {
+    expect((await usageErrorFrom(['--native-nftables'])).message).toBe(
+      'invalid --native-nftables: not supported yet (see the README)',
+    );
+    expect(await configFrom(['--force-apply'])).toEqual(DEFAULTS);
   });
 });
 
@@ -637,11 +812,13 @@ describe('bad values', () => {
     [['-x', '*'], cidr(exclude, '*')],
     [['-x', '1.2.3'], cidr(exclude, '1.2.3')],
     [
-      ['-m', 'TPROXY'],
-      'invalid --inbound-interception-mode: TPROXY is not supported yet, use REDIRECT (the default)',
+      ['-m', 'FOO'],
+      'invalid --inbound-interception-mode: expected one of REDIRECT, TPROXY, got "FOO"',
     ],
-    [['-m', 'FOO'], 'invalid --inbound-interception-mode: expected REDIRECT, got "FOO"'],
-    [['-m', 'redirect'], 'invalid --inbound-interception-mode: expected REDIRECT, got "redirect"'],
+    [
+      ['-m', 'redirect'],
+      'invalid --inbound-interception-mode: expected one of REDIRECT, TPROXY, got "redirect"',
+    ],
     [['--ipv6', 'maybe'], 'invalid --ipv6: expected one of auto, true, false, got "maybe"'],
     [['--ipv6', 'yes'], 'invalid --ipv6: expected one of auto, true, false, got "yes"'],
     [
@@ -668,9 +845,10 @@ describe('bad values', () => {
       ['--chain-prefix', ''],
       'invalid --chain-prefix: expected letters, digits, "_" or "-", starting with a letter, got ""',
     ],
+    // DROP_INVALID (mangle) is the longest owned chain: 16 + 12 = 28 characters.
     [
-      ['--chain-prefix', 'ABCDEFGHIJKLMNOPQR'],
-      'invalid --chain-prefix: expected at most 17 characters, got "ABCDEFGHIJKLMNOPQR"',
+      ['--chain-prefix', 'ABCDEFGHIJKLMNOPQ'],
+      'invalid --chain-prefix: expected at most 16 characters, got "ABCDEFGHIJKLMNOPQ"',
     ],
     [['-p', '15001', '-p', '15002'], 'invalid --proxy-port: given more than once'],
     [['-p', '15001', '--proxy-port', '15002'], 'invalid --proxy-port: given more than once'],
@@ -885,10 +1063,29 @@ describe('environment variables', () => {
       says: 'expected a non-negative integer up to 4294967294, got "wheel"',
     },
     'inbound-interception-mode': {
-      good: 'REDIRECT',
-      expect: {},
+      good: 'TPROXY',
+      expect: { inboundMode: 'tproxy' },
       bad: 'FOO',
-      says: 'expected REDIRECT, got "FOO"',
+      says: 'expected one of REDIRECT, TPROXY, got "FOO"',
+    },
+    'inbound-tproxy-mark': {
+      good: '1338',
+      expect: { tproxy: { mark: 1338, routeTable: 133 } },
+      bad: '0',
+      says: 'expected an integer 1-4294967294, got "0"',
+    },
+    'inbound-tproxy-route-table': {
+      good: '200',
+      expect: { tproxy: { mark: 1337, routeTable: 200 } },
+      bad: '255',
+      says: 'expected a table of its own, not default (253), main (254) or local (255), got "255"',
+    },
+    'dns-port': {
+      good: '5353',
+      with: { MESH_INIT_REDIRECT_DNS: 'true' },
+      expect: { dns: { capture: 'resolvers', port: 5353, resolvers: [] } },
+      bad: '0',
+      says: 'expected an integer 1-65535, got "0"',
     },
     'inbound-ports': {
       good: '8080',
@@ -1031,14 +1228,14 @@ describe('environment variables', () => {
     },
   };
 
-  // The refused flags' variables are tested with REFUSED (their good value is off,
-  // their bad one any value that turns them on), the argv-only flags have none.
+  // The boolean features' variables are tested with FEATURES (each of their values),
+  // the argv-only flags have none.
   const byVariable = FLAGS.filter((flag) => flag.name in CASES).flatMap((flag) =>
     flag.env.map((variable) => ({ flag: flag.name, variable })),
   );
 
-  it('every flag is in exactly one table: a case here, REFUSED, or argv only', () => {
-    const tables = [...Object.keys(CASES), ...Object.keys(REFUSED), ...ARGV_ONLY];
+  it('every flag is in exactly one table: a case here, FEATURES, or argv only', () => {
+    const tables = [...Object.keys(CASES), ...Object.keys(FEATURES), ...ARGV_ONLY];
     expect(new Set(tables).size).toBe(tables.length);
     expect(tables.sort()).toEqual(FLAGS.map((flag) => flag.name).sort());
     for (const flag of FLAGS) {
@@ -1059,6 +1256,8 @@ describe('environment variables', () => {
       { flag: 'proxy-port', variable: 'ENVOY_PORT' },
       { flag: 'inbound-capture-port', variable: 'INBOUND_CAPTURE_PORT' },
       { flag: 'inbound-interception-mode', variable: 'ISTIO_INBOUND_INTERCEPTION_MODE' },
+      { flag: 'inbound-tproxy-mark', variable: 'INBOUND_TPROXY_MARK' },
+      { flag: 'inbound-tproxy-route-table', variable: 'INBOUND_TPROXY_ROUTE_TABLE' },
       { flag: 'inbound-ports', variable: 'ISTIO_INBOUND_PORTS' },
       { flag: 'inbound-exclude-ports', variable: 'ISTIO_LOCAL_EXCLUDE_PORTS' },
       { flag: 'outbound-include-cidrs', variable: 'ISTIO_SERVICE_CIDR' },
@@ -1258,5 +1457,95 @@ describe('numbers of seconds', () => {
 
   it('--probe-timeout 0.001 is the shortest: 1 ms', async () => {
     expect((await configFrom(['--probe-timeout', '0.001'])).probe.timeoutMs).toBe(1);
+  });
+});
+
+describe('parseResolvConf: the nameservers DNS capture sends to the DNS port', () => {
+  it.each<[string, string, Config['outboundExcludeCidrs']]>([
+    [
+      "Kubernetes' ClusterFirst file",
+      'search default.svc.cluster.local svc.cluster.local cluster.local\nnameserver 10.96.0.10\noptions ndots:5\n',
+      [v4('10.96.0.10', 32)],
+    ],
+    [
+      'several, in order',
+      'nameserver 10.0.0.2\nnameserver 10.0.0.1\n',
+      [v4('10.0.0.2', 32), v4('10.0.0.1', 32)],
+    ],
+    [
+      'comment lines, # and ;',
+      '# nameserver 10.0.0.1\n; nameserver 10.0.0.2\nnameserver 10.0.0.3\n',
+      [v4('10.0.0.3', 32)],
+    ],
+    [
+      'a comment after the address',
+      'nameserver 10.0.0.1 # the cluster DNS\n',
+      [v4('10.0.0.1', 32)],
+    ],
+    ['blanks and tabs around', '  nameserver\t 10.0.0.4  \n', [v4('10.0.0.4', 32)]],
+    [
+      'CRLF line ends',
+      'nameserver 10.0.0.5\r\nnameserver 10.0.0.6\r\n',
+      [v4('10.0.0.5', 32), v4('10.0.0.6', 32)],
+    ],
+    ['no newline at the end', 'nameserver 10.0.0.7', [v4('10.0.0.7', 32)]],
+    ['a local resolver', 'nameserver 127.0.0.53\n', [v4('127.0.0.53', 32)]],
+    ['IPv6', 'nameserver fd00:10:96::a\n', [v6('fd00:10:96::a', 128)]],
+    [
+      'IPv6, normalised as ip6tables prints it',
+      'nameserver FD00:0010:0096:0:0:0:0:A\n',
+      [v6('fd00:10:96::a', 128)],
+    ],
+    [
+      'both families',
+      'nameserver fd00::a\nnameserver 10.0.0.1\n',
+      [v6('fd00::a', 128), v4('10.0.0.1', 32)],
+    ],
+    [
+      'a zone id is skipped',
+      'nameserver fe80::1%eth0\nnameserver 10.0.0.1\n',
+      [v4('10.0.0.1', 32)],
+    ],
+    ['duplicates once', 'nameserver 10.0.0.1\nnameserver 10.0.0.1\n', [v4('10.0.0.1', 32)]],
+    [
+      'IPv6 duplicates once, however written',
+      'nameserver fd00::a\nnameserver FD00:0::A\n',
+      [v6('fd00::a', 128)],
+    ],
+    [
+      'malformed lines are skipped',
+      'nameserver\nnameserver 10.0.0\nnameserver 300.1.1.1\nnameserver dns.example\nnameserver 10.0.0.0/8\nnameserver 10.0.0.9\n',
+      [v4('10.0.0.9', 32)],
+    ],
+    [
+      'other keywords',
+      'domain example.com\nsearch a b\noptions rotate\nnameserverx 10.0.0.1\n',
+      [],
+    ],
+    // The C library reads keywords case-sensitively.
+    ['NAMESERVER is not a keyword', 'NAMESERVER 10.0.0.1\n', []],
+    ['empty', '', []],
+  ])('%s', (_name, text, resolvers) => {
+    expect(parseResolvConf(text)).toEqual(resolvers);
+  });
+
+  it('withResolvers fills them in for --redirect-dns only', async () => {
+    const text = 'nameserver 10.96.0.10\nnameserver fd00::a\n';
+    const resolvers = await configFrom(['--redirect-dns', '--dns-port', '5353']);
+    expect(withResolvers(resolvers, text)).toEqual({
+      ...resolvers,
+      dns: {
+        capture: 'resolvers',
+        port: 5353,
+        resolvers: [v4('10.96.0.10', 32), v6('fd00::a', 128)],
+      },
+    });
+    // Capturing all DNS, or none, needs no resolvers: the config is returned as it is.
+    for (const argv of [['--redirect-dns', '--capture-all-dns'], []]) {
+      const config = await configFrom(argv);
+      expect(withResolvers(config, text)).toBe(config);
+    }
+    // Pure: the given config is not changed.
+    expect(resolvers.dns).toEqual({ capture: 'resolvers', port: 5353, resolvers: [] });
   });
 });
