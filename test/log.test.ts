@@ -90,6 +90,9 @@ describe('describeConfig and formatConfig', () => {
     'outbound-include-ports': '',
     'kube-virt-interfaces': '',
     'exclude-interfaces': '',
+    'inbound-interception-mode': 'REDIRECT',
+    'redirect-dns': 'false',
+    'drop-invalid': 'false',
     ipv6: 'auto',
     'iptables-backend': 'auto',
     'chain-prefix': 'ISTIO_',
@@ -140,6 +143,38 @@ describe('describeConfig and formatConfig', () => {
       ['--no-ipv6', '--iptables-backend', 'legacy', '--chain-prefix', 'MESH_'],
       { ipv6: 'false', 'iptables-backend': 'legacy', 'chain-prefix': 'MESH_' },
     ],
+    // TPROXY's mark and route table matter only with TPROXY, DNS's port only with DNS capture.
+    ['-t and -r without TPROXY: not shown', ['-t', '7', '-r', '77'], {}],
+    [
+      '-m TPROXY: its mark and route table are shown',
+      ['-m', 'TPROXY'],
+      {
+        'inbound-interception-mode': 'TPROXY',
+        'inbound-tproxy-mark': '1337',
+        'inbound-tproxy-route-table': '133',
+      },
+    ],
+    [
+      '-m TPROXY with -t and -r',
+      ['-m', 'TPROXY', '-t', '7', '-r', '77'],
+      {
+        'inbound-interception-mode': 'TPROXY',
+        'inbound-tproxy-mark': '7',
+        'inbound-tproxy-route-table': '77',
+      },
+    ],
+    ['--dns-port without --redirect-dns: not shown', ['--dns-port', '5353'], {}],
+    [
+      '--redirect-dns: the port and whether all DNS is captured',
+      ['--redirect-dns'],
+      { 'redirect-dns': 'true', 'capture-all-dns': 'false', 'dns-port': '15053' },
+    ],
+    [
+      '--redirect-dns --capture-all-dns --dns-port',
+      ['--redirect-dns', '--capture-all-dns', '--dns-port', '5353'],
+      { 'redirect-dns': 'true', 'capture-all-dns': 'true', 'dns-port': '5353' },
+    ],
+    ['--drop-invalid', ['--drop-invalid'], { 'drop-invalid': 'true' }],
     ['--dry-run', ['--dry-run'], { mode: 'apply (dry-run)' }],
     ['--cleanup', ['--cleanup'], { mode: 'cleanup' }],
     ['--cleanup --dry-run', ['--cleanup', '--dry-run'], { mode: 'cleanup (dry-run)' }],
@@ -190,13 +225,20 @@ describe('describeConfig and formatConfig', () => {
 
   it('formatConfig: key=value in that order, "" for an empty value', async () => {
     expect(formatConfig(await configFrom([]))).toBe(
-      'mode=apply proxy-port=15001 inbound-capture-port=15001 proxy-uid=1337 proxy-gid=1337 inbound-ports=* inbound-exclude-ports="" outbound-include-cidrs=* outbound-exclude-cidrs="" outbound-exclude-ports="" outbound-include-ports="" kube-virt-interfaces="" exclude-interfaces="" ipv6=auto iptables-backend=auto chain-prefix=ISTIO_ wait=10 max-retries=3 retry-interval=1 run-validation=false',
+      'mode=apply proxy-port=15001 inbound-capture-port=15001 proxy-uid=1337 proxy-gid=1337 inbound-ports=* inbound-exclude-ports="" outbound-include-cidrs=* outbound-exclude-cidrs="" outbound-exclude-ports="" outbound-include-ports="" kube-virt-interfaces="" exclude-interfaces="" inbound-interception-mode=REDIRECT redirect-dns=false drop-invalid=false ipv6=auto iptables-backend=auto chain-prefix=ISTIO_ wait=10 max-retries=3 retry-interval=1 run-validation=false',
     );
     expect(formatConfig(await configFrom(['--dry-run', '-b', '', '-o', '22,53']))).toMatch(
       /^mode=apply \(dry-run\) .* inbound-ports="" .* outbound-exclude-ports=22,53 /,
     );
     expect(formatConfig(await configFrom(['-k', 'eth1,veth+', '-c', 'eth2']))).toContain(
-      ' outbound-include-ports="" kube-virt-interfaces=eth1,veth+ exclude-interfaces=eth2 ipv6=auto ',
+      ' outbound-include-ports="" kube-virt-interfaces=eth1,veth+ exclude-interfaces=eth2 inbound-interception-mode=REDIRECT ',
+    );
+    expect(
+      formatConfig(
+        await configFrom(['-m', 'TPROXY', '--redirect-dns', '--capture-all-dns', '--drop-invalid']),
+      ),
+    ).toContain(
+      ' exclude-interfaces="" inbound-interception-mode=TPROXY inbound-tproxy-mark=1337 inbound-tproxy-route-table=133 redirect-dns=true capture-all-dns=true dns-port=15053 drop-invalid=true ipv6=auto ',
     );
   });
 
@@ -204,12 +246,18 @@ describe('describeConfig and formatConfig', () => {
   // does, so a log tells whether a run validated and how long it waited; the mode
   // folds in --dry-run, --cleanup, --check and --skip-rule-apply.
   it('names every setting that changes what a run does', async () => {
-    const described = describeConfig(await configFrom(['--skip-rule-apply', '--run-validation']));
+    // Each feature on, so that the settings shown only with it (-t, -r, --dns-port) show.
+    const described = describeConfig(
+      await configFrom([
+        ...['--skip-rule-apply', '--run-validation'],
+        ...['-m', 'TPROXY', '--redirect-dns', '--drop-invalid'],
+      ]),
+    );
     const shown = Object.keys(described);
-    // In the mode (--skip-rule-apply as "validate only"), one choice only, or output only.
+    // In the mode (--skip-rule-apply as "validate only"), output only, or refused.
     const folded = [
       ...['dry-run', 'cleanup', 'check', 'skip-rule-apply'],
-      ...['inbound-interception-mode', 'log-format', 'log_as_json', 'log_output_level'],
+      ...['log-format', 'log_as_json', 'log_output_level'],
       // Accepted from Istio's injector without effect: mesh-init always reconciles.
       'force-apply',
     ];
@@ -222,12 +270,9 @@ describe('describeConfig and formatConfig', () => {
     expect(described.mode).toBe('validate only');
   });
 
-  // Istio's features that are not built are refused when set, so a run that logs a
-  // config line never has them: they are left out of it, and this is why.
+  // Istio's feature that is not built is refused when set, so a run that logs a
+  // config line never has it: it is left out of it, and this is why.
   const REFUSED: Record<string, string[]> = {
-    'redirect-dns': ['--redirect-dns'],
-    'capture-all-dns': ['--capture-all-dns'],
-    'drop-invalid': ['--drop-invalid'],
     'native-nftables': ['--native-nftables'],
   };
   it.each(Object.entries(REFUSED))('--%s is left out: set, it is refused', async (flag, argv) => {
