@@ -1,11 +1,13 @@
 /**
- * The nat plan of each meaningful configuration, pinned as the exact restore text
- * (golden files under test/golden, `npm run update-golden` rewrites them), plus the
- * properties of the plan data that a golden cannot state clearly.
+ * The plan of each meaningful configuration, pinned as the exact restore text of
+ * every table it writes (golden files under test/golden, `npm run update-golden`
+ * rewrites them), plus the properties of the plan data that a golden cannot state
+ * clearly: the nat table's, then those of mangle (TPROXY, --drop-invalid) and raw
+ * (the conntrack zones of DNS capture).
  */
 import { describe, expect, it } from 'vitest';
-import type { Config } from '../src/config.js';
-import { planRules } from '../src/plan.js';
+import { type Config, withResolvers } from '../src/config.js';
+import { planMangle, planRaw, planRules, planTables } from '../src/plan.js';
 import { planTransaction } from '../src/reconcile.js';
 import { renderRestore, renderRule } from '../src/render.js';
 import {
@@ -13,9 +15,11 @@ import {
   chainName,
   type Family,
   type Match,
-  type NatPlan,
   OWNED_CHAINS,
+  type OwnedChain,
   type Rule,
+  TABLES,
+  type TablePlan,
 } from '../src/rules.js';
 import { EMPTY_STATE } from '../src/state.js';
 import { configFrom } from './config-from.js';
@@ -23,13 +27,47 @@ import { configFrom } from './config-from.js';
 const textFor = (config: Config, family: Family) =>
   renderRestore(planTransaction(planRules(config, family), EMPTY_STATE, config.chainPrefix));
 
+/** What dry-run prints for a fresh namespace: the text of every table the plan writes. */
+const tablesTextFor = (config: Config, family: Family) =>
+  planTables(config, family)
+    .map((plan) => renderRestore(planTransaction(plan, EMPTY_STATE, config.chainPrefix)))
+    .join('');
+
+/** A pod's resolv.conf with a resolver of each family (and one with a zone, which is skipped). */
+const RESOLV_CONF = [
+  'search default.svc.cluster.local svc.cluster.local cluster.local',
+  'nameserver 10.96.0.10',
+  'nameserver fd00:10:96::a',
+  'nameserver fe80::1%eth0',
+  'options ndots:5',
+  '',
+].join('\n');
+
+/** argv → Config, with the resolvers of RESOLV_CONF as the shell gives them to --redirect-dns. */
+const configOf = async (argv: readonly string[], resolvConf = RESOLV_CONF) =>
+  withResolvers(await configFrom(argv), resolvConf);
+
+/** The nat chains of a plan without DNS capture, in declaration order. */
+const NAT_CHAINS: readonly OwnedChain[] = ['INBOUND', 'REDIRECT', 'IN_REDIRECT', 'OUTPUT'];
+
 const ISTIO_INJECTOR = [
   ...['-p', '15001', '-z', '15006', '-u', '1337', '-m', 'REDIRECT'],
   ...['-i', '*', '-x', '', '-b', '*', '-d', '15090,15021,15020'],
 ];
 
-/** One golden per meaningful configuration and family: test/golden/<name>.<family>.golden */
-const GOLDEN: readonly { name: string; argv: string[]; families: Family[] }[] = [
+const TPROXY_INJECTOR = ISTIO_INJECTOR.map((arg) => (arg === 'REDIRECT' ? 'TPROXY' : arg));
+
+/**
+ * One golden per meaningful configuration and family: test/golden/<name>.<family>.golden,
+ * every table the plan writes (nat alone for most), as dry-run prints it for a fresh pod.
+ */
+const GOLDEN: readonly {
+  name: string;
+  argv: string[];
+  families: Family[];
+  /** The pod's /etc/resolv.conf, for --redirect-dns. */
+  resolvConf?: string;
+}[] = [
   { name: 'default', argv: ['-p', '15001', '-u', '1337'], families: ['ipv4', 'ipv6'] },
   { name: 'istio-injector', argv: ISTIO_INJECTOR, families: ['ipv4', 'ipv6'] },
   { name: 'inbound-ports', argv: ['-b', '8080,9090'], families: ['ipv4'] },
@@ -73,14 +111,65 @@ const GOLDEN: readonly { name: string; argv: string[]; families: Family[] }[] = 
   },
   // No inbound capture, yet PREROUTING stays hooked for the VM's traffic.
   { name: 'kube-virt-interfaces-no-inbound', argv: ['-k', 'eth1', '-b', ''], families: ['ipv4'] },
+  // TPROXY: inbound capture moves from nat to mangle; nat keeps the outbound rules.
+  { name: 'tproxy', argv: TPROXY_INJECTOR, families: ['ipv4', 'ipv6'] },
+  // Only some ports, another mark (and mark + 1) and route table.
+  {
+    name: 'tproxy-inbound-ports',
+    argv: ['-m', 'TPROXY', '-b', '8080,9090', '-t', '4096', '-r', '134'],
+    families: ['ipv4'],
+  },
+  // -c and -k in both tables: nat keeps the -k rules, mangle RETURNs for both.
+  {
+    name: 'tproxy-interfaces',
+    argv: ['-m', 'TPROXY', '-k', 'eth1', '-c', 'eth2'],
+    families: ['ipv4'],
+  },
+  // Nothing inbound to capture: no mangle table at all (and no policy route).
+  { name: 'tproxy-no-inbound', argv: ['-m', 'TPROXY', '-b', ''], families: ['ipv4'] },
+  // DNS to the resolvers of resolv.conf (each family its own) goes to 15053; raw zones.
+  { name: 'dns', argv: ['--redirect-dns'], families: ['ipv4', 'ipv6'], resolvConf: RESOLV_CONF },
+  {
+    name: 'dns-owners',
+    argv: ['--redirect-dns', '-u', '1337,0', '-g', '1338'],
+    families: ['ipv4'],
+    resolvConf: RESOLV_CONF,
+  },
+  // DNS to any address, to another port.
+  {
+    name: 'dns-capture-all',
+    argv: ['--redirect-dns', '--capture-all-dns', '--dns-port', '15054'],
+    families: ['ipv4', 'ipv6'],
+  },
+  { name: 'drop-invalid', argv: ['--drop-invalid'], families: ['ipv4', 'ipv6'] },
+  // Issue 5 all at once: nat, mangle (--drop-invalid first) and raw.
+  {
+    name: 'all-features',
+    argv: [...TPROXY_INJECTOR, '--redirect-dns', '--drop-invalid'],
+    families: ['ipv4', 'ipv6'],
+    resolvConf: RESOLV_CONF,
+  },
+  {
+    name: 'all-features-capture-all-dns',
+    argv: [
+      '-m',
+      'TPROXY',
+      '--redirect-dns',
+      '--capture-all-dns',
+      '--drop-invalid',
+      '--chain-prefix',
+      'ABCDEFGHIJKLMNOP',
+    ],
+    families: ['ipv4'],
+  },
 ];
 
 describe('golden restore text per configuration', () => {
-  const cases = GOLDEN.flatMap(({ name, argv, families }) =>
-    families.map((family) => ({ name, argv, family })),
+  const cases = GOLDEN.flatMap(({ name, argv, families, resolvConf }) =>
+    families.map((family) => ({ name, argv, family, resolvConf })),
   );
-  it.each(cases)('$name ($family): $argv', async ({ name, argv, family }) => {
-    const text = textFor(await configFrom(argv), family);
+  it.each(cases)('$name ($family): $argv', async ({ name, argv, family, resolvConf }) => {
+    const text = tablesTextFor(await configOf(argv, resolvConf ?? ''), family);
     await expect(text).toMatchFileSnapshot(`./golden/${name}.${family}.golden`);
   });
 });
@@ -97,19 +186,35 @@ const VARIED: readonly string[][] = [
   ['-i', '', '-x', '10.96.0.0/12,fd00:10:96::/112', '-q', '443,8443'],
   ['-u', '1337,0', '-g', '1337,1338'],
   ['--chain-prefix', 'MESH_'],
-  ['--chain-prefix', 'ABCDEFGHIJKLMNOPQ'],
+  ['--chain-prefix', 'ABCDEFGHIJKLMNOP'],
   ['-c', 'eth1,veth+', '-d', '22'],
   ['-c', 'eth1', '-b', ''],
   ['-k', 'eth1,eth2', '-c', 'eth3', '-b', '8080', '-d', '22'],
   ['-k', 'eth1', '-i', '10.96.0.0/12,fd00::/64', '-c', 'eth2', '-o', '53'],
   ['-k', 'eth1', '-b', ''],
   ['-k', 'veth+', '-i', ''],
+  // Issue 5: the nat properties hold with TPROXY and DNS capture too.
+  ['-m', 'TPROXY', '-z', '15006', '-d', '22'],
+  ['-m', 'TPROXY', '-k', 'eth1', '-c', 'eth2', '-b', '8080'],
+  ['-m', 'TPROXY', '-b', ''],
+  ['--redirect-dns'],
+  ['--redirect-dns', '--capture-all-dns', '-u', '1337,0', '-o', '22'],
+  [
+    '--drop-invalid',
+    '-m',
+    'TPROXY',
+    '--redirect-dns',
+    '-c',
+    'eth1',
+    '--chain-prefix',
+    'ABCDEFGHIJKLMNOP',
+  ],
 ];
 const FAMILIES: readonly Family[] = ['ipv4', 'ipv6'];
-const everyPlan = async (): Promise<{ argv: string[]; config: Config; plan: NatPlan }[]> => {
+const everyPlan = async (): Promise<{ argv: string[]; config: Config; plan: TablePlan }[]> => {
   const plans = [];
   for (const argv of VARIED) {
-    const config = await configFrom(argv);
+    const config = await configOf(argv);
     for (const family of FAMILIES) plans.push({ argv, config, plan: planRules(config, family) });
   }
   return plans;
@@ -121,7 +226,7 @@ function cidrsOf(rule: Rule): Cidr[] {
   );
 }
 
-const ownedRules = (plan: NatPlan, chain: string) =>
+const ownedRules = (plan: TablePlan, chain: string) =>
   plan.rules.filter((r) => r.chain.kind === 'owned' && r.chain.name === chain);
 const isProtocol = (m: Match, proto: string) => m.kind === 'protocol' && m.proto === proto;
 
@@ -187,7 +292,7 @@ describe('plan properties', () => {
         expect(rule.why.trim()).not.toBe('');
         // render.ts puts why between double quotes without escaping.
         expect(rule.why).not.toMatch(/["\\\n]/);
-        expect(renderRule(rule, config.chainPrefix)).toContain(
+        expect(renderRule(rule, config.chainPrefix, plan.family)).toContain(
           ` -m comment --comment "mesh-init: ${rule.why}" -j `,
         );
       }
@@ -202,13 +307,17 @@ describe('plan properties', () => {
   it('owned chains all share the prefix; only PREROUTING and OUTPUT are hooked', async () => {
     for (const { config, plan } of await everyPlan()) {
       const prefix = config.chainPrefix;
-      expect([...plan.chains].sort()).toEqual([...OWNED_CHAINS].sort());
+      // ISTIO_OUTPUT_DNS only where this family has DNS to capture.
+      const dns = plan.rules.some((r) => r.chain.name === 'OUTPUT_DNS');
+      const chains = dns ? [...NAT_CHAINS, 'OUTPUT_DNS'] : NAT_CHAINS;
+      expect(plan.chains).toEqual(chains);
+      expect(OWNED_CHAINS.nat).toEqual(expect.arrayContaining([...plan.chains]));
       const text = textFor(config, plan.family);
       const declared = text
         .split('\n')
         .filter((l) => l.startsWith(':'))
         .map((l) => l.slice(1).split(' ')[0] ?? '');
-      expect(declared).toEqual(OWNED_CHAINS.map((c) => `${prefix}${c}`));
+      expect(declared).toEqual(chains.map((c) => `${prefix}${c}`));
       for (const name of declared) expect(name.length).toBeLessThanOrEqual(28);
       for (const rule of plan.rules) {
         const chain = chainName(prefix, rule.chain);
@@ -297,8 +406,9 @@ describe('plan properties', () => {
   it("outbound: the proxy's own traffic returns before any capture of outbound traffic", async () => {
     for (const { config, plan } of await everyPlan()) {
       const rules = ownedRules(plan, 'OUTPUT');
+      // DNS capture too: the proxy's own queries go upstream, not back to itself.
       const toRedirect = rules.flatMap((r, i) =>
-        r.target.kind === 'jump' && r.target.chain === 'REDIRECT' ? [i] : [],
+        r.target.kind === 'jump' && ['REDIRECT', 'OUTPUT_DNS'].includes(r.target.chain) ? [i] : [],
       );
       const ownerReturns = rules.flatMap((r, i) =>
         r.target.kind === 'return' && r.matches.some((m) => m.kind === 'owner') ? [i] : [],
@@ -341,8 +451,13 @@ describe('plan properties', () => {
           ? [i]
           : [],
       );
+      // (The proxy's jump to its own pod IP skips port 53 with DNS capture: no -q jump.)
       const includes = rules.flatMap((r, i) =>
-        r.target.kind === 'jump' && r.matches.some((m) => m.kind === 'destinationPort') ? [i] : [],
+        r.target.kind === 'jump' &&
+        r.target.chain === 'REDIRECT' &&
+        r.matches.some((m) => m.kind === 'destinationPort')
+          ? [i]
+          : [],
       );
       expect(includes).toHaveLength(config.outboundIncludePorts.length);
       if (excludes.length > 0 && includes.length > 0) {
@@ -370,7 +485,8 @@ describe('plan properties', () => {
       );
       expect(hooks).toHaveLength(1);
       const udp = plan.rules.some((r) => r.matches.some((m) => isProtocol(m, 'udp')));
-      expect(udp).toBe(config.outboundExcludePorts.length > 0);
+      const dns = ownedRules(plan, 'OUTPUT_DNS').length > 0;
+      expect(udp).toBe(config.outboundExcludePorts.length > 0 || dns);
       expect(hooks[0]?.matches).toEqual(udp ? [] : [{ kind: 'protocol', proto: 'tcp' }]);
       expect(hooks[0]?.target).toEqual({ kind: 'jump', chain: 'OUTPUT' });
     }
@@ -468,7 +584,7 @@ describe('plan properties: interfaces (-c, -k)', () => {
         const inbound = ownedRules(without, 'INBOUND');
         expect(ownedRules(withC, 'INBOUND').slice(inbound.length > 0 ? n : 0)).toEqual(inbound);
         // The hooks are the same: an excluded interface alone needs no PREROUTING hook.
-        const hooks = (p: NatPlan) => p.rules.filter((r) => r.chain.kind === 'builtin');
+        const hooks = (p: TablePlan) => p.rules.filter((r) => r.chain.kind === 'builtin');
         expect(hooks(withC)).toEqual(hooks(without));
       }
     }
@@ -593,7 +709,7 @@ describe('plan properties: interfaces (-c, -k)', () => {
       for (const family of FAMILIES) {
         const withK = planRules(config, family);
         const withoutK = planRules({ ...config, kubeVirtInterfaces: [] }, family);
-        const outbound = (p: NatPlan) =>
+        const outbound = (p: TablePlan) =>
           p.rules.filter(
             (r) =>
               r.chain.name === 'OUTPUT' ||
@@ -602,5 +718,454 @@ describe('plan properties: interfaces (-c, -k)', () => {
         expect(outbound(withK)).toEqual(outbound(withoutK));
       }
     }
+  });
+});
+
+describe('plan properties: every table (TPROXY, DNS capture, --drop-invalid)', () => {
+  const everyTable = async () => {
+    const plans: { argv: string[]; config: Config; plan: TablePlan }[] = [];
+    for (const argv of VARIED) {
+      const config = await configOf(argv);
+      for (const family of FAMILIES) {
+        for (const plan of planTables(config, family)) plans.push({ argv, config, plan });
+      }
+    }
+    return plans;
+  };
+  const hooks = (plan: TablePlan | undefined) =>
+    plan?.rules.filter((r) => r.chain.kind === 'builtin') ?? [];
+  const jumpsTo = (plan: TablePlan, chain: OwnedChain) =>
+    plan.rules.filter((r) => r.target.kind === 'jump' && r.target.chain === chain);
+
+  it('nat always, mangle for TPROXY (with inbound capture) or --drop-invalid, raw for DNS to capture', async () => {
+    const seen = new Set<string>();
+    for (const argv of VARIED) {
+      const config = await configOf(argv);
+      for (const family of FAMILIES) {
+        const tables = planTables(config, family).map((p) => p.table);
+        seen.add(tables.join(','));
+        const tproxy = config.inboundMode === 'tproxy' && config.inboundPorts.kind !== 'none';
+        const dns =
+          config.dns.capture === 'all' ||
+          (config.dns.capture === 'resolvers' &&
+            config.dns.resolvers.some((cidr) => cidr.family === family));
+        expect(tables).toEqual(
+          TABLES.filter(
+            (t) =>
+              t === 'nat' ||
+              (t === 'mangle' && (tproxy || config.dropInvalid)) ||
+              (t === 'raw' && dns),
+          ),
+        );
+        // planTables is planRules, planMangle and planRaw, in TABLES order.
+        expect(planTables(config, family)).toEqual(
+          [planRules(config, family), planMangle(config, family), planRaw(config, family)].filter(
+            (p) => p !== undefined,
+          ),
+        );
+      }
+    }
+    // Guards the loop against passing with fewer kinds of plans than it claims.
+    expect(seen).toEqual(new Set(['nat', 'nat,mangle', 'nat,raw', 'nat,mangle,raw']));
+  });
+
+  it("owned chains: only the table's own, in its order; every jump and rule stays inside the plan", async () => {
+    for (const { config, plan } of await everyTable()) {
+      const prefix = config.chainPrefix;
+      const order = OWNED_CHAINS[plan.table];
+      expect(plan.chains.map((c) => order.indexOf(c))).toEqual(
+        plan.chains.map((c) => order.indexOf(c)).sort((a, b) => a - b),
+      );
+      expect(order).toEqual(expect.arrayContaining([...plan.chains]));
+      for (const chain of plan.chains)
+        expect(chainName(prefix, chain).length).toBeLessThanOrEqual(28);
+      for (const rule of plan.rules) {
+        if (rule.chain.kind === 'builtin')
+          expect(['PREROUTING', 'OUTPUT']).toContain(rule.chain.name);
+        else expect(plan.chains).toContain(rule.chain.name);
+        if (rule.target.kind === 'jump') expect(plan.chains).toContain(rule.target.chain);
+      }
+    }
+  });
+
+  it('mangle and raw: every owned chain holds rules and is reached from a hook', async () => {
+    let tables = 0;
+    for (const { plan } of await everyTable()) {
+      if (plan.table === 'nat') continue;
+      tables++;
+      const reached = new Set<OwnedChain>();
+      const visit = (chain: OwnedChain) => {
+        if (reached.has(chain)) return;
+        reached.add(chain);
+        for (const rule of plan.rules) {
+          if (
+            rule.chain.name === chain &&
+            rule.chain.kind === 'owned' &&
+            rule.target.kind === 'jump'
+          ) {
+            visit(rule.target.chain);
+          }
+        }
+      };
+      for (const hook of hooks(plan)) if (hook.target.kind === 'jump') visit(hook.target.chain);
+      expect([...reached].sort()).toEqual([...plan.chains].sort());
+      for (const chain of plan.chains) {
+        expect(plan.rules.some((r) => r.chain.kind === 'owned' && r.chain.name === chain)).toBe(
+          true,
+        );
+      }
+    }
+    expect(tables).toBeGreaterThan(4);
+  });
+
+  it('every rule of every table: a why, a protocol before its ports, rendered as its comment', async () => {
+    for (const { config, plan } of await everyTable()) {
+      const text = tablesTextFor(config, plan.family);
+      for (const rule of plan.rules) {
+        expect(rule.why).not.toMatch(/^\s*$|["\\\n]/);
+        rule.matches.forEach((m, i) => {
+          if (m.kind === 'destinationPort' || m.kind === 'sourcePort') {
+            expect(rule.matches.slice(0, i).some((p) => p.kind === 'protocol')).toBe(true);
+          }
+        });
+        expect(text).toContain(`${renderRule(rule, config.chainPrefix, plan.family)}\n`);
+      }
+    }
+  });
+
+  // The kernel refuses -i in a chain reached from OUTPUT and -o in one reached from
+  // PREROUTING: the whole restore would fail.
+  it('-i only in the inbound path, -o only in the outbound path, in mangle and raw too', async () => {
+    for (const { plan } of await everyTable()) {
+      // Owned and kernel chains share names (OUTPUT): kernel ones are keyed by name alone.
+      const key = (chain: TablePlan['rules'][number]['chain']) =>
+        chain.kind === 'builtin' ? chain.name : `owned ${chain.name}`;
+      const fromHook = (hook: 'PREROUTING' | 'OUTPUT') => {
+        const chains = new Set<string>([hook]);
+        for (let grew = true; grew; ) {
+          grew = false;
+          for (const rule of plan.rules) {
+            const target = rule.target.kind === 'jump' ? `owned ${rule.target.chain}` : undefined;
+            if (chains.has(key(rule.chain)) && target !== undefined && !chains.has(target)) {
+              chains.add(target);
+              grew = true;
+            }
+          }
+        }
+        return chains;
+      };
+      const inbound = fromHook('PREROUTING');
+      const outbound = fromHook('OUTPUT');
+      for (const rule of plan.rules) {
+        for (const match of rule.matches) {
+          if (match.kind === 'inInterface') {
+            expect(inbound.has(key(rule.chain)) && !outbound.has(key(rule.chain))).toBe(true);
+          }
+          if (match.kind === 'outInterface') {
+            expect(outbound.has(key(rule.chain)) && !inbound.has(key(rule.chain))).toBe(true);
+          }
+        }
+      }
+    }
+  });
+
+  describe('TPROXY', () => {
+    it.each<[string[], number, number, number]>([
+      [['-m', 'TPROXY'], 15001, 1337, 133],
+      [['-m', 'TPROXY', '-z', '15006', '-t', '4096', '-r', '7'], 15006, 4096, 7],
+      [['-m', 'TPROXY', '-p', '15009', '-t', '4294967294'], 15009, 4294967294, 133],
+    ])(
+      '%j: TPROXY to the inbound capture port with the mark, mark + 1 for the proxy',
+      async (argv, port, mark) => {
+        const config = await configOf(argv);
+        for (const family of FAMILIES) {
+          const plan = planMangle(config, family);
+          if (plan === undefined) throw new Error('expected a mangle plan');
+          const targets = plan.rules.map((r) => r.target);
+          expect(targets).toContainEqual({ kind: 'tproxy', toPort: port, mark });
+          // DIVERT marks with the mark; the proxy's own calls to its pod IP get mark + 1.
+          expect(ownedRules(plan, 'DIVERT').map((r) => r.target)).toEqual([
+            { kind: 'setMark', mark },
+            { kind: 'accept' },
+          ]);
+          expect(
+            ownedRules(plan, 'OUTPUT').filter((r) => r.target.kind === 'setMark'),
+          ).toHaveLength(config.proxyUids.length + config.proxyGids.length);
+          for (const rule of ownedRules(plan, 'OUTPUT').filter(
+            (r) => r.target.kind === 'setMark',
+          )) {
+            expect(rule.target).toEqual({ kind: 'setMark', mark: mark + 1 });
+          }
+          expect(ownedRules(plan, 'INBOUND').flatMap((r) => r.matches)).toContainEqual({
+            kind: 'mark',
+            mark: mark + 1,
+            negate: true,
+          });
+          // Marks are rendered as iptables-save prints them, so --check compares them exactly.
+          const text = tablesTextFor(config, family);
+          expect(text).toContain(`--tproxy-mark 0x${mark.toString(16)}/0xffffffff`);
+          expect(text).toContain(`--set-xmark 0x${(mark + 1).toString(16)}/0xffffffff`);
+          expect(text).not.toMatch(/--(set-x|tproxy-)?mark (?!0x)/);
+        }
+      },
+    );
+
+    it('only PREROUTING reaches the TPROXY target (the kernel allows it nowhere else)', async () => {
+      for (const { plan } of (await everyTable()).filter((p) => p.plan.table === 'mangle')) {
+        if (!plan.chains.includes('TPROXY')) continue;
+        expect(
+          jumpsTo(plan, 'TPROXY').every(
+            (r) => r.chain.name === 'INBOUND' && r.chain.kind === 'owned',
+          ),
+        ).toBe(true);
+        expect(jumpsTo(plan, 'INBOUND').map((r) => r.chain)).toEqual([
+          { kind: 'builtin', name: 'PREROUTING' },
+        ]);
+        expect(
+          plan.rules.filter((r) => r.target.kind === 'tproxy').map((r) => r.chain.name),
+        ).toEqual(['TPROXY']);
+      }
+    });
+
+    it('inbound capture leaves nat: no ISTIO_INBOUND rule but the -k ones, PREROUTING only for -k', async () => {
+      for (const argv of [
+        ['-m', 'TPROXY'],
+        ['-m', 'TPROXY', '-b', '8080', '-d', '22'],
+        ['-m', 'TPROXY', '-k', 'eth1', '-c', 'eth2'],
+      ]) {
+        const config = await configOf(argv);
+        for (const family of FAMILIES) {
+          const nat = planRules(config, family);
+          const inbound = ownedRules(nat, 'INBOUND');
+          expect(
+            inbound.every((r) => r.target.kind !== 'jump' || r.target.chain !== 'IN_REDIRECT'),
+          ).toBe(true);
+          const virt = config.kubeVirtInterfaces.length > 0;
+          expect(inbound.length > 0).toBe(virt);
+          expect(hooks(nat).filter((r) => r.chain.name === 'PREROUTING')).toHaveLength(
+            virt ? 1 : 0,
+          );
+          // The outbound side is REDIRECT's, unchanged.
+          const redirect = planRules({ ...config, inboundMode: 'redirect' }, family);
+          expect(ownedRules(nat, 'OUTPUT')).toEqual(ownedRules(redirect, 'OUTPUT'));
+        }
+      }
+    });
+
+    it('-d RETURNs and -b jumps in mangle: excluded ports first, one TPROXY jump per listed port', async () => {
+      const plan = planMangle(
+        await configOf(['-m', 'TPROXY', '-b', '8080,9090', '-d', '15090']),
+        'ipv4',
+      );
+      if (plan === undefined) throw new Error('expected a mangle plan');
+      const rules = ownedRules(plan, 'INBOUND');
+      const excluded = rules.findIndex((r) =>
+        r.matches.some((m) => m.kind === 'destinationPort' && m.port === 15090),
+      );
+      const captured = rules.flatMap((r, i) =>
+        r.target.kind === 'jump' && r.target.chain === 'TPROXY' ? [i] : [],
+      );
+      expect(rules[excluded]?.target).toEqual({ kind: 'return' });
+      expect(captured.map((i) => rules[i]?.matches)).toEqual([
+        [
+          { kind: 'protocol', proto: 'tcp' },
+          { kind: 'destinationPort', port: 8080 },
+        ],
+        [
+          { kind: 'protocol', proto: 'tcp' },
+          { kind: 'destinationPort', port: 9090 },
+        ],
+      ]);
+      expect(excluded).toBeLessThan(Math.min(...captured));
+    });
+
+    it.each([
+      [['-t', '7', '-r', '77']],
+      [['-m', 'TPROXY', '-b', '']],
+      [['-m', 'REDIRECT', '-t', '7']],
+    ])('%j: no TPROXY rules, so no mangle table', async (argv) => {
+      const config = await configOf(argv);
+      for (const family of FAMILIES) {
+        expect(planMangle(config, family)).toBeUndefined();
+        expect(planTables(config, family).map((p) => p.table)).toEqual(['nat']);
+      }
+    });
+  });
+
+  describe('DNS capture', () => {
+    const tcp: Match = { kind: 'protocol', proto: 'tcp' };
+    const udp: Match = { kind: 'protocol', proto: 'udp' };
+    const port53: Match = { kind: 'destinationPort', port: 53 };
+
+    it.each<[string, string, Family, string[]]>([
+      ['one resolver per family', RESOLV_CONF, 'ipv4', ['10.96.0.10/32']],
+      ['one resolver per family', RESOLV_CONF, 'ipv6', ['fd00:10:96::a/128']],
+      [
+        'two of one family, kept in order',
+        'nameserver 10.0.0.2\nnameserver 10.0.0.1\n',
+        'ipv4',
+        ['10.0.0.2/32', '10.0.0.1/32'],
+      ],
+      ['a local resolver (systemd-resolved)', 'nameserver 127.0.0.53\n', 'ipv4', ['127.0.0.53/32']],
+    ])(
+      '%s (%s): TCP and UDP to each resolver go to the DNS port',
+      async (_name, resolvConf, family, resolvers) => {
+        const config = await configOf(['--redirect-dns', '--dns-port', '15054'], resolvConf);
+        const rules = ownedRules(planRules(config, family), 'OUTPUT_DNS');
+        expect(rules.map((r) => [r.matches, r.target])).toEqual(
+          resolvers.flatMap((cidr) => {
+            const [address = '', prefix = ''] = cidr.split('/');
+            const to: Match = {
+              kind: 'destination',
+              cidr: { family, address, prefix: Number(prefix) },
+            };
+            return [
+              [[tcp, port53, to], { kind: 'redirect', toPort: 15054 }],
+              [[udp, port53, to], { kind: 'redirect', toPort: 15054 }],
+            ];
+          }),
+        );
+      },
+    );
+
+    it.each<[string, string]>([
+      ['no resolver of this family', 'nameserver 10.96.0.10\n'],
+      ['no nameserver at all', 'search cluster.local\n'],
+      ['an empty resolv.conf', ''],
+    ])(
+      '%s: the ipv6 plan is exactly the plan without DNS capture, and no raw table',
+      async (_name, resolvConf) => {
+        const config = await configOf(['--redirect-dns'], resolvConf);
+        const off = { ...config, dns: { capture: 'off' } as const };
+        expect(planRules(config, 'ipv6')).toEqual(planRules(off, 'ipv6'));
+        expect(planRaw(config, 'ipv6')).toBeUndefined();
+      },
+    );
+
+    it('--capture-all-dns: port 53 to any address, in both families, whatever resolv.conf says', async () => {
+      const config = await configOf(['--redirect-dns', '--capture-all-dns'], '');
+      for (const family of FAMILIES) {
+        const rules = ownedRules(planRules(config, family), 'OUTPUT_DNS');
+        expect(rules.map((r) => r.matches)).toEqual([
+          [tcp, port53],
+          [udp, port53],
+        ]);
+        expect(planRaw(config, family)).toBeDefined();
+      }
+    });
+
+    it("the jump to ISTIO_OUTPUT_DNS: after the proxy's own RETURNs, before lo's (a resolver on lo is captured)", async () => {
+      for (const { config, plan } of await everyPlan()) {
+        const rules = ownedRules(plan, 'OUTPUT');
+        const at = rules.findIndex(
+          (r) => r.target.kind === 'jump' && r.target.chain === 'OUTPUT_DNS',
+        );
+        if (!plan.chains.includes('OUTPUT_DNS')) {
+          expect(at).toBe(-1);
+          continue;
+        }
+        const owners = rules.flatMap((r, i) =>
+          r.target.kind === 'return' && r.matches.some((m) => m.kind === 'owner') ? [i] : [],
+        );
+        const lo = rules.findIndex(
+          (r) =>
+            r.target.kind === 'return' &&
+            r.matches.length === 1 &&
+            r.matches[0]?.kind === 'outInterface' &&
+            r.matches[0].name === 'lo',
+        );
+        expect(owners).toHaveLength(config.proxyUids.length + config.proxyGids.length);
+        expect(at).toBeGreaterThan(Math.max(...owners));
+        expect(at).toBeLessThan(lo);
+        expect(rules[at]?.matches).toEqual([]);
+        // The proxy calling its own pod IP on port 53 (its DNS upstream on lo) is not inbound.
+        for (const rule of rules.filter(
+          (r) => r.target.kind === 'jump' && r.target.chain === 'IN_REDIRECT',
+        )) {
+          expect(rule.matches).toContainEqual({ kind: 'destinationPort', port: 53, negate: true });
+        }
+      }
+    });
+
+    it("raw: the proxy upstream in zone 1, its answers and the apps in zone 2, the resolvers' answers in zone 1", async () => {
+      const config = await configOf([
+        '--redirect-dns',
+        '-u',
+        '1337,0',
+        '-g',
+        '1338',
+        '--dns-port',
+        '5353',
+      ]);
+      const plan = planRaw(config, 'ipv4');
+      if (plan === undefined) throw new Error('expected a raw plan');
+      const zoneOf = (chain: OwnedChain) =>
+        ownedRules(plan, chain).map((r) => [
+          r.matches.map((m) =>
+            m.kind === 'protocol'
+              ? m.proto
+              : m.kind === 'owner'
+                ? `${m.by} ${m.id}`
+                : m.kind === 'destinationPort'
+                  ? `dport ${m.port}`
+                  : m.kind === 'sourcePort'
+                    ? `sport ${m.port}`
+                    : `${m.kind} ${'cidr' in m ? m.cidr.address : ''}`,
+          ),
+          r.target,
+        ]);
+      const zone = (n: number) => ({ kind: 'conntrackZone', zone: n });
+      expect(zoneOf('OUTPUT_DNS')).toEqual([
+        ...['uid 1337', 'uid 0', 'gid 1338'].flatMap((owner) => [
+          [['udp', 'dport 53', owner], zone(1)],
+          [['udp', 'sport 5353', owner], zone(2)],
+        ]),
+        [['udp', 'dport 53', 'destination 10.96.0.10'], zone(2)],
+      ]);
+      expect(zoneOf('INBOUND')).toEqual([[['udp', 'sport 53', 'source 10.96.0.10'], zone(1)]]);
+      expect(hooks(plan).map((r) => [r.chain.name, r.matches, r.target])).toEqual([
+        ['OUTPUT', [udp], { kind: 'jump', chain: 'OUTPUT_DNS' }],
+        ['PREROUTING', [udp], { kind: 'jump', chain: 'INBOUND' }],
+      ]);
+    });
+  });
+
+  describe('--drop-invalid', () => {
+    it.each([
+      [['--drop-invalid']],
+      [['--drop-invalid', '-m', 'TPROXY', '-d', '22']],
+      [['--drop-invalid', '-b', '']],
+    ])('%j: INVALID is dropped, whatever the protocol, by the first mangle hook', async (argv) => {
+      const config = await configOf(argv);
+      for (const family of FAMILIES) {
+        const plan = planMangle(config, family);
+        if (plan === undefined) throw new Error('expected a mangle plan');
+        expect(plan.chains[0]).toBe('DROP_INVALID');
+        expect(ownedRules(plan, 'DROP_INVALID').map((r) => [r.matches, r.target])).toEqual([
+          [[{ kind: 'ctstate', states: ['INVALID'] }], { kind: 'drop' }],
+        ]);
+        expect(hooks(plan)[0]).toMatchObject({
+          chain: { kind: 'builtin', name: 'PREROUTING' },
+          matches: [],
+          target: { kind: 'jump', chain: 'DROP_INVALID' },
+        });
+        // With TPROXY as well, the two features' rules are the union of each alone.
+        const alone = planMangle({ ...config, dropInvalid: false }, family);
+        const rest = plan.rules.filter(
+          (r) =>
+            r.chain.name !== 'DROP_INVALID' &&
+            !(r.target.kind === 'jump' && r.target.chain === 'DROP_INVALID'),
+        );
+        expect(rest).toEqual(alone?.rules ?? []);
+      }
+    });
+  });
+
+  it('pure: the same config gives the same tables, and the config is not changed', async () => {
+    const config = await configOf(['-m', 'TPROXY', '--redirect-dns', '--drop-invalid']);
+    const before = structuredClone(config);
+    for (const family of FAMILIES)
+      expect(planTables(config, family)).toEqual(planTables(config, family));
+    expect(config).toEqual(before);
   });
 });
