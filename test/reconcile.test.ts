@@ -4,23 +4,40 @@
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { planRules } from '../src/plan.js';
+import { withResolvers } from '../src/config.js';
+import { planMangle, planRules, planTables } from '../src/plan.js';
 import { liveHooks, planCleanup, planTransaction, planUndo } from '../src/reconcile.js';
 import { renderRestore } from '../src/render.js';
-import { chainName, type NatPlan, OWNED_CHAINS } from '../src/rules.js';
-import { EMPTY_STATE, type NatState, parseNatState } from '../src/state.js';
+import {
+  chainName,
+  OWNED_CHAINS,
+  type OwnedChain,
+  TABLES,
+  type Table,
+  type TablePlan,
+} from '../src/rules.js';
+import { EMPTY_STATE, parseNatState, parseTableState, type TableState } from '../src/state.js';
 import { configFrom } from './config-from.js';
 
 const fixture = (name: string) =>
   readFileSync(new URL(`./fixtures/${name}`, import.meta.url), 'utf8');
 
 /** A nat table as iptables-save prints it, from `-A` lines. */
-function natState(...rules: string[]): NatState {
+function natState(...rules: string[]): TableState {
+  return tableState('nat', ...rules);
+}
+
+/** One table as iptables-save prints it, from `-A` lines (each chain they name is declared). */
+function tableState(table: Table, ...rules: string[]): TableState {
   const chains = [...new Set(rules.map((r) => r.split(' ')[1]))];
-  return parseNatState(
-    ['*nat', ...chains.map((c) => `:${c} - [0:0]`), ...rules, 'COMMIT', ''].join('\n'),
+  return parseTableState(
+    [`*${table}`, ...chains.map((c) => `:${c} - [0:0]`), ...rules, 'COMMIT', ''].join('\n'),
+    table,
   );
 }
+
+/** The nat chains of a plan without DNS capture, in declaration order. */
+const NAT_CHAINS: readonly OwnedChain[] = ['INBOUND', 'REDIRECT', 'IN_REDIRECT', 'OUTPUT'];
 
 const DEFAULT = await configFrom([]);
 
@@ -31,7 +48,7 @@ const VARIED = [
   ...['-x', '10.96.0.1,fd00:10:96::1', '--ipv6', 'true'],
 ];
 
-const unhooked = (state: NatState, prefix = 'ISTIO_') =>
+const unhooked = (state: TableState, prefix = 'ISTIO_') =>
   planTransaction(planRules(DEFAULT, 'ipv4'), state, prefix).unhook.map(
     (r) => `-A ${r.chain} ${r.spec}`,
   );
@@ -121,7 +138,8 @@ describe('order of the planned rules', () => {
       expect(tx.rules).toEqual([...owned, ...hooks]);
       expect(tx.family).toBe(plan.family);
       expect(tx.purpose).toBe('rules');
-      expect(tx.declare).toBe(plan.chains);
+      expect(tx.table).toBe('nat');
+      expect(tx.declare).toEqual(plan.chains);
       // Nothing live to keep: every owned chain is recreated, guarding against jumps
       // the plan did not know of.
       expect(tx.recreate).toEqual(plan.chains);
@@ -151,8 +169,8 @@ describe('chainName', () => {
 });
 
 describe('planCleanup', () => {
-  const hooksOf = (state: NatState, prefix = 'ISTIO_') =>
-    planCleanup('ipv4', state, prefix).unhook.map((r) => `-A ${r.chain} ${r.spec}`);
+  const hooksOf = (state: TableState, prefix = 'ISTIO_') =>
+    planCleanup('ipv4', 'nat', state, prefix).unhook.map((r) => `-A ${r.chain} ${r.spec}`);
 
   it.each([
     ['iptables-legacy-save.txt'],
@@ -165,16 +183,17 @@ describe('planCleanup', () => {
     (name) => {
       const state = parseNatState(fixture(name));
       const family = name.startsWith('ip6') ? 'ipv6' : 'ipv4';
-      const tx = planCleanup(family, state, 'ISTIO_');
+      const tx = planCleanup(family, 'nat', state, 'ISTIO_');
       expect(tx).toEqual({
         family,
+        table: 'nat',
         purpose: 'cleanup',
         prefix: 'ISTIO_',
-        declare: OWNED_CHAINS,
-        unhook: liveHooks(state, 'ISTIO_', OWNED_CHAINS),
+        declare: OWNED_CHAINS.nat,
+        unhook: liveHooks(state, 'ISTIO_', OWNED_CHAINS.nat),
         recreate: [],
         rules: [],
-        remove: OWNED_CHAINS,
+        remove: OWNED_CHAINS.nat,
       });
       // The fixtures hold mesh-init's two hooks, next to Docker's jump in OUTPUT.
       expect(tx.unhook.map((r) => `${r.chain} -> ${r.target}`)).toEqual([
@@ -208,7 +227,7 @@ describe('planCleanup', () => {
   });
 
   it('an empty namespace: declare then remove, nothing to unhook', () => {
-    const tx = planCleanup('ipv6', EMPTY_STATE, 'MESH_');
+    const tx = planCleanup('ipv6', 'nat', EMPTY_STATE, 'MESH_');
     expect(tx.unhook).toEqual([]);
     expect(renderRestore(tx)).toBe(
       [
@@ -218,23 +237,76 @@ describe('planCleanup', () => {
         ':MESH_REDIRECT - [0:0]',
         ':MESH_IN_REDIRECT - [0:0]',
         ':MESH_OUTPUT - [0:0]',
+        ':MESH_OUTPUT_DNS - [0:0]',
         '-X MESH_INBOUND',
         '-X MESH_REDIRECT',
         '-X MESH_IN_REDIRECT',
         '-X MESH_OUTPUT',
+        '-X MESH_OUTPUT_DNS',
         'COMMIT',
         '',
       ].join('\n'),
     );
   });
 
-  it('cleans up whatever the config was: the same owned chains for every plan', async () => {
-    for (const argv of [[], ['-b', ''], ['-i', ''], ['-o', '53']]) {
-      const config = await configFrom(argv);
-      expect(planRules(config, 'ipv4').chains).toEqual(
-        planCleanup('ipv4', EMPTY_STATE, 'X_').declare,
+  it.each<[Table, string[]]>([
+    ['mangle', ['DROP_INVALID', 'DIVERT', 'TPROXY', 'INBOUND', 'OUTPUT']],
+    ['raw', ['OUTPUT_DNS', 'INBOUND']],
+  ])('an empty namespace, %s: declare then remove %j', (table, chains) => {
+    const tx = planCleanup('ipv4', table, EMPTY_STATE, 'ISTIO_');
+    expect(renderRestore(tx)).toBe(
+      [
+        `# mesh-init: ipv4 ${table} cleanup for iptables-restore --noflush`,
+        `*${table}`,
+        ...chains.map((c) => `:ISTIO_${c} - [0:0]`),
+        ...chains.map((c) => `-X ISTIO_${c}`),
+        'COMMIT',
+        '',
+      ].join('\n'),
+    );
+  });
+
+  it("unhooks only the table's own owned chains: ISTIO_DIVERT is mangle's, not nat's", () => {
+    const rules = [
+      '-A PREROUTING -p tcp -j ISTIO_INBOUND',
+      '-A PREROUTING -j ISTIO_DROP_INVALID',
+      '-A PREROUTING -j ISTIO_DIVERT',
+      '-A OUTPUT -p udp -j ISTIO_OUTPUT_DNS',
+    ];
+    const unhookedFrom = (table: Table) =>
+      planCleanup('ipv4', table, tableState(table, ...rules), 'ISTIO_').unhook.map(
+        (r) => `-A ${r.chain} ${r.spec}`,
       );
+    expect(unhookedFrom('nat')).toEqual([rules[0], rules[3]]);
+    expect(unhookedFrom('mangle')).toEqual([rules[0], rules[1], rules[2]]);
+    expect(unhookedFrom('raw')).toEqual([rules[0], rules[3]]);
+  });
+
+  it('cleans up whatever the config was: every planned chain of every table is removed', async () => {
+    const RESOLVERS = 'nameserver 10.96.0.10\nnameserver fd00::a\n';
+    let tables = 0;
+    for (const argv of [
+      [],
+      ['-b', ''],
+      ['-i', ''],
+      ['-o', '53'],
+      ['-m', 'TPROXY'],
+      ['--redirect-dns'],
+      ['--redirect-dns', '--capture-all-dns'],
+      ['--drop-invalid'],
+      ['-m', 'TPROXY', '--redirect-dns', '--drop-invalid'],
+    ]) {
+      const config = withResolvers(await configFrom(argv), RESOLVERS);
+      for (const family of ['ipv4', 'ipv6'] as const) {
+        for (const plan of planTables(config, family)) {
+          tables++;
+          const cleanup = planCleanup(family, plan.table, EMPTY_STATE, 'X_');
+          expect(cleanup.declare).toEqual(expect.arrayContaining([...plan.chains]));
+          expect(cleanup.remove).toEqual(cleanup.declare);
+        }
+      }
     }
+    expect(tables).toBeGreaterThan(18 + 8);
   });
 });
 
@@ -244,7 +316,7 @@ describe('hooks that are already right stay in place', () => {
   const HOOK_OUT =
     '-A OUTPUT -p tcp -m comment --comment "mesh-init: outbound TCP is checked for capture" -j ISTIO_OUTPUT';
   const DOCKER = '-A OUTPUT -d 127.0.0.11/32 -j DOCKER_OUTPUT';
-  const hooksOf = (plan: NatPlan) => plan.rules.filter((r) => r.chain.kind === 'builtin');
+  const hooksOf = (plan: TablePlan) => plan.rules.filter((r) => r.chain.kind === 'builtin');
 
   it.each([
     ['default', [], 'iptables-legacy-save.txt', 'ipv4'],
@@ -284,7 +356,7 @@ describe('hooks that are already right stay in place', () => {
     const plan = planRules(DEFAULT, 'ipv4');
     const tx = planTransaction(plan, natState(DOCKER, ...rules), 'ISTIO_');
     expect(tx.unhook.map((r) => `-A ${r.chain} ${r.spec}`)).toEqual(rules);
-    expect(tx.recreate).toEqual(OWNED_CHAINS);
+    expect(tx.recreate).toEqual(NAT_CHAINS);
     expect(hooksOf({ ...plan, rules: tx.rules })).toEqual(hooksOf(plan));
   });
 
@@ -299,7 +371,7 @@ describe('hooks that are already right stay in place', () => {
 describe('an owned chain a foreign chain jumps into', () => {
   const HOOK_OUT =
     '-A OUTPUT -p tcp -m comment --comment "mesh-init: outbound TCP is checked for capture" -j ISTIO_OUTPUT';
-  const others = OWNED_CHAINS.filter((chain) => chain !== 'OUTPUT');
+  const others = NAT_CHAINS.filter((chain) => chain !== 'OUTPUT');
 
   // -X fails while anything jumps to a chain: such a chain is emptied and refilled.
   it.each<[string, string[]]>([
@@ -329,7 +401,7 @@ describe('an owned chain a foreign chain jumps into', () => {
     ['a foreign chain jumping elsewhere', ['-A FOREIGN -j RETURN', '-A FOREIGN -j DOCKER_OUTPUT']],
   ])('%s: every owned chain is still recreated', (_name, rules) => {
     const tx = planTransaction(planRules(DEFAULT, 'ipv4'), natState(...rules), 'ISTIO_');
-    expect(tx.recreate).toEqual(OWNED_CHAINS);
+    expect(tx.recreate).toEqual(NAT_CHAINS);
   });
 });
 
@@ -342,7 +414,7 @@ describe('planUndo: takes back an applied transaction without reading the table'
         const applied = planTransaction(planRules(config, family), EMPTY_STATE, config.chainPrefix);
         const undo = planUndo(applied);
         expect(undo).toEqual({
-          ...planCleanup(family, EMPTY_STATE, config.chainPrefix),
+          ...planCleanup(family, 'nat', EMPTY_STATE, config.chainPrefix),
           unhook: undo.unhook,
         });
         const added = renderRestore(applied)
@@ -358,7 +430,118 @@ describe('planUndo: takes back an applied transaction without reading the table'
     const applied = planTransaction(planRules(DEFAULT, 'ipv4'), EMPTY_STATE, 'ISTIO_');
     const live = parseNatState(renderRestore(applied));
     expect(planUndo(applied).unhook.map((r) => `${r.chain} ${r.spec}`)).toEqual(
-      liveHooks(live, 'ISTIO_', OWNED_CHAINS).map((r) => `${r.chain} ${r.spec}`),
+      liveHooks(live, 'ISTIO_', OWNED_CHAINS.nat).map((r) => `${r.chain} ${r.spec}`),
     );
+  });
+
+  it.each([
+    [['--drop-invalid']],
+    [['-m', 'TPROXY']],
+    [['-m', 'TPROXY', '--drop-invalid', '--chain-prefix', 'MESH_']],
+  ])('%j: the mangle table is undone the same way', async (argv) => {
+    const config = await configFrom(argv);
+    for (const family of ['ipv4', 'ipv6'] as const) {
+      const plan = planMangle(config, family);
+      if (plan === undefined) throw new Error('expected a mangle plan');
+      const applied = planTransaction(plan, EMPTY_STATE, config.chainPrefix);
+      const undo = planUndo(applied);
+      expect(undo.table).toBe('mangle');
+      expect(undo.remove).toEqual(OWNED_CHAINS.mangle);
+      const live = parseTableState(renderRestore(applied), 'mangle');
+      expect(undo.unhook.map((r) => `${r.chain} ${r.spec}`)).toEqual(
+        liveHooks(live, config.chainPrefix, OWNED_CHAINS.mangle).map((r) => `${r.chain} ${r.spec}`),
+      );
+    }
+  });
+});
+
+describe('a re-run with fewer features: chains no longer planned go', () => {
+  const prefix = 'ISTIO_';
+  /** The mangle table as --drop-invalid and -m TPROXY left it. */
+  const bothApplied = async () => {
+    const config = await configFrom(['--drop-invalid', '-m', 'TPROXY']);
+    const plan = planMangle(config, 'ipv4');
+    if (plan === undefined) throw new Error('expected a mangle plan');
+    return parseTableState(renderRestore(planTransaction(plan, EMPTY_STATE, prefix)), 'mangle');
+  };
+
+  it('TPROXY dropped: its chains are declared (emptied), unhooked and removed; DROP_INVALID stays', async () => {
+    const live = await bothApplied();
+    const plan = planMangle(await configFrom(['--drop-invalid']), 'ipv4');
+    if (plan === undefined) throw new Error('expected a mangle plan');
+    const tx = planTransaction(plan, live, prefix);
+    const stale: OwnedChain[] = ['DIVERT', 'TPROXY', 'INBOUND', 'OUTPUT'];
+    expect(tx.declare).toEqual(['DROP_INVALID', ...stale]);
+    expect(tx.remove).toEqual(stale);
+    // Every jump into the owned chains goes, the stale ones' too; DROP_INVALID is recreated.
+    expect(tx.unhook.map((r) => `${r.chain} -> ${r.target}`)).toEqual([
+      'PREROUTING -> ISTIO_DROP_INVALID',
+      'PREROUTING -> ISTIO_INBOUND',
+      'OUTPUT -> ISTIO_OUTPUT',
+    ]);
+    expect(tx.recreate).toEqual(['DROP_INVALID']);
+    const text = renderRestore(tx);
+    const lines = text.split('\n');
+    // The stale chains are removed last, after everything that jumped into them is gone.
+    expect(lines.slice(-7, -2)).toEqual([
+      expect.stringMatching(/^-A PREROUTING .* -j ISTIO_DROP_INVALID$/),
+      ...stale.map((c) => `-X ISTIO_${c}`),
+    ]);
+    const after = parseTableState(text.replace(/^-[DXN] .*\n/gm, ''), 'mangle');
+    expect(after.rules.map((r) => r.chain)).toEqual(['ISTIO_DROP_INVALID', 'PREROUTING']);
+  });
+
+  it('a stale chain a foreign chain jumps to is emptied, not removed (-X would fail every run)', async () => {
+    const live = parseTableState(
+      renderRestore(
+        planTransaction(
+          planMangle(await configFrom(['--drop-invalid', '-m', 'TPROXY']), 'ipv4') ?? {
+            family: 'ipv4',
+            table: 'mangle',
+            chains: [],
+            rules: [],
+          },
+          EMPTY_STATE,
+          prefix,
+        ),
+      ).replace('COMMIT\n', ':FOREIGN - [0:0]\n-A FOREIGN -j ISTIO_DIVERT\nCOMMIT\n'),
+      'mangle',
+    );
+    const plan = planMangle(await configFrom(['--drop-invalid']), 'ipv4');
+    if (plan === undefined) throw new Error('expected a mangle plan');
+    const tx = planTransaction(plan, live, prefix);
+    expect(tx.declare).toContain('DIVERT');
+    expect(tx.remove).toEqual(['TPROXY', 'INBOUND', 'OUTPUT']);
+    expect(renderRestore(tx)).not.toContain('FOREIGN');
+  });
+
+  it('nothing live to remove: no stale chain, nothing extra declared', async () => {
+    const plan = planMangle(await configFrom(['--drop-invalid']), 'ipv4');
+    if (plan === undefined) throw new Error('expected a mangle plan');
+    const tx = planTransaction(plan, EMPTY_STATE, prefix);
+    expect(tx.declare).toEqual(['DROP_INVALID']);
+    expect(tx.remove).toEqual([]);
+  });
+
+  it('DNS capture dropped: ISTIO_OUTPUT_DNS leaves nat with its jump', async () => {
+    const withDns = withResolvers(await configFrom(['--redirect-dns']), 'nameserver 10.0.0.10\n');
+    const live = parseNatState(
+      renderRestore(planTransaction(planRules(withDns, 'ipv4'), EMPTY_STATE, prefix)),
+    );
+    expect(live.chains).toContain('ISTIO_OUTPUT_DNS');
+    const tx = planTransaction(planRules(DEFAULT, 'ipv4'), live, prefix);
+    expect(tx.declare).toEqual([...NAT_CHAINS, 'OUTPUT_DNS']);
+    expect(tx.remove).toEqual(['OUTPUT_DNS']);
+    // The jump into it is in ISTIO_OUTPUT, which is emptied by its declaration.
+    expect(renderRestore(tx)).not.toContain('-j ISTIO_OUTPUT_DNS');
+    expect(renderRestore(tx).trimEnd().split('\n').slice(-2)).toEqual([
+      '-X ISTIO_OUTPUT_DNS',
+      'COMMIT',
+    ]);
+  });
+
+  it('every table mesh-init may write is one of TABLES, nat first', () => {
+    expect(TABLES).toEqual(['nat', 'mangle', 'raw']);
+    expect(Object.keys(OWNED_CHAINS).sort()).toEqual([...TABLES].sort());
   });
 });

@@ -16,6 +16,9 @@ import { configFrom } from './config-from.js';
 const fixture = (name: string) =>
   readFileSync(new URL(`./fixtures/${name}`, import.meta.url), 'utf8');
 
+/** The nat chains of every plan without DNS capture, in declaration order. */
+const NAT_CHAINS = ['INBOUND', 'REDIRECT', 'IN_REDIRECT', 'OUTPUT'] as const;
+
 const net: Cidr = { family: 'ipv4', address: '10.96.0.0', prefix: 12 };
 const net6: Cidr = { family: 'ipv6', address: 'fd00:10:96::', prefix: 112 };
 const tcp: Match = { kind: 'protocol', proto: 'tcp' };
@@ -68,7 +71,7 @@ describe('renderRule', () => {
       '-p tcp -i eth1 -d 10.96.0.0/12 ',
     ],
   ])('%s', (_name, matches, rendered) => {
-    expect(renderRule(rule(matches), 'ISTIO_')).toBe(
+    expect(renderRule(rule(matches), 'ISTIO_', 'ipv4')).toBe(
       `-A ISTIO_OUTPUT ${rendered}-m comment --comment "mesh-init: a reason" -j RETURN`,
     );
   });
@@ -103,13 +106,13 @@ describe('renderRule', () => {
       '-A P_OUTPUT -p tcp -m comment --comment "mesh-init: inbound passthrough from the proxy goes straight to the app" -j RETURN',
     ],
   ])('%s', (_name, overrides, rendered) => {
-    expect(renderRule(rule([tcp], overrides), 'P_')).toBe(rendered);
+    expect(renderRule(rule([tcp], overrides), 'P_', 'ipv4')).toBe(rendered);
   });
 
   it('throws for a destinationPort match with no protocol before it', () => {
-    expect(() => renderRule(rule([{ kind: 'destinationPort', port: 22 }]), 'ISTIO_')).toThrow(
-      /destinationPort match needs a protocol/,
-    );
+    expect(() =>
+      renderRule(rule([{ kind: 'destinationPort', port: 22 }]), 'ISTIO_', 'ipv4'),
+    ).toThrow(/destinationPort match needs a protocol/);
     expect(() =>
       renderRule(
         rule([
@@ -117,12 +120,13 @@ describe('renderRule', () => {
           { kind: 'destinationPort', port: 22 },
         ]),
         'ISTIO_',
+        'ipv4',
       ),
     ).toThrow(/needs a protocol/);
     // After is too late: iptables rejects --dport unless -p came first.
-    expect(() => renderRule(rule([{ kind: 'destinationPort', port: 22 }, tcp]), 'ISTIO_')).toThrow(
-      /needs a protocol/,
-    );
+    expect(() =>
+      renderRule(rule([{ kind: 'destinationPort', port: 22 }, tcp]), 'ISTIO_', 'ipv4'),
+    ).toThrow(/needs a protocol/);
   });
 });
 
@@ -139,10 +143,10 @@ describe('ruleSpec', () => {
         const live = parseNatState(
           renderRestore(planTransaction(plan, EMPTY_STATE, config.chainPrefix)),
         );
-        const specs = plan.rules.map((r) => ruleSpec(r, config.chainPrefix));
+        const specs = plan.rules.map((r) => ruleSpec(r, config.chainPrefix, family));
         for (const [i, rule] of plan.rules.entries()) {
           const { chain, spec } = specs[i] ?? { chain: '', spec: '' };
-          expect(`-A ${chain} ${spec}`).toBe(renderRule(rule, config.chainPrefix));
+          expect(`-A ${chain} ${spec}`).toBe(renderRule(rule, config.chainPrefix, family));
         }
         expect(live.rules.map(({ chain, spec }) => ({ chain, spec }))).toEqual(
           expect.arrayContaining(specs),
@@ -188,16 +192,16 @@ describe('renderRestore layout', () => {
         `# mesh-init: ${family} nat rules for ${restoreCommandFor(family)} --noflush`,
       );
       expect(lines[1]).toBe('*nat');
-      expect(lines.slice(2, 6)).toEqual(OWNED_CHAINS.map((c) => `:MESH_${c} - [0:0]`));
+      expect(lines.slice(2, 6)).toEqual(NAT_CHAINS.map((c) => `:MESH_${c} - [0:0]`));
       expect(lines.slice(6, 8)).toEqual([
         '-D PREROUTING -p tcp -j MESH_INBOUND',
         '-D OUTPUT -j MESH_OUTPUT',
       ]);
       // Emptied and unhooked, each owned chain is deleted and created again: -X fails,
       // and with it the whole transaction, if something not read still jumps to it.
-      expect(lines.slice(8, 12)).toEqual(OWNED_CHAINS.map((c) => `-X MESH_${c}`));
-      expect(lines.slice(12, 16)).toEqual(OWNED_CHAINS.map((c) => `-N MESH_${c}`));
-      expect(lines.slice(16, -1)).toEqual(tx.rules.map((r) => renderRule(r, 'MESH_')));
+      expect(lines.slice(8, 12)).toEqual(NAT_CHAINS.map((c) => `-X MESH_${c}`));
+      expect(lines.slice(12, 16)).toEqual(NAT_CHAINS.map((c) => `-N MESH_${c}`));
+      expect(lines.slice(16, -1)).toEqual(tx.rules.map((r) => renderRule(r, 'MESH_', family)));
       expect(lines.at(-1)).toBe('COMMIT');
       // Exactly one table, no flush or policy change of anyone's chains, and only owned
       // chains deleted or created.
@@ -308,10 +312,7 @@ describe('re-run over live rules (golden)', () => {
       expect(recreated).toEqual(
         kept.length > 0
           ? []
-          : [
-              ...OWNED_CHAINS.map((c) => `-X ISTIO_${c}`),
-              ...OWNED_CHAINS.map((c) => `-N ISTIO_${c}`),
-            ],
+          : [...NAT_CHAINS.map((c) => `-X ISTIO_${c}`), ...NAT_CHAINS.map((c) => `-N ISTIO_${c}`)],
       );
       // Apart from the deletions, and the hooks it keeps with the chains it then need
       // not recreate, it is the text for an empty namespace.
@@ -332,7 +333,7 @@ describe('cleanup over live rules (golden)', () => {
     ['ipv4', 'iptables-legacy-save.txt'],
     ['ipv6', 'ip6tables-nft-save-nat.txt'],
   ])('cleanup (%s) over %s', async (family, save) => {
-    const text = renderRestore(planCleanup(family, parseNatState(fixture(save)), 'ISTIO_'));
+    const text = renderRestore(planCleanup(family, 'nat', parseNatState(fixture(save)), 'ISTIO_'));
     await expect(text).toMatchFileSnapshot(`./golden/cleanup.${family}.golden`);
 
     const lines = text.slice(0, -1).split('\n');
@@ -341,13 +342,15 @@ describe('cleanup over live rules (golden)', () => {
     );
     expect(lines[1]).toBe('*nat');
     // Declaring empties each owned chain (and creates a missing one), so nothing jumps
-    // between them any more; then the hooks go, then the chains.
-    expect(lines.slice(2, 6)).toEqual(OWNED_CHAINS.map((c) => `:ISTIO_${c} - [0:0]`));
-    expect(lines.slice(6, 8)).toEqual([
+    // between them any more; then the hooks go, then the chains. Every chain mesh-init
+    // may own in nat is named, ISTIO_OUTPUT_DNS of --redirect-dns too.
+    expect(OWNED_CHAINS.nat).toEqual([...NAT_CHAINS, 'OUTPUT_DNS']);
+    expect(lines.slice(2, 7)).toEqual(OWNED_CHAINS.nat.map((c) => `:ISTIO_${c} - [0:0]`));
+    expect(lines.slice(7, 9)).toEqual([
       '-D PREROUTING -p tcp -m comment --comment "mesh-init: inbound TCP is checked for capture" -j ISTIO_INBOUND',
       '-D OUTPUT -p tcp -m comment --comment "mesh-init: outbound TCP is checked for capture" -j ISTIO_OUTPUT',
     ]);
-    expect(lines.slice(8, -1)).toEqual(OWNED_CHAINS.map((c) => `-X ISTIO_${c}`));
+    expect(lines.slice(9, -1)).toEqual(OWNED_CHAINS.nat.map((c) => `-X ISTIO_${c}`));
     expect(lines.at(-1)).toBe('COMMIT');
     // Foreign rules and chains are not named at all, and nothing is appended or flushed.
     expect(text).not.toMatch(/DOCKER|MASQUERADE|cni/);
