@@ -1,5 +1,5 @@
 /**
- * --check and the read-back after applying compare the live nat table with the plan.
+ * --check and the read-back after applying compare each live table with the plan.
  * iptables-save spells mesh-init's rules its own way; that must never count as drift,
  * and every real difference must.
  *
@@ -8,16 +8,19 @@
  * network namespace; the `*-varied.txt` fixtures are the `-t nat` saves after running
  * mesh-init with VARIED (below) and each `--iptables-backend` (retaken after c1467e4
  * put -x before -q); `*-any-cidr.txt` the saves after feeding mesh-init's `--dry-run`
- * text for `-i 0.0.0.0/0,::/0` to `*-restore --noflush`.
+ * text for `-i 0.0.0.0/0,::/0` to `*-restore --noflush`; `*-all-features.txt` the whole
+ * saves (nat, mangle, raw) after feeding the all-features goldens (ALL_FEATURES below,
+ * TPROXY, DNS capture and --drop-invalid) to `*-restore --noflush` in a fresh namespace.
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { withResolvers } from '../src/config.js';
 import { findDrift } from '../src/drift.js';
-import { planRules } from '../src/plan.js';
+import { planRules, planTables } from '../src/plan.js';
 import { planTransaction } from '../src/reconcile.js';
 import { renderRestore } from '../src/render.js';
-import type { Family } from '../src/rules.js';
-import { canonicalRule, EMPTY_STATE, parseNatState } from '../src/state.js';
+import { type Family, TABLES, type Table, type TablePlan } from '../src/rules.js';
+import { canonicalRule, EMPTY_STATE, parseNatState, parseTableState } from '../src/state.js';
 import { configFrom } from './config-from.js';
 import { beforeC1467e4 } from './fake-system.js';
 
@@ -29,6 +32,30 @@ const VARIED = [
   ...['-o', '53,3306', '-q', '443', '-i', '10.96.0.0/12,fd00:10:96::/112'],
   ...['-x', '10.96.0.1,fd00:10:96::1', '--ipv6', 'true'],
 ];
+
+/** The config of the `*-all-features.txt` fixtures: plan.test.ts's all-features golden. */
+const ALL_FEATURES = [
+  ...['-p', '15001', '-z', '15006', '-u', '1337', '-m', 'TPROXY'],
+  ...[
+    '-i',
+    '*',
+    '-x',
+    '',
+    '-b',
+    '*',
+    '-d',
+    '15090,15021,15020',
+    '--redirect-dns',
+    '--drop-invalid',
+  ],
+];
+const ALL_FEATURES_RESOLV_CONF = 'nameserver 10.96.0.10\nnameserver fd00:10:96::a\n';
+const allFeatures = async (argv: string[] = ALL_FEATURES) =>
+  withResolvers(await configFrom(argv), ALL_FEATURES_RESOLV_CONF);
+/** One family's plan for one table; an empty plan where it writes nothing there (as --check does). */
+const planOf = (config: Awaited<ReturnType<typeof configFrom>>, family: Family, table: Table) =>
+  planTables(config, family).find((p) => p.table === table) ??
+  ({ family, table, chains: [], rules: [] } satisfies TablePlan);
 
 /** `-A CHAIN spec` → canonicalRule(CHAIN, spec). */
 const canonical = (line: string) => {
@@ -99,6 +126,27 @@ describe('canonicalRule', () => {
       '-A ISTIO_OUTPUT -o lo -s 0.0.0.0/0 -m comment --comment "mesh-init: c" -j RETURN',
       '-A ISTIO_OUTPUT -o lo -m comment --comment "mesh-init: c" -j RETURN',
     ],
+    // The spellings of the issue 5 rules, from the *-all-features.txt saves.
+    [
+      "raw: -s before -p, -m udp; an apostrophe escaped as \\'",
+      '-A ISTIO_INBOUND -p udp --sport 53 -s 10.96.0.10/32 -m comment --comment "mesh-init: the proxy\'s zone" -j CT --zone 1',
+      '-A ISTIO_INBOUND -s 10.96.0.10/32 -p udp -m udp --sport 53 -m comment --comment "mesh-init: the proxy\\\'s zone" -j CT --zone 1',
+    ],
+    [
+      'nat DNS: ! --dport after -m tcp',
+      '-A ISTIO_OUTPUT -o lo ! -d 127.0.0.1/32 -p tcp ! --dport 53 -m owner --uid-owner 1337 -m comment --comment "mesh-init: a" -j ISTIO_IN_REDIRECT',
+      '-A ISTIO_OUTPUT ! -d 127.0.0.1/32 -o lo -p tcp -m tcp ! --dport 53 -m owner --uid-owner 1337 -m comment --comment "mesh-init: a" -j ISTIO_IN_REDIRECT',
+    ],
+    [
+      'mangle: -i lo before -p, a negated mark',
+      '-A ISTIO_INBOUND -p tcp -i lo -m mark ! --mark 0x53a -m comment --comment "mesh-init: a" -j RETURN',
+      '-A ISTIO_INBOUND -i lo -p tcp -m mark ! --mark 0x53a -m comment --comment "mesh-init: a" -j RETURN',
+    ],
+    [
+      'mangle: ! -d and -o lo before -p, MARK as --set-xmark',
+      '-A ISTIO_OUTPUT ! -d ::1/128 -p tcp -o lo -m owner --gid-owner 1337 -m comment --comment "mesh-init: a" -j MARK --set-xmark 0x53a/0xffffffff',
+      '-A ISTIO_OUTPUT ! -d ::1/128 -o lo -p tcp -m owner --gid-owner 1337 -m comment --comment "mesh-init: a" -j MARK --set-xmark 0x53a/0xffffffff',
+    ],
   ])('%s: the same rule', (_name, rendered, saved) => {
     expect(canonical(saved)).toBe(canonical(rendered));
   });
@@ -129,6 +177,32 @@ describe('canonicalRule', () => {
   ])('%s: another rule', (_name, other) => {
     expect(other).not.toBe(base);
     expect(canonical(other)).not.toBe(canonical(base));
+  });
+
+  const mangle =
+    '-A ISTIO_INBOUND -p tcp -m mark --mark 0x539 -m comment --comment "mesh-init: a" -j CONNMARK --save-mark --nfmask 0xffffffff --ctmask 0xffffffff';
+  const tproxy =
+    '-A ISTIO_TPROXY ! -d 127.0.0.1/32 -p tcp -m comment --comment "mesh-init: a" -j TPROXY --on-port 15006 --on-ip 0.0.0.0 --tproxy-mark 0x539/0xffffffff';
+  const zone =
+    '-A ISTIO_OUTPUT_DNS -p udp -m udp --dport 53 -m comment --comment "mesh-init: a" -j CT --zone 2';
+  it.each<[string, string, string]>([
+    ['a mark → a connmark', mangle, mangle.replace('-m mark', '-m connmark')],
+    ['another mark', mangle, mangle.replace('0x539', '0x53a')],
+    ['a negated mark', mangle, mangle.replace('--mark', '! --mark')],
+    ['save → restore the mark', mangle, mangle.replace('--save-mark', '--restore-mark')],
+    ['another TPROXY port', tproxy, tproxy.replace('15006', '15001')],
+    ['another TPROXY mark', tproxy, tproxy.replace('0x539/', '0x1/')],
+    ['TPROXY of IPv6', tproxy, tproxy.replace('0.0.0.0', '::')],
+    ['another conntrack zone', zone, zone.replace('--zone 2', '--zone 1')],
+    ['--dport → --sport', zone, zone.replace('--dport', '--sport')],
+    [
+      'another conntrack state',
+      '-A ISTIO_DROP_INVALID -m conntrack --ctstate INVALID -j DROP',
+      '-A ISTIO_DROP_INVALID -m conntrack --ctstate RELATED,ESTABLISHED -j DROP',
+    ],
+  ])('%s: another rule (mangle, raw)', (_name, rule, other) => {
+    expect(other).not.toBe(rule);
+    expect(canonical(other)).not.toBe(canonical(rule));
   });
 
   it('the chain is part of the canonical form, the spec alone is not enough', () => {
@@ -165,7 +239,7 @@ describe('findDrift: no drift where iptables-save holds what was planned', () =>
   ])('the order before c1467e4 (%s, %s) is drift: rules in another order', async (family, save) => {
     const live = parseNatState(beforeC1467e4(save));
     expect(findDrift(planRules(await configFrom(VARIED), family), live, 'ISTIO_')).toEqual([
-      `${family}: ISTIO_OUTPUT:`,
+      `${family} nat: ISTIO_OUTPUT:`,
       '  rules in another order',
     ]);
   });
@@ -203,6 +277,146 @@ describe('findDrift: no drift where iptables-save holds what was planned', () =>
     );
     expect(rendered).toContain(` ${match} `);
     expect(fixture(save)).not.toContain('/0 ');
+  });
+});
+
+describe('findDrift: mangle and raw, over their real saves', () => {
+  const SAVES: readonly [Family, string][] = [
+    ['ipv4', 'iptables-legacy-save-all-features.txt'],
+    ['ipv4', 'iptables-nft-save-all-features.txt'],
+    ['ipv6', 'ip6tables-legacy-save-all-features.txt'],
+    ['ipv6', 'ip6tables-nft-save-all-features.txt'],
+  ];
+
+  it.each(SAVES.flatMap(([family, save]) => TABLES.map((table) => ({ family, save, table }))))(
+    'no drift: every table of the all-features config ($family $table) over $save',
+    async ({ family, save, table }) => {
+      const plan = planOf(await allFeatures(), family, table);
+      expect(plan.rules.length).toBeGreaterThan(0);
+      expect(findDrift(plan, parseTableState(fixture(save), table), 'ISTIO_')).toEqual([]);
+    },
+  );
+
+  it('the saves really are spelled differently from the rendered rules', () => {
+    const text = fixture('iptables-legacy-save-all-features.txt');
+    expect(text).toContain("the proxy\\'s upstream DNS queries");
+    expect(text).toContain('-A ISTIO_INBOUND -s 10.96.0.10/32 -p udp -m udp --sport 53 ');
+    expect(text).toContain('-A ISTIO_INBOUND -i lo -p tcp -m mark ! --mark 0x53a ');
+    expect(text.match(/^\*(nat|mangle|raw)$/gm)?.sort()).toEqual(['*mangle', '*nat', '*raw']);
+  });
+
+  const legacy = (table: Table, family: Family = 'ipv4') =>
+    parseTableState(
+      fixture(`${family === 'ipv4' ? 'iptables' : 'ip6tables'}-legacy-save-all-features.txt`),
+      table,
+    );
+  const DROP_HOOK =
+    '-A PREROUTING -m comment --comment "mesh-init: invalid packets are dropped (--drop-invalid)" -j ISTIO_DROP_INVALID';
+  const DROP_RULE =
+    '-A ISTIO_DROP_INVALID -m conntrack --ctstate INVALID -m comment --comment "mesh-init: a packet conntrack cannot place would skip NAT and so the proxy" -j DROP';
+
+  it('without --drop-invalid: its chain is not planned, its jump and rule would go', async () => {
+    const argv = ALL_FEATURES.filter((a) => a !== '--drop-invalid');
+    const drift = findDrift(
+      planOf(await allFeatures(argv), 'ipv4', 'mangle'),
+      legacy('mangle'),
+      'ISTIO_',
+    );
+    expect(drift).toEqual([
+      'ipv4 mangle: chain ISTIO_DROP_INVALID is not planned',
+      'ipv4 mangle: jumps into owned chains:',
+      `  - ${DROP_HOOK}`,
+      'ipv4 mangle: ISTIO_DROP_INVALID:',
+      `  - ${DROP_RULE}`,
+    ]);
+  });
+
+  it('a table no longer planned at all (no DNS capture): every owned chain of it is stale', async () => {
+    const argv = ALL_FEATURES.filter((a) => a !== '--redirect-dns');
+    const drift = findDrift(
+      planOf(await allFeatures(argv), 'ipv6', 'raw'),
+      legacy('raw', 'ipv6'),
+      'ISTIO_',
+    );
+    expect(drift.slice(0, 2)).toEqual([
+      'ipv6 raw: chain ISTIO_OUTPUT_DNS is not planned',
+      'ipv6 raw: chain ISTIO_INBOUND is not planned',
+    ]);
+    expect(drift).toContain('ipv6 raw: jumps into owned chains:');
+    expect(drift.filter((l) => l.startsWith('  - '))).toHaveLength(8);
+    expect(drift.filter((l) => l.startsWith('  + '))).toEqual([]);
+  });
+
+  /** ALL_FEATURES with the value of one flag changed, or the flag added. */
+  const withFlag = (flag: string, value: string) => {
+    const at = ALL_FEATURES.indexOf(flag);
+    return at < 0
+      ? [...ALL_FEATURES, flag, value]
+      : ALL_FEATURES.map((arg, i) => (i === at + 1 ? value : arg));
+  };
+
+  it.each<[string, string[], string[]]>([
+    [
+      'another TPROXY mark',
+      withFlag('-t', '1338'),
+      [
+        'ipv4 mangle: ISTIO_DIVERT:',
+        'ipv4 mangle: ISTIO_TPROXY:',
+        'ipv4 mangle: ISTIO_INBOUND:',
+        'ipv4 mangle: ISTIO_OUTPUT:',
+      ],
+    ],
+    ['another inbound capture port', withFlag('-z', '15007'), ['ipv4 mangle: ISTIO_TPROXY:']],
+    [
+      'back to REDIRECT',
+      withFlag('-m', 'REDIRECT'),
+      [
+        'ipv4 mangle: chain ISTIO_DIVERT is not planned',
+        'ipv4 mangle: chain ISTIO_TPROXY is not planned',
+        'ipv4 mangle: chain ISTIO_INBOUND is not planned',
+        'ipv4 mangle: chain ISTIO_OUTPUT is not planned',
+        'ipv4 mangle: jumps into owned chains:',
+        'ipv4 mangle: ISTIO_DIVERT:',
+        'ipv4 mangle: ISTIO_TPROXY:',
+        'ipv4 mangle: ISTIO_INBOUND:',
+        'ipv4 mangle: ISTIO_OUTPUT:',
+      ],
+    ],
+  ])('mangle drift: %s', async (_name, argv, headers) => {
+    const drift = findDrift(
+      planOf(await allFeatures(argv), 'ipv4', 'mangle'),
+      legacy('mangle'),
+      'ISTIO_',
+    );
+    expect(drift.filter((l) => !l.startsWith('  '))).toEqual(headers);
+  });
+
+  it("raw drift: another DNS port changes the zone of the proxy's answers only", async () => {
+    const config = await allFeatures([...ALL_FEATURES, '--dns-port', '15054']);
+    const drift = findDrift(planOf(config, 'ipv4', 'raw'), legacy('raw'), 'ISTIO_');
+    expect(drift).toEqual([
+      'ipv4 raw: ISTIO_OUTPUT_DNS:',
+      expect.stringMatching(
+        /^ {2}- -A ISTIO_OUTPUT_DNS -p udp -m udp --sport 15053 .*--uid-owner 1337 /,
+      ),
+      expect.stringMatching(
+        /^ {2}- -A ISTIO_OUTPUT_DNS -p udp -m udp --sport 15053 .*--gid-owner 1337 /,
+      ),
+      expect.stringMatching(/^ {2}\+ -A ISTIO_OUTPUT_DNS -p udp --sport 15054 .*--uid-owner 1337 /),
+      expect.stringMatching(/^ {2}\+ -A ISTIO_OUTPUT_DNS -p udp --sport 15054 .*--gid-owner 1337 /),
+    ]);
+  });
+
+  it("mangle and raw have no bypass lines: only nat's jumps can be skipped that way", async () => {
+    const live = parseTableState(
+      fixture('iptables-legacy-save-all-features.txt').replace(
+        /^(-A PREROUTING -p tcp -m comment --comment "mesh-init: inbound TCP is checked for capture" -j ISTIO_INBOUND)$/m,
+        '-A PREROUTING -p tcp -j RETURN\n$1',
+      ),
+      'mangle',
+    );
+    expect(live.rules).toContainEqual(expect.objectContaining({ spec: '-p tcp -j RETURN' }));
+    expect(findDrift(planOf(await allFeatures(), 'ipv4', 'mangle'), live, 'ISTIO_')).toEqual([]);
   });
 });
 
@@ -257,40 +471,40 @@ describe('findDrift: what it reports', () => {
     [
       'a missing chain',
       drop(':ISTIO_REDIRECT - [0:0]', REDIRECT),
-      ['ipv4: chain ISTIO_REDIRECT is missing', 'ipv4: ISTIO_REDIRECT:', `  + ${REDIRECT}`],
+      ['ipv4 nat: chain ISTIO_REDIRECT is missing', 'ipv4 nat: ISTIO_REDIRECT:', `  + ${REDIRECT}`],
     ],
     [
       'an extra rule',
       addAfter(LO_RETURN, '-A ISTIO_OUTPUT -d 10.0.0.0/8 -j RETURN'),
-      ['ipv4: ISTIO_OUTPUT:', '  - -A ISTIO_OUTPUT -d 10.0.0.0/8 -j RETURN'],
+      ['ipv4 nat: ISTIO_OUTPUT:', '  - -A ISTIO_OUTPUT -d 10.0.0.0/8 -j RETURN'],
     ],
-    ['a missing rule', drop(LO_RETURN), ['ipv4: ISTIO_OUTPUT:', `  + ${LO_RETURN}`]],
+    ['a missing rule', drop(LO_RETURN), ['ipv4 nat: ISTIO_OUTPUT:', `  + ${LO_RETURN}`]],
     [
       'a changed port',
       replace(REDIRECT, REDIRECT.replace('15001', '15002')),
-      ['ipv4: ISTIO_REDIRECT:', `  - ${REDIRECT.replace('15001', '15002')}`, `  + ${REDIRECT}`],
+      ['ipv4 nat: ISTIO_REDIRECT:', `  - ${REDIRECT.replace('15001', '15002')}`, `  + ${REDIRECT}`],
     ],
     [
       'rules in another order',
       swap(UID_RETURN, GID_RETURN),
-      ['ipv4: ISTIO_OUTPUT:', '  rules in another order'],
+      ['ipv4 nat: ISTIO_OUTPUT:', '  rules in another order'],
     ],
     [
       'a duplicated hook',
       addAfter(HOOK_OUT, HOOK_IN),
-      ['ipv4: jumps into owned chains:', `  - ${HOOK_IN}`],
+      ['ipv4 nat: jumps into owned chains:', `  - ${HOOK_IN}`],
     ],
-    ['a missing hook', drop(HOOK_OUT), ['ipv4: jumps into owned chains:', `  + ${HOOK_OUT}`]],
+    ['a missing hook', drop(HOOK_OUT), ['ipv4 nat: jumps into owned chains:', `  + ${HOOK_OUT}`]],
     [
       'a hook from another kernel chain',
       addAfter(HOOK_OUT, '-A INPUT -j ISTIO_INBOUND'),
-      ['ipv4: jumps into owned chains:', '  - -A INPUT -j ISTIO_INBOUND'],
+      ['ipv4 nat: jumps into owned chains:', '  - -A INPUT -j ISTIO_INBOUND'],
     ],
     [
       'a changed hook',
       replace(HOOK_OUT, HOOK_OUT.replace('-p tcp ', '')),
       [
-        'ipv4: jumps into owned chains:',
+        'ipv4 nat: jumps into owned chains:',
         `  - ${HOOK_OUT.replace('-p tcp ', '')}`,
         `  + ${HOOK_OUT}`,
       ],
@@ -305,12 +519,12 @@ describe('findDrift: what it reports', () => {
       addAfter(HOOK_OUT, HOOK_IN)(drop(':ISTIO_REDIRECT - [0:0]', REDIRECT, LO_RETURN)(lines)),
     );
     expect(findDrift(planRules(await configFrom([]), 'ipv4'), state, 'ISTIO_')).toEqual([
-      'ipv4: chain ISTIO_REDIRECT is missing',
-      'ipv4: jumps into owned chains:',
+      'ipv4 nat: chain ISTIO_REDIRECT is missing',
+      'ipv4 nat: jumps into owned chains:',
       `  - ${HOOK_IN}`,
-      'ipv4: ISTIO_REDIRECT:',
+      'ipv4 nat: ISTIO_REDIRECT:',
       `  + ${REDIRECT}`,
-      'ipv4: ISTIO_OUTPUT:',
+      'ipv4 nat: ISTIO_OUTPUT:',
       `  + ${LO_RETURN}`,
     ]);
   });
@@ -319,10 +533,10 @@ describe('findDrift: what it reports', () => {
     const plan = planRules(await configFrom([]), 'ipv6');
     const drift = findDrift(plan, EMPTY_STATE, 'ISTIO_');
     expect(drift.slice(0, 4)).toEqual([
-      'ipv6: chain ISTIO_INBOUND is missing',
-      'ipv6: chain ISTIO_REDIRECT is missing',
-      'ipv6: chain ISTIO_IN_REDIRECT is missing',
-      'ipv6: chain ISTIO_OUTPUT is missing',
+      'ipv6 nat: chain ISTIO_INBOUND is missing',
+      'ipv6 nat: chain ISTIO_REDIRECT is missing',
+      'ipv6 nat: chain ISTIO_IN_REDIRECT is missing',
+      'ipv6 nat: chain ISTIO_OUTPUT is missing',
     ]);
     expect(drift.filter((line) => line.startsWith('  + -A '))).toHaveLength(plan.rules.length);
     expect(drift.filter((line) => line.startsWith('  - '))).toEqual([]);
@@ -335,7 +549,7 @@ describe('findDrift: what it reports', () => {
       live((l) => l),
       'MESH_',
     );
-    expect(drift).toContain('ipv4: chain MESH_OUTPUT is missing');
+    expect(drift).toContain('ipv4 nat: chain MESH_OUTPUT is missing');
     expect(drift.join('\n')).not.toMatch(/^ {2}- /m);
   });
 
@@ -358,7 +572,7 @@ describe('findDrift: what it reports', () => {
       expect(drift).toEqual(
         bypass
           ? [
-              'ipv4: rules that let all TCP bypass capture:',
+              'ipv4 nat: rules that let all TCP bypass capture:',
               `  ! ${rule}   (ahead of the jump into ISTIO_OUTPUT)`,
             ]
           : [],
@@ -380,10 +594,10 @@ describe('findDrift: what it reports', () => {
     const inbound =
       '-A ISTIO_IN_REDIRECT -p tcp -m comment --comment "mesh-init: inbound TCP goes to the inbound capture port" -j REDIRECT --to-ports 15001';
     expect(drift).toEqual([
-      'ipv4: ISTIO_REDIRECT:',
+      'ipv4 nat: ISTIO_REDIRECT:',
       `  - ${REDIRECT}`,
       `  + ${REDIRECT.replace('15001', '15002')}`,
-      'ipv4: ISTIO_IN_REDIRECT:',
+      'ipv4 nat: ISTIO_IN_REDIRECT:',
       `  - ${inbound}`,
       `  + ${inbound.replace('15001', '15002')}`,
     ]);
