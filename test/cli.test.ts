@@ -27,7 +27,7 @@ const CONFIG_LINE = expect.stringMatching(
   /^mesh-init: config: mode=[a-z]+( \(dry-run\))? proxy-port=/,
 );
 const DEFAULT_CONFIG_LINE =
-  'mesh-init: config: mode=apply proxy-port=15001 inbound-capture-port=15001 proxy-uid=1337 proxy-gid=1337 inbound-ports=* inbound-exclude-ports="" outbound-include-cidrs=* outbound-exclude-cidrs="" outbound-exclude-ports="" outbound-include-ports="" kube-virt-interfaces="" exclude-interfaces="" ipv6=auto iptables-backend=auto chain-prefix=ISTIO_ wait=10 max-retries=3 retry-interval=1 run-validation=false';
+  'mesh-init: config: mode=apply proxy-port=15001 inbound-capture-port=15001 proxy-uid=1337 proxy-gid=1337 inbound-ports=* inbound-exclude-ports="" outbound-include-cidrs=* outbound-exclude-cidrs="" outbound-exclude-ports="" outbound-include-ports="" kube-virt-interfaces="" exclude-interfaces="" inbound-interception-mode=REDIRECT redirect-dns=false drop-invalid=false ipv6=auto iptables-backend=auto chain-prefix=ISTIO_ wait=10 max-retries=3 retry-interval=1 run-validation=false';
 
 const RESTORE_ARGS = ['--noflush', '--wait=10'];
 const ISTIO_INJECTOR = [
@@ -226,14 +226,14 @@ describe('apply', () => {
     expect(stderrLines().at(-1)).toMatch(/^mesh-init: applied ipv4 \(12 rules\) /);
   });
 
-  it('auto with IPv6: the IPv6 nat table is read with the chosen backend, then two restores', async () => {
+  it('auto with IPv6: the IPv6 tables are read with the chosen backend, then two restores', async () => {
     const { code, calls, commands, stderrLines } = await run([], LIVE_NFT, { globalIpv6: true });
     expect(code).toBe(0);
     expect([...commands()].sort()).toEqual(
       [
         'iptables-nft-save',
         'iptables-legacy-save',
-        'ip6tables-nft-save -t nat',
+        'ip6tables-nft-save',
         'iptables-nft-restore --noflush --wait=10',
         'ip -6 addr replace ::6/128 dev lo',
         'ip6tables-nft-restore --noflush --wait=10',
@@ -264,13 +264,13 @@ describe('apply', () => {
 
   it.each<[string, string[], string[]]>([
     [
-      // The pod's rules are in legacy: the unread first try fails, then the nat table
-      // of that backend alone is read and the plan made anew.
+      // The pod's rules are in legacy: the unread first try fails, then the tables of
+      // that backend alone are read and the plan made anew.
       'legacy',
       ['--iptables-backend', 'legacy'],
       [
         'iptables-legacy-restore --noflush --wait=10',
-        'iptables-legacy-save -t nat',
+        'iptables-legacy-save',
         'iptables-legacy-restore --noflush --wait=10',
       ],
     ],
@@ -282,14 +282,14 @@ describe('apply', () => {
       [
         'ip -6 addr replace ::6/128 dev lo',
         'iptables-legacy-restore --noflush --wait=10',
-        'iptables-legacy-save -t nat',
-        'ip6tables-legacy-save -t nat',
+        'iptables-legacy-save',
+        'ip6tables-legacy-save',
         'iptables-legacy-restore --noflush --wait=10',
         'ip6tables-legacy-restore --noflush --wait=10',
       ],
     ],
   ])(
-    '--iptables-backend %s reads only the nat table of that backend, and only when needed',
+    '--iptables-backend %s reads only that backend (every table), and only when needed',
     async (_name, argv, expected) => {
       const { code, calls, commands } = await run(argv, LIVE_LEGACY);
       expect(code).toBe(0);
@@ -330,7 +330,21 @@ describe('failures', () => {
       /^mesh-init: invalid --proxy-port: expected an integer 1-65535, got "70000"\n$/,
     ],
     [['--bogus'], {}, /^mesh-init: Unknown argument: bogus\n$/],
-    [['-m', 'TPROXY'], {}, /^mesh-init: invalid --inbound-interception-mode: TPROXY/],
+    [
+      ['-m', 'TPROXIED'],
+      {},
+      /^mesh-init: invalid --inbound-interception-mode: expected one of REDIRECT, TPROXY, got "TPROXIED"\n$/,
+    ],
+    [
+      ['-m', 'TPROXY', '-r', '254'],
+      {},
+      /^mesh-init: invalid --inbound-tproxy-route-table: expected a table of its own, not default \(253\), main \(254\) or local \(255\), got "254"\n$/,
+    ],
+    [
+      ['-m', 'TPROXY'],
+      { INBOUND_TPROXY_MARK: '0' },
+      /^mesh-init: invalid --inbound-tproxy-mark \(from INBOUND_TPROXY_MARK\): expected an integer 1-4294967294, got "0"\n$/,
+    ],
     [['-q', '443', '-o', '443'], {}, /^mesh-init: conflicting --outbound-include-ports/],
     [['-p', '1', '-p', '2'], {}, /^mesh-init: invalid --proxy-port: given more than once\n$/],
     [['--dry-run', '-u', '-1'], {}, /^mesh-init: invalid --proxy-uid: /],
@@ -350,22 +364,34 @@ describe('failures', () => {
       {},
       /^mesh-init: conflicting --kube-virt-interfaces and --exclude-interfaces: interface eth0 is both captured and excluded\n$/,
     ],
-    // Istio's DNS capture is not built yet: refused before anything runs, not half applied.
+    // DNS capture asked for wrongly: refused before anything runs (resolv.conf not even read).
     [
-      ['istio-iptables', '-p', '15001', '--redirect-dns'],
+      ['istio-iptables', '-p', '15001', '--capture-all-dns'],
       {},
-      /^mesh-init: invalid --redirect-dns: not supported yet \(see the README\)\n$/,
+      /^mesh-init: invalid --capture-all-dns: it only goes with --redirect-dns \(there would be no DNS capture\)\n$/,
     ],
     [
       [],
       { MESH_INIT_CAPTURE_ALL_DNS: 'true' },
-      /^mesh-init: invalid --capture-all-dns \(from MESH_INIT_CAPTURE_ALL_DNS\): not supported yet \(see the README\)\n$/,
+      /^mesh-init: invalid --capture-all-dns \(from MESH_INIT_CAPTURE_ALL_DNS\): it only goes with --redirect-dns/,
     ],
+    [
+      ['--redirect-dns', '--dns-port', '0'],
+      {},
+      /^mesh-init: invalid --dns-port: expected an integer 1-65535, got "0"\n$/,
+    ],
+    [
+      [],
+      { ISTIO_META_DNS_CAPTURE: 'yes' },
+      /^mesh-init: invalid --redirect-dns \(from ISTIO_META_DNS_CAPTURE\): expected true, false, 1 or 0, got "yes"\n$/,
+    ],
+    [['--native-nftables'], {}, /^mesh-init: invalid --native-nftables: not supported yet/],
     [['-p', '15001', 'istio-iptables'], {}, /^mesh-init: Unknown argument: istio-iptables\n$/],
   ])('usage error %j %j exits 2 and runs nothing', async (argv, env, message) => {
     const result = await run(argv, LIVE_NFT, { env, globalIpv6: true });
     expect(result.code).toBe(2);
     expect(result.calls).toEqual([]);
+    expect(result.resolvConfReads()).toBe(0);
     expect(result.stdout()).toBe('');
     expect(result.stderr()).toMatch(message);
   });
@@ -473,7 +499,7 @@ describe('failures', () => {
     expect(result.stderrLines()).toEqual([
       CONFIG_LINE,
       'mesh-init: backend: legacy (set by --iptables-backend)',
-      'mesh-init: cannot read the ipv4 nat table: iptables-legacy-save exit 1: iptables-legacy-save v1.8.9 (legacy): Permission denied (you must be root)',
+      'mesh-init: cannot read the ipv4 tables: iptables-legacy-save exit 1: iptables-legacy-save v1.8.9 (legacy): Permission denied (you must be root)',
     ]);
   });
 
@@ -484,9 +510,7 @@ describe('failures', () => {
     });
     expect(result.code).toBe(3);
     expect(result.restores()).toEqual([]);
-    expect(result.stderr()).toContain(
-      'cannot read the ipv6 nat table: ip6tables-nft-save not found',
-    );
+    expect(result.stderr()).toContain('cannot read the ipv6 tables: ip6tables-nft-save not found');
   });
 
   const refusingLo = {
@@ -543,7 +567,7 @@ describe('failures', () => {
     expect(result.stdout()).toBe(golden('default.ipv4.golden') + golden('default.ipv6.golden'));
     expect(result.stderrLines()).toEqual([
       CONFIG_LINE,
-      'mesh-init: dry-run: live rules not read (cannot read the ipv6 nat table: ip6tables-nft-save not found); showing the rules for a namespace without mesh-init rules',
+      'mesh-init: dry-run: live rules not read (cannot read the ipv6 tables: ip6tables-nft-save not found); showing the rules for a namespace without mesh-init rules',
       'mesh-init: dry-run: would also run: ip -6 addr replace ::6/128 dev lo',
       'mesh-init: dry-run: printed the ipv4 and ipv6 text; nothing applied',
     ]);
@@ -865,7 +889,7 @@ describe('--log-format', () => {
       answers: { 'ip6tables-nft-restore': exited(1, 'ip6tables-restore: line 9 failed\n') },
     });
     expect(result.code).toBe(4);
-    expect(result.stderrLines()).toContain('  ipv4 was put back as it was');
+    expect(result.stderrLines()).toContain('  ipv4 nat was put back as it was');
     for (const line of result.stderrLines()) expect(line).toMatch(/^(mesh-init: | {2})/);
   });
 });
