@@ -1,5 +1,5 @@
 import { type Choice, chooseBackend, type Probe } from './backend.js';
-import { type Backend, type Config, withResolvers } from './config.js';
+import { type Backend, type Config, parseResolvConf, withResolvers } from './config.js';
 import { findDrift } from './drift.js';
 import {
   BackendError,
@@ -12,6 +12,7 @@ import {
 import {
   addLocalRoute,
   addPassthroughAddress,
+  deleteLocalRule,
   localRouteCommands,
   type RunCommand,
   removeLocalRoute,
@@ -30,7 +31,14 @@ import {
   type Transaction,
 } from './reconcile.js';
 import { renderRestore } from './render.js';
-import { type Family, OWNED_CHAINS, TABLES, type Table, type TablePlan } from './rules.js';
+import {
+  chainName,
+  type Family,
+  OWNED_CHAINS,
+  TABLES,
+  type Table,
+  type TablePlan,
+} from './rules.js';
 import {
   countRules,
   EMPTY_STATE,
@@ -157,6 +165,8 @@ interface Baseline {
  */
 class Changes {
   private readonly baselines = new Map<string, Baseline>();
+  /** Changes outside iptables (TPROXY's ip rule), taken back by putBack too. */
+  private readonly undos: { what: string; undo: () => Promise<void> }[] = [];
 
   constructor(
     private readonly config: Config,
@@ -179,11 +189,24 @@ class Changes {
     );
   }
 
+  /** Remembers a change made outside iptables and how to take it back. */
+  added(what: string, undo: () => Promise<void>): void {
+    this.undos.push({ what, undo });
+  }
+
   /** Puts back every family this run changed, then throws `error` with what happened. */
   async putBack(error: unknown): Promise<never> {
-    if (this.baselines.size === 0) throw error;
+    if (this.baselines.size === 0 && this.undos.length === 0) throw error;
     const notes: string[] = [];
     let stuck = false;
+    for (const { what, undo } of this.undos) {
+      try {
+        await undo();
+        notes.push(`${what} was taken back`);
+      } catch (failure) {
+        notes.push(`taking ${what} back failed too: ${(failure as Error).message}`);
+      }
+    }
     for (const [key, { family, text, noflush, undo }] of this.baselines) {
       try {
         await restore(this.deps.run, this.backend, family, text, this.options(noflush));
@@ -304,14 +327,20 @@ async function checkDrift(config: Config, families: Family[], deps: Deps, log: L
 async function cleanUp(config: Config, families: Family[], deps: Deps, log: Logger) {
   const live = await readLive(config, families, deps.run);
   backendLine(log, live.choice);
+  // First, so that a failure here leaves everything as it was (exit 3). Without the
+  // route, TPROXY still reaches the proxy for the pod's own addresses until the
+  // chains are gone a moment later.
+  for (const family of families) {
+    const outcome = await removeLocalRoute(deps.run, family, config.tproxy);
+    if (outcome === 'no ip')
+      log.info('cleanup', `cleanup: no ip program, so no ${family} TPROXY route to remove`);
+  }
   const changes = new Changes(config, live.choice.backend, deps);
   try {
     for (const tx of planFamilies(config, families, live)) await changes.apply(tx, live);
   } catch (error) {
     await changes.putBack(error);
   }
-  // After the rules that mark packets are gone; any mark and table are the ones given.
-  for (const family of families) await removeLocalRoute(deps.run, family, config.tproxy);
   log.info('cleaned', `removed mesh-init's chains and jumps from ${families.join(' and ')}`, {
     families,
   });
@@ -337,10 +366,20 @@ async function applyRules(config: Config, families: Family[], deps: Deps, log: L
   if (families.includes('ipv6')) {
     await addPassthroughAddress(deps.run, INBOUND_PASSTHROUGH.ipv6.address);
   }
-  if (routesLocally(config)) {
-    for (const family of families) await addLocalRoute(deps.run, family, config.tproxy);
-  }
   const changes = new Changes(config, choice.backend, deps);
+  if (routesLocally(config)) {
+    for (const family of families) {
+      try {
+        if (await addLocalRoute(deps.run, family, config.tproxy)) {
+          changes.added(`the ${family} ip rule fwmark ${config.tproxy.mark}`, () =>
+            deleteLocalRule(deps.run, family, config.tproxy),
+          );
+        }
+      } catch (error) {
+        await changes.putBack(error);
+      }
+    }
+  }
   // Tries planned from a table that was read; the unread first try does not count.
   let planned = live === undefined ? 0 : 1;
   for (;;) {
@@ -357,6 +396,7 @@ async function applyRules(config: Config, families: Family[], deps: Deps, log: L
         `applied ${applied} with the ${choice.backend} backend${ipv6Note(config, families)}`,
         { families, rules, reads: planned },
       );
+      await dropStaleLocalRoute(config, families, live, deps, log);
       break;
     } catch (error) {
       const stale = error instanceof RestoreError && error.stale;
@@ -378,6 +418,28 @@ async function applyRules(config: Config, families: Family[], deps: Deps, log: L
   return EXIT_OK;
 }
 
+/**
+ * A re-run that no longer uses TPROXY (its chains were read, the plan has none)
+ * removes the policy route too: a foreign rule marking packets with the same mark
+ * would otherwise have them delivered locally.
+ */
+async function dropStaleLocalRoute(
+  config: Config,
+  families: readonly Family[],
+  live: Live | undefined,
+  deps: Deps,
+  log: Logger,
+): Promise<void> {
+  if (routesLocally(config) || live === undefined) return;
+  const tproxy = chainName(config.chainPrefix, 'TPROXY');
+  for (const family of families) {
+    if (!stateOf(live, family, 'mangle').chains.includes(tproxy)) continue;
+    if ((await removeLocalRoute(deps.run, family, config.tproxy)) === 'removed') {
+      log.info('applied', `removed the ${family} TPROXY route: TPROXY is no longer used`);
+    }
+  }
+}
+
 /** TPROXY marks packets that a policy route sends to lo; cleanup removes that route either way. */
 function routesLocally(config: Config): boolean {
   return (
@@ -386,9 +448,12 @@ function routesLocally(config: Config): boolean {
   );
 }
 
-/** --redirect-dns without --capture-all-dns captures DNS to the pod's resolvers. */
+/**
+ * DNS capture reads the pod's resolvers: --redirect-dns captures DNS to them, and
+ * with either mode a resolver on lo needs a conntrack zone rule of its own.
+ */
 async function readResolvers(config: Config, deps: Deps, log: Logger): Promise<Config> {
-  if (config.dns.capture !== 'resolvers' || config.mode === 'cleanup') return config;
+  if (config.dns.capture === 'off' || config.mode === 'cleanup') return config;
   let text: string;
   try {
     text = await deps.readResolvConf();
@@ -397,17 +462,23 @@ async function readResolvers(config: Config, deps: Deps, log: Logger): Promise<C
       `cannot read /etc/resolv.conf for --redirect-dns: ${(error as Error).message}`,
     );
   }
-  const resolved = withResolvers(config, text);
-  const resolvers =
-    resolved.dns.capture === 'resolvers' ? resolved.dns.resolvers.map((cidr) => cidr.address) : [];
+  const { resolvers, skipped } = parseResolvConf(text);
+  const addresses = resolvers.map((cidr) => cidr.address);
+  const named = addresses.length === 0 ? 'no nameserver' : addresses.join(', ');
+  const ignored =
+    skipped.length === 0
+      ? ''
+      : `; not an address, ignored: ${skipped.map((v) => `"${v}"`).join(', ')}`;
   log.info(
     'dns',
-    resolvers.length === 0
-      ? 'dns: /etc/resolv.conf names no nameserver; no DNS is captured (--capture-all-dns captures all)'
-      : `dns: capturing DNS to ${resolvers.join(', ')} (from /etc/resolv.conf)`,
-    { resolvers },
+    config.dns.capture === 'all'
+      ? `dns: capturing DNS to any address (--capture-all-dns); /etc/resolv.conf names ${named}${ignored}`
+      : addresses.length === 0
+        ? `dns: /etc/resolv.conf names no nameserver; no DNS is captured (--capture-all-dns captures all)${ignored}`
+        : `dns: capturing DNS to ${named} (from /etc/resolv.conf)${ignored}`,
+    { resolvers: addresses, skipped },
   );
-  return resolved;
+  return withResolvers(config, resolvers);
 }
 
 /** The whole run, by mode. Returns the exit code. */

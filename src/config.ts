@@ -15,11 +15,18 @@ export type CidrSelection =
 
 export type Backend = 'legacy' | 'nft';
 
-/** DNS capture: off, the resolvers of /etc/resolv.conf (read by the shell), or all of port 53. */
+/**
+ * DNS capture: off, DNS to the resolvers of /etc/resolv.conf, or all of port 53.
+ * The resolvers are read by the shell (withResolvers) in both modes: those on
+ * loopback need a rule of their own.
+ */
 export type DnsCapture =
   | { readonly capture: 'off' }
-  | { readonly capture: 'all'; readonly port: number }
-  | { readonly capture: 'resolvers'; readonly port: number; readonly resolvers: readonly Cidr[] };
+  | {
+      readonly capture: 'all' | 'resolvers';
+      readonly port: number;
+      readonly resolvers: readonly Cidr[];
+    };
 
 /** TPROXY's packet mark and the routing table that sends marked packets to lo. */
 export interface TproxyRouting {
@@ -231,26 +238,47 @@ function overlap(a: readonly number[], b: readonly number[]): number | undefined
   return a.find((port) => b.includes(port));
 }
 
-/** The `nameserver` addresses of a resolv.conf, as host CIDRs; others (with a zone, malformed) are skipped. */
-export function parseResolvConf(text: string): Cidr[] {
-  const resolvers: Cidr[] = [];
-  for (const line of text.split('\n')) {
-    const [keyword, address = ''] = line.trim().split(/\s+/);
-    if (keyword !== 'nameserver') continue;
-    const v4 = ipaddr.IPv4.isValidFourPartDecimal(address);
-    if (!v4 && !(ipaddr.IPv6.isValid(address) && !address.includes('%'))) continue;
-    const cidr: Cidr = v4
-      ? { family: 'ipv4', address, prefix: 32 }
-      : { family: 'ipv6', address: ipaddr.parse(address).toString(), prefix: 128 };
-    if (!resolvers.some((r) => r.address === cidr.address)) resolvers.push(cidr);
-  }
-  return resolvers;
+export interface Resolvers {
+  /** Where the C library sends queries, as host CIDRs of the family it uses. */
+  readonly resolvers: readonly Cidr[];
+  /** `nameserver` values no address could be made of, for the log. */
+  readonly skipped: readonly string[];
 }
 
-/** The config with the resolvers DNS capture sends to the DNS port (from the pod's resolv.conf). */
-export function withResolvers(config: Config, resolvConf: string): Config {
-  if (config.dns.capture !== 'resolvers') return config;
-  return { ...config, dns: { ...config.dns, resolvers: parseResolvConf(resolvConf) } };
+/** A nameserver value the way the C library reads it (inet_aton / inet_pton, zone ignored). */
+function nameserverAddress(value: string): Cidr | undefined {
+  const [host = ''] = value.split('%');
+  if (ipaddr.IPv4.isValid(host)) {
+    // inet_aton's forms too: 010.0.0.1 is 8.0.0.1, as the C library reads it.
+    return { family: 'ipv4', address: ipaddr.IPv4.parse(host).toString(), prefix: 32 };
+  }
+  if (!ipaddr.IPv6.isValid(host)) return undefined;
+  const v6 = ipaddr.IPv6.parse(host);
+  // The C library sends IPv4 to an IPv4-mapped address, so iptables must match it.
+  if (v6.isIPv4MappedAddress()) {
+    return { family: 'ipv4', address: v6.toIPv4Address().toString(), prefix: 32 };
+  }
+  return { family: 'ipv6', address: v6.toString(), prefix: 128 };
+}
+
+/** The `nameserver` lines of a resolv.conf. A link-local address's zone is dropped: its address still matches. */
+export function parseResolvConf(text: string): Resolvers {
+  const resolvers: Cidr[] = [];
+  const skipped: string[] = [];
+  for (const line of text.split('\n')) {
+    const [keyword, value = ''] = line.trim().split(/\s+/);
+    if (keyword !== 'nameserver') continue;
+    const cidr = nameserverAddress(value);
+    if (cidr === undefined) skipped.push(value);
+    else if (!resolvers.some((r) => r.address === cidr.address)) resolvers.push(cidr);
+  }
+  return { resolvers, skipped };
+}
+
+/** The config with the pod's resolvers (from its resolv.conf) for DNS capture. */
+export function withResolvers(config: Config, resolvers: readonly Cidr[]): Config {
+  if (config.dns.capture === 'off') return config;
+  return { ...config, dns: { ...config.dns, resolvers } };
 }
 
 /**
@@ -272,6 +300,15 @@ export function validateConfig(options: GivenOptions): Config {
         : 'redirect';
   const markOption = get('inbound-tproxy-mark');
   const tableOption = get('inbound-tproxy-route-table');
+  // Given on the command line they must mean something; Istio's variables may be set
+  // for every pod, so from the environment they simply wait for -m TPROXY.
+  for (const option of [markOption, tableOption]) {
+    if (option && !option.fromEnv && inboundMode !== 'tproxy') {
+      throw new UsageError(
+        `invalid ${option.origin}: it only goes with -m TPROXY (REDIRECT marks nothing)`,
+      );
+    }
+  }
   const tproxy: TproxyRouting = {
     // The proxy's own traffic to its pod IP is marked mark + 1, so the mark stays below 2^32-1.
     mark: markOption ? parseBounded(markOption, 0xfffffffe, 1) : DEFAULT_TPROXY_MARK,
@@ -443,6 +480,11 @@ export function validateConfig(options: GivenOptions): Config {
   const dnsPort = dnsPortOption
     ? parsePort(dnsPortOption, String(dnsPortOption.value).trim())
     : DEFAULT_DNS_PORT;
+  if (dnsPortOption && !dnsPortOption.fromEnv && !flag('redirect-dns')) {
+    throw new UsageError(
+      `invalid ${dnsPortOption.origin}: it only goes with --redirect-dns (no DNS is captured)`,
+    );
+  }
   if (flag('capture-all-dns') && !flag('redirect-dns')) {
     throw new UsageError(
       `invalid ${get('capture-all-dns')?.origin}: it only goes with --redirect-dns (there would be no DNS capture)`,
@@ -451,7 +493,7 @@ export function validateConfig(options: GivenOptions): Config {
   const dns: DnsCapture = !flag('redirect-dns')
     ? { capture: 'off' }
     : flag('capture-all-dns')
-      ? { capture: 'all', port: dnsPort }
+      ? { capture: 'all', port: dnsPort, resolvers: [] }
       : { capture: 'resolvers', port: dnsPort, resolvers: [] };
 
   const logOption = get('log-format');

@@ -175,7 +175,10 @@ export function localRouteCommands(
         `ip ${args.addRule.join(' ')} (unless listed)`,
         `ip ${ipFlag(family)} route replace ${route}`,
       ]
-    : [`ip ${args.delRule.join(' ')} (each one)`, `ip ${ipFlag(family)} route del ${route}`];
+    : [
+        `ip ${args.delRule.join(' ')} (each one listed)`,
+        `ip ${ipFlag(family)} route del ${route} (if there)`,
+      ];
 }
 
 async function runIp(run: RunCommand, args: readonly string[]): Promise<CommandResult> {
@@ -186,53 +189,72 @@ async function runIp(run: RunCommand, args: readonly string[]): Promise<CommandR
   return result;
 }
 
+async function ipOrThrow(run: RunCommand, args: readonly string[], what: string) {
+  const result = await runIp(run, args);
+  if (result.exitCode !== 0) {
+    throw new BackendError(`cannot ${what} (ip ${args.join(' ')}): ${describeFailure(result)}`);
+  }
+  return result;
+}
+
+/** How many copies of TPROXY's rule `ip rule list` shows. */
+async function countLocalRules(run: RunCommand, args: ReturnType<typeof localRouteArgs>) {
+  const listed = await ipOrThrow(run, args.list, "list TPROXY's ip rule");
+  return listed.stdout.split('\n').filter((line) => line.trim() !== '').length;
+}
+
 /**
  * TPROXY marks inbound packets; this rule and route deliver marked packets locally,
  * whatever their destination. `ip rule add` would add a duplicate on a re-run, so
  * the rule is added only when it is not listed; `route replace` is a no-op then.
+ * Says whether this run added the rule, so that a rollback can take it away.
  */
 export async function addLocalRoute(
   run: RunCommand,
   family: Family,
   routing: TproxyRouting,
-): Promise<void> {
+): Promise<boolean> {
   const args = localRouteArgs(family, routing);
-  const listed = await runIp(run, args.list);
-  const steps = [
-    ...(listed.exitCode === 0 && listed.stdout.trim() !== '' ? [] : [args.addRule]),
-    [ipFlag(family), 'route', 'replace', ...args.route],
-  ];
-  for (const step of steps) {
-    const result = await runIp(run, step);
-    if (result.exitCode !== 0) {
-      throw new BackendError(
-        `cannot set up TPROXY's local route (ip ${step.join(' ')}): ${describeFailure(result)}`,
-      );
-    }
-  }
+  const added = (await countLocalRules(run, args)) === 0;
+  if (added) await ipOrThrow(run, args.addRule, "add TPROXY's ip rule");
+  await ipOrThrow(run, [ipFlag(family), 'route', 'replace', ...args.route], "add TPROXY's route");
+  return added;
 }
 
-/** Takes TPROXY's rule (every copy) and route away; absent ones are fine. */
+/** Deletes one copy of TPROXY's rule: the one a failed run added. */
+export async function deleteLocalRule(run: RunCommand, family: Family, routing: TproxyRouting) {
+  await ipOrThrow(run, localRouteArgs(family, routing).delRule, "delete TPROXY's ip rule");
+}
+
+/**
+ * Takes TPROXY's rule (every copy listed) and route away. Where `ip` cannot be
+ * started there is nothing to take away: mesh-init could not have added them.
+ */
 export async function removeLocalRoute(
   run: RunCommand,
   family: Family,
   routing: TproxyRouting,
-): Promise<void> {
+): Promise<'removed' | 'absent' | 'no ip'> {
   const args = localRouteArgs(family, routing);
-  const gone = /No such file or directory|No such process|Cannot find|FIB table does not exist/i;
-  const steps: { argv: readonly string[]; repeat: boolean }[] = [
-    { argv: args.delRule, repeat: true },
-    { argv: [ipFlag(family), 'route', 'del', ...args.route], repeat: false },
-  ];
-  for (const { argv, repeat } of steps) {
-    // Copies of the rule (added by hand, or by another program) go too; 64 is a bound, not a count.
-    for (let i = 0; i < (repeat ? 64 : 1); i++) {
-      const result = await runIp(run, argv);
-      if (result.exitCode === 0) continue;
-      if (gone.test(result.stderr)) break;
-      throw new BackendError(
-        `cannot remove TPROXY's local route (ip ${argv.join(' ')}): ${describeFailure(result)}`,
-      );
-    }
+  const listed = await run('ip', args.list);
+  if (listed.exitCode === undefined) return 'no ip';
+  if (listed.exitCode !== 0) {
+    throw new BackendError(
+      `cannot list TPROXY's ip rule (ip ${args.list.join(' ')}): ${describeFailure(listed)}`,
+    );
   }
+  let removed = false;
+  const copies = listed.stdout.split('\n').filter((line) => line.trim() !== '').length;
+  for (let left = copies; left > 0; left--) {
+    await ipOrThrow(run, args.delRule, "delete TPROXY's ip rule");
+    removed = true;
+  }
+  const table = String(routing.routeTable);
+  const shown = await runIp(run, [ipFlag(family), 'route', 'show', 'table', table]);
+  // A table that never existed: "FIB table does not exist" (IPv4), or nothing listed.
+  if (shown.exitCode === 0 && /^local (default|::\/0) dev lo\b/m.test(shown.stdout)) {
+    await ipOrThrow(run, [ipFlag(family), 'route', 'del', ...args.route], "delete TPROXY's route");
+    removed = true;
+  }
+  return removed ? 'removed' : 'absent';
 }

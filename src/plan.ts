@@ -1,3 +1,4 @@
+import ipaddr from 'ipaddr.js';
 import type { Config } from './config.js';
 import {
   type ChainRef,
@@ -285,6 +286,14 @@ function resolversOf(config: Config, family: Family): (Cidr | undefined)[] {
   return config.dns.resolvers.filter((cidr) => cidr.family === family);
 }
 
+/** Resolvers on the pod's loopback (127.0.0.53, Docker's 127.0.0.11): their answers leave through OUTPUT. */
+function loopbackResolvers(config: Config, family: Family): Cidr[] {
+  if (config.dns.capture === 'off') return [];
+  return config.dns.resolvers.filter(
+    (cidr) => cidr.family === family && ipaddr.parse(cidr.address).range() === 'loopback',
+  );
+}
+
 /**
  * The whole nat-table plan of one IP family. Pure: the same config gives the same
  * plan, and the family only picks addresses and filters CIDRs.
@@ -345,6 +354,16 @@ export function planRaw(config: Config, family: Family): TablePlan | undefined {
         why: "the proxy's DNS answers to the apps are in zone 2",
       },
     ]),
+    // A resolver on lo answers through OUTPUT, often from behind a NAT of its own
+    // (Docker's 127.0.0.11): the answer must meet the proxy's query in zone 1.
+    ...loopbackResolvers(config, family).map(
+      (cidr): Rule => ({
+        chain: out,
+        matches: [udp, { kind: 'source', cidr }],
+        target: zone(1),
+        why: 'answers of a resolver on lo to the proxy are in zone 1',
+      }),
+    ),
     ...to.map(
       (cidr): Rule => ({
         chain: out,

@@ -73,8 +73,10 @@ function renderTarget(target: Target, prefix: string, family: Family): string {
   }
 }
 
-export function renderRule(rule: Rule, prefix: string, family: Family): string {
-  const parts = [`-A ${chainName(prefix, rule.chain)}`];
+/** `-A CHAIN …`, or `-I CHAIN position …` to insert at a place in the chain. */
+export function renderRule(rule: Rule, prefix: string, family: Family, position?: number): string {
+  const chain = chainName(prefix, rule.chain);
+  const parts = [position === undefined ? `-A ${chain}` : `-I ${chain} ${position}`];
   rule.matches.forEach((match, i) => {
     parts.push(renderMatch(match, rule.matches.slice(0, i)));
   });
@@ -105,6 +107,16 @@ export function restoreCommandFor(family: Family): string {
  */
 export function renderRestore(tx: Transaction): string {
   const { prefix, family } = tx;
+  // Jumps from the kernel's chains go first, in plan order: no other rule in the pod
+  // (Docker's DNS redirect, say) sees a packet before capture does, and what
+  // mesh-init returns goes on through those rules as before.
+  const inserted = new Map<string, number>();
+  const render = (rule: Rule) => {
+    if (rule.chain.kind === 'owned') return renderRule(rule, prefix, family);
+    const position = (inserted.get(rule.chain.name) ?? 0) + 1;
+    inserted.set(rule.chain.name, position);
+    return renderRule(rule, prefix, family, position);
+  };
   const lines = [
     `# mesh-init: ${family} ${tx.table} ${tx.purpose} for ${restoreCommandFor(family)} --noflush`,
     `*${tx.table}`,
@@ -112,7 +124,7 @@ export function renderRestore(tx: Transaction): string {
     ...tx.unhook.map((rule) => `-D ${rule.chain} ${rule.spec}`),
     ...tx.recreate.map((chain) => `-X ${chainName(prefix, chain)}`),
     ...tx.recreate.map((chain) => `-N ${chainName(prefix, chain)}`),
-    ...tx.rules.map((rule) => renderRule(rule, prefix, family)),
+    ...tx.rules.map(render),
     ...tx.remove.map((chain) => `-X ${chainName(prefix, chain)}`),
     'COMMIT',
   ];

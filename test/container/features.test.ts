@@ -255,26 +255,19 @@ describe.runIf(missing === undefined)("issue #5's features in Docker pods", () =
       );
     });
 
-    // KNOWN DEFECT: mesh-init appends its nat OUTPUT hook (`-A OUTPUT`), so Docker's
-    // `-A OUTPUT -d 127.0.0.11/32 -j DOCKER_OUTPUT`, already in the same nft table,
-    // comes first and DNATs the query to Docker's resolver: ISTIO_OUTPUT_DNS never
-    // sees it. With the legacy backend mesh-init's nat hook ran before nft's here
-    // (measured), which is why legacy works. Remove `.fails` once the hook goes first.
-    it.fails("nft (auto): an app's lookup is answered by the proxy's DNS server", async () => {
+    // Docker's `-A OUTPUT -d 127.0.0.11/32 -j DOCKER_OUTPUT` is in the same nft table
+    // before mesh-init runs: mesh-init's jump goes first, or Docker's DNAT takes the
+    // query to its resolver before ISTIO_OUTPUT_DNS sees it.
+    it("nft (auto): an app's lookup is answered by the proxy's DNS server", async () => {
       const { dns } = of('nft');
       const name = `${randomUUID().slice(0, 8)}.svc.test`;
       expect(await lookup(dns, name, APP)).toEqual({ addresses: [PROXY_ANSWER] });
     });
 
-    // KNOWN DEFECT in src/plan.ts planRaw(): the proxy's query is put in conntrack
-    // zone 1, but the answer of a resolver on lo is sent locally, through raw OUTPUT,
-    // where no rule gives it zone 1 (the rule for answers is in PREROUTING, which a
-    // packet on lo reaches with its conntrack already attached). In zone 0 it matches
-    // no connection, Docker's DNAT is not undone, and it arrives from
-    // 127.0.0.11:<Docker's port> at a socket connected to 127.0.0.11:53, which drops
-    // it: the lookup times out. Flushing the raw rules makes it work again. Remove
-    // `.fails` once answers from a resolver on lo get zone 1.
-    it.fails.each(backends)(
+    // The answer of a resolver on lo leaves through raw OUTPUT with Docker's port as
+    // its source: only the rule that puts a loopback resolver's answers in zone 1
+    // lets it meet the proxy's query (zone 1), so that Docker's DNAT is undone.
+    it.each(backends)(
       "%s: the proxy UID's own lookups still reach Docker's DNS",
       async (backend) => {
         const { dns } = of(backend);

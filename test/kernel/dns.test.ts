@@ -117,3 +117,51 @@ kernelSuite('DNS capture', () => {
     });
   }
 });
+
+// Docker's embedded DNS: a resolver on lo (127.0.0.11) that a NAT rule of its own, put
+// there before mesh-init runs, sends to another port. mesh-init's jump must come
+// first, and the answer, which leaves through OUTPUT, must meet the proxy's query in
+// its conntrack zone.
+kernelSuite('DNS capture with a resolver on lo behind its own NAT rule', () => {
+  for (const backend of ['legacy', 'nft'] as const) {
+    describe(backend, () => {
+      const LOCAL = '127.0.0.11';
+      const LOCAL_ANSWER = '192.0.2.11';
+      let net: Pod;
+      beforeAll(async () => {
+        net = await Pod.create();
+        net.setResolvConf(`nameserver ${LOCAL}\noptions timeout:1 attempts:1\n`);
+        await net.serve('pod', 'local-resolver', { dns: LOCAL_ANSWER }, [5353]);
+        await net.serve('pod', 'proxy-dns', { dns: PROXY, loopback: true }, [15053], proxy);
+        await net.restoreForeign(
+          backend,
+          'ipv4',
+          [
+            '*nat',
+            `-A OUTPUT -d ${LOCAL}/32 -p udp --dport 53 -j DNAT --to-destination ${LOCAL}:5353`,
+            'COMMIT',
+            '',
+          ].join('\n'),
+        );
+        const result = await net.meshInit([
+          ...['-p', '15001', '-u', String(PROXY_UID), '--ipv6', 'false'],
+          ...['--iptables-backend', backend, '--redirect-dns'],
+        ]);
+        expect(result.exitCode, result.stderr).toBe(0);
+      });
+      afterAll(async () => net?.destroy());
+
+      it("an app's lookup is answered by the proxy, not by the NAT rule ahead of it", async () => {
+        expect(await net.probe('pod', 'resolve', ['svc.test'], app)).toEqual({
+          addresses: [PROXY],
+        });
+      });
+
+      it("the proxy's own query gets the local resolver's answer back through the NAT", async () => {
+        expect(await net.probe('pod', 'query', [LOCAL, 'svc.test'], proxy)).toEqual({
+          addresses: [LOCAL_ANSWER],
+        });
+      });
+    });
+  }
+});
