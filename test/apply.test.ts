@@ -1,5 +1,4 @@
 import { describe, expect, it } from 'vitest';
-import { withResolvers } from '../src/config.js';
 import { findDrift } from '../src/drift.js';
 import type { CommandResult } from '../src/iptables.js';
 import { planRules, planTables } from '../src/plan.js';
@@ -7,7 +6,7 @@ import { planTransaction, planUndo } from '../src/reconcile.js';
 import { renderRestore } from '../src/render.js';
 import { type Family, TABLES } from '../src/rules.js';
 import { EMPTY_STATE, parseNatState, parseTableState, tableSection } from '../src/state.js';
-import { configFrom } from './config-from.js';
+import { configFrom, withResolvConf } from './config-from.js';
 import {
   type Answer,
   beforeC1467e4,
@@ -1002,7 +1001,7 @@ describe('TPROXY, DNS capture and --drop-invalid: nat, mangle and raw per family
     resolvConf = RESOLV_CONF,
   ) => {
     const family: Family = key.endsWith('ipv6') ? 'ipv6' : 'ipv4';
-    const config = withResolvers(await configFrom(argv), resolvConf);
+    const config = withResolvConf(await configFrom(argv), resolvConf);
     const dump = system.kernel.saveText(key);
     return TABLES.flatMap((table) => {
       const plan = planTables(config, family).find((p) => p.table === table) ?? {

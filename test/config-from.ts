@@ -1,5 +1,5 @@
 import { parseCommandLine } from '../src/args.js';
-import { type Config, validateConfig } from '../src/config.js';
+import { type Config, parseResolvConf, validateConfig, withResolvers } from '../src/config.js';
 
 export type Env = Record<string, string>;
 
@@ -8,4 +8,9 @@ export async function configFrom(argv: readonly string[], env: Env = {}): Promis
   const parsed = await parseCommandLine(argv, env);
   if (parsed.kind !== 'run') throw new Error(`expected a run, got ${parsed.kind}`);
   return validateConfig(parsed.options);
+}
+
+/** The config with the resolvers of a resolv.conf text, as the shell (readResolvers) fills them in. */
+export function withResolvConf(config: Config, resolvConf: string): Config {
+  return withResolvers(config, parseResolvConf(resolvConf).resolvers);
 }

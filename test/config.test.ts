@@ -84,7 +84,7 @@ const FEATURES: Record<
     off: ['false', '0', ''],
     // Alone it would capture nothing: it only goes with --redirect-dns.
     with: { MESH_INIT_REDIRECT_DNS: 'true' },
-    gives: { dns: { capture: 'all', port: 15053 } },
+    gives: { dns: { capture: 'all', port: 15053, resolvers: [] } },
   },
   'drop-invalid': {
     set: [['--drop-invalid'], ['--drop-invalid=true']],
@@ -490,7 +490,7 @@ describe('TPROXY, DNS capture and --drop-invalid (issue 5)', () => {
   const TPROXY = { inboundMode: 'tproxy' } as const;
   const tproxy = (mark: number, routeTable: number) => ({ tproxy: { mark, routeTable } });
   const RESOLVERS = { dns: { capture: 'resolvers', port: 15053, resolvers: [] } } as const;
-  const ALL_DNS = { dns: { capture: 'all', port: 15053 } } as const;
+  const ALL_DNS = { dns: { capture: 'all', port: 15053, resolvers: [] } } as const;
   const onlyWithRedirect = (origin: string) =>
     `invalid ${origin}: it only goes with --redirect-dns (there would be no DNS capture)`;
 
@@ -520,14 +520,39 @@ describe('TPROXY, DNS capture and --drop-invalid (issue 5)', () => {
     ],
     ['-t lowest', ['-m', 'TPROXY', '-t', '1'], {}, { ...TPROXY, ...tproxy(1, 133) }],
     // The proxy's own traffic is marked mark + 1: that still fits 32 bits.
-    ['-t highest', ['-t', '4294967294'], {}, tproxy(4294967294, 133)],
-    ['--inbound-tproxy-mark', ['--inbound-tproxy-mark', '100'], {}, tproxy(100, 133)],
-    ['-t blanks', ['-t', ' 42 '], {}, tproxy(42, 133)],
+    [
+      '-t highest',
+      ['-m', 'TPROXY', '-t', '4294967294'],
+      {},
+      { ...TPROXY, ...tproxy(4294967294, 133) },
+    ],
+    [
+      '--inbound-tproxy-mark',
+      ['-m', 'TPROXY', '--inbound-tproxy-mark', '100'],
+      {},
+      { ...TPROXY, ...tproxy(100, 133) },
+    ],
+    ['-t blanks', ['-m', 'TPROXY', '-t', ' 42 '], {}, { ...TPROXY, ...tproxy(42, 133) }],
     ["Istio's INBOUND_TPROXY_MARK", [], { INBOUND_TPROXY_MARK: '1338' }, tproxy(1338, 133)],
-    ['-r lowest', ['-r', '1'], {}, tproxy(1337, 1)],
-    ['-r just below default (253)', ['-r', '252'], {}, tproxy(1337, 252)],
-    ['-r just above local (255)', ['-r', '256'], {}, tproxy(1337, 256)],
-    ['-r highest', ['-r', '4294967295'], {}, tproxy(1337, 4294967295)],
+    ['-r lowest', ['-m', 'TPROXY', '-r', '1'], {}, { ...TPROXY, ...tproxy(1337, 1) }],
+    [
+      '-r just below default (253)',
+      ['-m', 'TPROXY', '-r', '252'],
+      {},
+      { ...TPROXY, ...tproxy(1337, 252) },
+    ],
+    [
+      '-r just above local (255)',
+      ['-m', 'TPROXY', '-r', '256'],
+      {},
+      { ...TPROXY, ...tproxy(1337, 256) },
+    ],
+    [
+      '-r highest',
+      ['-m', 'TPROXY', '-r', '4294967295'],
+      {},
+      { ...TPROXY, ...tproxy(1337, 4294967295) },
+    ],
     [
       "Istio's INBOUND_TPROXY_ROUTE_TABLE",
       [],
@@ -552,7 +577,7 @@ describe('TPROXY, DNS capture and --drop-invalid (issue 5)', () => {
       '--capture-all-dns --dns-port',
       ['--capture-all-dns', '--redirect-dns', '--dns-port', ' 5353 '],
       {},
-      { dns: { capture: 'all', port: 5353 } },
+      { dns: { capture: 'all', port: 5353, resolvers: [] } },
     ],
     ["Istio's ISTIO_META_DNS_CAPTURE", [], { ISTIO_META_DNS_CAPTURE: 'true' }, RESOLVERS],
     ["Istio's REDIRECT_DNS", [], { REDIRECT_DNS: '1' }, RESOLVERS],
@@ -608,25 +633,25 @@ describe('TPROXY, DNS capture and --drop-invalid (issue 5)', () => {
       { ISTIO_INBOUND_INTERCEPTION_MODE: 'NONE' },
       mode('--inbound-interception-mode (from ISTIO_INBOUND_INTERCEPTION_MODE)', 'NONE'),
     ],
-    [['-t', '0'], {}, mark('--inbound-tproxy-mark', '0')],
+    [['-m', 'TPROXY', '-t', '0'], {}, mark('--inbound-tproxy-mark', '0')],
     // mark + 1 would be 2^32: no 32-bit mark is left for the proxy's own traffic.
-    [['-t', '4294967295'], {}, mark('--inbound-tproxy-mark', '4294967295')],
-    [['-t', '-1'], {}, mark('--inbound-tproxy-mark', '-1')],
-    [['-t', '0x539'], {}, mark('--inbound-tproxy-mark', '0x539')],
-    [['-t', '1337/0xffff'], {}, mark('--inbound-tproxy-mark', '1337/0xffff')],
-    [['-t', ''], {}, mark('--inbound-tproxy-mark', '')],
+    [['-m', 'TPROXY', '-t', '4294967295'], {}, mark('--inbound-tproxy-mark', '4294967295')],
+    [['-m', 'TPROXY', '-t', '-1'], {}, mark('--inbound-tproxy-mark', '-1')],
+    [['-m', 'TPROXY', '-t', '0x539'], {}, mark('--inbound-tproxy-mark', '0x539')],
+    [['-m', 'TPROXY', '-t', '1337/0xffff'], {}, mark('--inbound-tproxy-mark', '1337/0xffff')],
+    [['-m', 'TPROXY', '-t', ''], {}, mark('--inbound-tproxy-mark', '')],
     [['-m', 'TPROXY', '-t', '01337'], {}, mark('--inbound-tproxy-mark', '01337')],
     [
       [],
       { INBOUND_TPROXY_MARK: '0' },
       mark('--inbound-tproxy-mark (from INBOUND_TPROXY_MARK)', '0'),
     ],
-    [['-r', '0'], {}, table('--inbound-tproxy-route-table', '0')],
-    [['-r', '4294967296'], {}, table('--inbound-tproxy-route-table', '4294967296')],
-    [['-r', 'main'], {}, table('--inbound-tproxy-route-table', 'main')],
-    [['-r', '-133'], {}, table('--inbound-tproxy-route-table', '-133')],
-    [['-r', '253'], {}, reserved('--inbound-tproxy-route-table', '253')],
-    [['-r', '254'], {}, reserved('--inbound-tproxy-route-table', '254')],
+    [['-m', 'TPROXY', '-r', '0'], {}, table('--inbound-tproxy-route-table', '0')],
+    [['-m', 'TPROXY', '-r', '4294967296'], {}, table('--inbound-tproxy-route-table', '4294967296')],
+    [['-m', 'TPROXY', '-r', 'main'], {}, table('--inbound-tproxy-route-table', 'main')],
+    [['-m', 'TPROXY', '-r', '-133'], {}, table('--inbound-tproxy-route-table', '-133')],
+    [['-m', 'TPROXY', '-r', '253'], {}, reserved('--inbound-tproxy-route-table', '253')],
+    [['-m', 'TPROXY', '-r', '254'], {}, reserved('--inbound-tproxy-route-table', '254')],
     [['-m', 'TPROXY', '-r', '255'], {}, reserved('--inbound-tproxy-route-table', '255')],
     [
       [],
@@ -703,10 +728,9 @@ describe('TPROXY, DNS capture and --drop-invalid (issue 5)', () => {
     expect(
       await configFrom(['-m', 'REDIRECT'], { ISTIO_INBOUND_INTERCEPTION_MODE: 'TPROXY' }),
     ).toEqual(DEFAULTS);
-    expect(await configFrom(['-t', '5'], { INBOUND_TPROXY_MARK: 'not a mark' })).toEqual({
-      ...DEFAULTS,
-      ...tproxy(5, 133),
-    });
+    expect(
+      await configFrom(['-m', 'TPROXY', '-t', '5'], { INBOUND_TPROXY_MARK: 'not a mark' }),
+    ).toEqual({ ...DEFAULTS, ...TPROXY, ...tproxy(5, 133) });
   });
 
   it("Istio's injector argv with DNS capture and TPROXY is taken as written", async () => {
@@ -726,6 +750,131 @@ describe('TPROXY, DNS capture and --drop-invalid (issue 5)', () => {
       inboundExcludePorts: [15090, 15021, 15020],
       logFormat: 'json',
     });
+  });
+
+  // A flag that would change nothing is more likely a mistake than an intent; Istio's
+  // variables may be set for every pod, so from the environment they wait for the mode.
+  const onlyWithTproxy = (origin: string) =>
+    `invalid ${origin}: it only goes with -m TPROXY (REDIRECT marks nothing)`;
+  const onlyWithDns = (origin: string) =>
+    `invalid ${origin}: it only goes with --redirect-dns (no DNS is captured)`;
+
+  it.each<[string[], Env, string]>([
+    [['-t', '4096'], {}, onlyWithTproxy('--inbound-tproxy-mark')],
+    [['--inbound-tproxy-mark=4096'], {}, onlyWithTproxy('--inbound-tproxy-mark')],
+    [['-r', '7'], {}, onlyWithTproxy('--inbound-tproxy-route-table')],
+    [['--inbound-tproxy-route-table', '7'], {}, onlyWithTproxy('--inbound-tproxy-route-table')],
+    [['-m', 'REDIRECT', '-t', '4096'], {}, onlyWithTproxy('--inbound-tproxy-mark')],
+    [['-m', '', '-r', '7'], {}, onlyWithTproxy('--inbound-tproxy-route-table')],
+    // The first of the two is named.
+    [['-t', '4096', '-r', '7'], {}, onlyWithTproxy('--inbound-tproxy-mark')],
+    // The mode from a variable counts as much as from a flag.
+    [
+      ['-t', '4096'],
+      { ISTIO_INBOUND_INTERCEPTION_MODE: 'REDIRECT' },
+      onlyWithTproxy('--inbound-tproxy-mark'),
+    ],
+    // A flag -m REDIRECT beats a variable TPROXY, so -t is left without it.
+    [
+      ['-m', 'REDIRECT', '-r', '7'],
+      { MESH_INIT_INBOUND_INTERCEPTION_MODE: 'TPROXY' },
+      onlyWithTproxy('--inbound-tproxy-route-table'),
+    ],
+    // Without the mode, even a bad value is first of all in the wrong place.
+    [['-t', '0x539'], {}, onlyWithTproxy('--inbound-tproxy-mark')],
+    [['-r', 'main'], {}, onlyWithTproxy('--inbound-tproxy-route-table')],
+    [['--dns-port', '5353'], {}, onlyWithDns('--dns-port')],
+    [['--dns-port=5353'], {}, onlyWithDns('--dns-port')],
+    [['--dns-port', '5353', '--no-redirect-dns'], {}, onlyWithDns('--dns-port')],
+    [['--dns-port', '5353'], { MESH_INIT_REDIRECT_DNS: 'false' }, onlyWithDns('--dns-port')],
+    [['--dns-port', '5353', '--capture-all-dns'], {}, onlyWithDns('--dns-port')],
+    [
+      ['--dns-port', '5353', '--no-redirect-dns'],
+      { ISTIO_META_DNS_CAPTURE: 'true' },
+      onlyWithDns('--dns-port'),
+    ],
+  ])('%j %j: a flag that means nothing without its mode is refused', async (argv, env, message) => {
+    const error = await usageErrorFrom(argv, env);
+    expect(error).toBeInstanceOf(UsageError);
+    expect(error.message).toBe(message);
+  });
+
+  it.each<[string, string[], Env, Partial<Config>]>([
+    [
+      "Istio's INBOUND_TPROXY_MARK without TPROXY",
+      [],
+      { INBOUND_TPROXY_MARK: '4096' },
+      tproxy(4096, 133),
+    ],
+    [
+      'MESH_INIT_INBOUND_TPROXY_MARK without TPROXY',
+      [],
+      { MESH_INIT_INBOUND_TPROXY_MARK: '4096' },
+      tproxy(4096, 133),
+    ],
+    [
+      "Istio's INBOUND_TPROXY_ROUTE_TABLE with -m REDIRECT",
+      ['-m', 'REDIRECT'],
+      { INBOUND_TPROXY_ROUTE_TABLE: '7' },
+      tproxy(1337, 7),
+    ],
+    [
+      'both variables, waiting for the mode',
+      [],
+      { INBOUND_TPROXY_MARK: '4096', INBOUND_TPROXY_ROUTE_TABLE: '7' },
+      tproxy(4096, 7),
+    ],
+    [
+      'the flags, with the mode from a variable',
+      ['-t', '4096', '-r', '7'],
+      { ISTIO_INBOUND_INTERCEPTION_MODE: 'TPROXY' },
+      { ...TPROXY, ...tproxy(4096, 7) },
+    ],
+    // -b "" leaves TPROXY nothing to capture, yet the mode is TPROXY: -t is taken.
+    [
+      '-m TPROXY -b "" -t',
+      ['-m', 'TPROXY', '-b', '', '-t', '7'],
+      {},
+      {
+        ...TPROXY,
+        ...tproxy(7, 133),
+        inboundPorts: { kind: 'none' },
+      },
+    ],
+    ['MESH_INIT_DNS_PORT without --redirect-dns', [], { MESH_INIT_DNS_PORT: '5353' }, {}],
+    [
+      'MESH_INIT_DNS_PORT with --no-redirect-dns',
+      ['--no-redirect-dns'],
+      { MESH_INIT_DNS_PORT: '5353' },
+      {},
+    ],
+    [
+      '--dns-port, with --redirect-dns from a variable',
+      ['--dns-port', '5353'],
+      { ISTIO_META_DNS_CAPTURE: 'true' },
+      { dns: { capture: 'resolvers', port: 5353, resolvers: [] } },
+    ],
+    [
+      '--dns-port with --capture-all-dns, both DNS flags from variables',
+      ['--dns-port', '5353'],
+      { REDIRECT_DNS: '1', CAPTURE_ALL_DNS: '1' },
+      { dns: { capture: 'all', port: 5353, resolvers: [] } },
+    ],
+  ])('%s: taken', async (_name, argv, env, expected) => {
+    expect(await configFrom(argv, env)).toEqual({ ...DEFAULTS, ...expected });
+  });
+
+  // Waiting for the mode is no reason to take a bad value: it would fail later, when
+  // the mode is turned on, far from where it was set.
+  it.each<[Env, string]>([
+    [{ INBOUND_TPROXY_MARK: '0' }, mark('--inbound-tproxy-mark (from INBOUND_TPROXY_MARK)', '0')],
+    [
+      { INBOUND_TPROXY_ROUTE_TABLE: 'main' },
+      table('--inbound-tproxy-route-table (from INBOUND_TPROXY_ROUTE_TABLE)', 'main'),
+    ],
+    [{ MESH_INIT_DNS_PORT: '0' }, dnsPort('--dns-port (from MESH_INIT_DNS_PORT)', '0')],
+  ])('%j: a variable waiting for its mode is still checked', async (env, message) => {
+    expect((await usageErrorFrom([], env)).message).toBe(message);
   });
 
   it('--native-nftables is still refused; --force-apply is accepted (mesh-init always reconciles)', async () => {
@@ -1461,7 +1610,8 @@ describe('numbers of seconds', () => {
 });
 
 describe('parseResolvConf: the nameservers DNS capture sends to the DNS port', () => {
-  it.each<[string, string, Config['outboundExcludeCidrs']]>([
+  type Cidrs = Config['outboundExcludeCidrs'];
+  it.each<[string, string, Cidrs]>([
     [
       "Kubernetes' ClusterFirst file",
       'search default.svc.cluster.local svc.cluster.local cluster.local\nnameserver 10.96.0.10\noptions ndots:5\n',
@@ -1490,6 +1640,7 @@ describe('parseResolvConf: the nameservers DNS capture sends to the DNS port', (
     ],
     ['no newline at the end', 'nameserver 10.0.0.7', [v4('10.0.0.7', 32)]],
     ['a local resolver', 'nameserver 127.0.0.53\n', [v4('127.0.0.53', 32)]],
+    ["Docker's embedded DNS", 'nameserver 127.0.0.11\noptions ndots:0\n', [v4('127.0.0.11', 32)]],
     ['IPv6', 'nameserver fd00:10:96::a\n', [v6('fd00:10:96::a', 128)]],
     [
       'IPv6, normalised as ip6tables prints it',
@@ -1501,11 +1652,6 @@ describe('parseResolvConf: the nameservers DNS capture sends to the DNS port', (
       'nameserver fd00::a\nnameserver 10.0.0.1\n',
       [v6('fd00::a', 128), v4('10.0.0.1', 32)],
     ],
-    [
-      'a zone id is skipped',
-      'nameserver fe80::1%eth0\nnameserver 10.0.0.1\n',
-      [v4('10.0.0.1', 32)],
-    ],
     ['duplicates once', 'nameserver 10.0.0.1\nnameserver 10.0.0.1\n', [v4('10.0.0.1', 32)]],
     [
       'IPv6 duplicates once, however written',
@@ -1513,9 +1659,9 @@ describe('parseResolvConf: the nameservers DNS capture sends to the DNS port', (
       [v6('fd00::a', 128)],
     ],
     [
-      'malformed lines are skipped',
-      'nameserver\nnameserver 10.0.0\nnameserver 300.1.1.1\nnameserver dns.example\nnameserver 10.0.0.0/8\nnameserver 10.0.0.9\n',
-      [v4('10.0.0.9', 32)],
+      'inet_aton spellings of one address count once',
+      'nameserver 10.0.0.1\nnameserver 10.1\nnameserver 0x0a000001\n',
+      [v4('10.0.0.1', 32)],
     ],
     [
       'other keywords',
@@ -1526,26 +1672,78 @@ describe('parseResolvConf: the nameservers DNS capture sends to the DNS port', (
     ['NAMESERVER is not a keyword', 'NAMESERVER 10.0.0.1\n', []],
     ['empty', '', []],
   ])('%s', (_name, text, resolvers) => {
-    expect(parseResolvConf(text)).toEqual(resolvers);
+    expect(parseResolvConf(text)).toEqual({ resolvers, skipped: [] });
   });
 
-  it('withResolvers fills them in for --redirect-dns only', async () => {
-    const text = 'nameserver 10.96.0.10\nnameserver fd00::a\n';
-    const resolvers = await configFrom(['--redirect-dns', '--dns-port', '5353']);
-    expect(withResolvers(resolvers, text)).toEqual({
-      ...resolvers,
-      dns: {
-        capture: 'resolvers',
-        port: 5353,
-        resolvers: [v4('10.96.0.10', 32), v6('fd00::a', 128)],
-      },
+  // Each value as the C library reads it (inet_aton, then inet_pton for IPv6 with the
+  // zone cut off), checked against glibc 2.36: the address its queries go to is the
+  // one iptables must match.
+  it.each<[string, Cidrs[number]]>([
+    // A zone id names the interface; the address still matches in ip6tables.
+    ['fe80::1%eth0', v6('fe80::1', 128)],
+    ['fe80::1%2', v6('fe80::1', 128)],
+    ['FE80::1%eth0', v6('fe80::1', 128)],
+    // inet_aton: a leading 0 is octal, 0x hex, and fewer parts fill the last one.
+    ['010.0.0.1', v4('8.0.0.1', 32)],
+    ['0177.0.0.1', v4('127.0.0.1', 32)],
+    ['0x0a.0.0.1', v4('10.0.0.1', 32)],
+    ['10.1', v4('10.0.0.1', 32)],
+    ['127.1', v4('127.0.0.1', 32)],
+    ['10.0.0', v4('10.0.0.0', 32)],
+    ['167772161', v4('10.0.0.1', 32)],
+    ['0xa000001', v4('10.0.0.1', 32)],
+    // IPv4-mapped: the C library sends IPv4, so the ipv4 table sees it.
+    ['::ffff:10.0.0.1', v4('10.0.0.1', 32)],
+    ['::ffff:a00:1', v4('10.0.0.1', 32)],
+    ['::FFFF:127.0.0.11', v4('127.0.0.11', 32)],
+    ['::1', v6('::1', 128)],
+  ])('nameserver %s is %j', (value, cidr) => {
+    expect(parseResolvConf(`nameserver ${value}\n`)).toEqual({ resolvers: [cidr], skipped: [] });
+  });
+
+  it.each([
+    ['10.0.0.1#x'],
+    ['10.0.0.1#53'],
+    ['08.0.0.1'],
+    ['300.1.1.1'],
+    ['4294967296'],
+    ['10.0.0.1.'],
+    ['10.0.0.0/8'],
+    ['dns.example'],
+    ['fe80::1::2'],
+    ['%eth0'],
+  ])('nameserver %s is no address: skipped, and returned to be logged', (value) => {
+    expect(parseResolvConf(`nameserver ${value}\nnameserver 10.0.0.9\n`)).toEqual({
+      resolvers: [v4('10.0.0.9', 32)],
+      skipped: [value],
     });
-    // Capturing all DNS, or none, needs no resolvers: the config is returned as it is.
-    for (const argv of [['--redirect-dns', '--capture-all-dns'], []]) {
+  });
+
+  it('every value that is no address is returned, in order, with the addresses kept', () => {
+    const text = 'nameserver dns.example\nnameserver 10.0.0.1\nnameserver 10.0.0.1#x\n';
+    expect(parseResolvConf(text)).toEqual({
+      resolvers: [v4('10.0.0.1', 32)],
+      skipped: ['dns.example', '10.0.0.1#x'],
+    });
+  });
+
+  it('withResolvers fills them in for both DNS capture modes, and leaves capture off alone', async () => {
+    const { resolvers } = parseResolvConf('nameserver 10.96.0.10\nnameserver fd00::a\n');
+    expect(resolvers).toEqual([v4('10.96.0.10', 32), v6('fd00::a', 128)]);
+    for (const [argv, capture] of [
+      [['--redirect-dns', '--dns-port', '5353'], 'resolvers'],
+      [['--redirect-dns', '--capture-all-dns', '--dns-port', '5353'], 'all'],
+    ] as const) {
       const config = await configFrom(argv);
-      expect(withResolvers(config, text)).toBe(config);
+      expect(withResolvers(config, resolvers)).toEqual({
+        ...config,
+        dns: { capture, port: 5353, resolvers },
+      });
+      // Pure: the given config is not changed.
+      expect(config.dns).toEqual({ capture, port: 5353, resolvers: [] });
     }
-    // Pure: the given config is not changed.
-    expect(resolvers.dns).toEqual({ capture: 'resolvers', port: 5353, resolvers: [] });
+    // No DNS capture needs no resolvers: the config is returned as it is.
+    const off = await configFrom([]);
+    expect(withResolvers(off, resolvers)).toBe(off);
   });
 });

@@ -14,14 +14,13 @@
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { withResolvers } from '../src/config.js';
 import { findDrift } from '../src/drift.js';
 import { planRules, planTables } from '../src/plan.js';
 import { planTransaction } from '../src/reconcile.js';
 import { renderRestore } from '../src/render.js';
 import { type Family, TABLES, type Table, type TablePlan } from '../src/rules.js';
 import { canonicalRule, EMPTY_STATE, parseNatState, parseTableState } from '../src/state.js';
-import { configFrom } from './config-from.js';
+import { configFrom, withResolvConf } from './config-from.js';
 import { beforeC1467e4 } from './fake-system.js';
 
 const fixture = (name: string) =>
@@ -51,7 +50,7 @@ const ALL_FEATURES = [
 ];
 const ALL_FEATURES_RESOLV_CONF = 'nameserver 10.96.0.10\nnameserver fd00:10:96::a\n';
 const allFeatures = async (argv: string[] = ALL_FEATURES) =>
-  withResolvers(await configFrom(argv), ALL_FEATURES_RESOLV_CONF);
+  withResolvConf(await configFrom(argv), ALL_FEATURES_RESOLV_CONF);
 /** One family's plan for one table; an empty plan where it writes nothing there (as --check does). */
 const planOf = (config: Awaited<ReturnType<typeof configFrom>>, family: Family, table: Table) =>
   planTables(config, family).find((p) => p.table === table) ??

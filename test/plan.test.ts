@@ -6,7 +6,7 @@
  * (the conntrack zones of DNS capture).
  */
 import { describe, expect, it } from 'vitest';
-import { type Config, withResolvers } from '../src/config.js';
+import type { Config } from '../src/config.js';
 import { planMangle, planRaw, planRules, planTables } from '../src/plan.js';
 import { planTransaction } from '../src/reconcile.js';
 import { renderRestore, renderRule } from '../src/render.js';
@@ -22,7 +22,7 @@ import {
   type TablePlan,
 } from '../src/rules.js';
 import { EMPTY_STATE } from '../src/state.js';
-import { configFrom } from './config-from.js';
+import { configFrom, withResolvConf } from './config-from.js';
 
 const textFor = (config: Config, family: Family) =>
   renderRestore(planTransaction(planRules(config, family), EMPTY_STATE, config.chainPrefix));
@@ -45,7 +45,7 @@ const RESOLV_CONF = [
 
 /** argv → Config, with the resolvers of RESOLV_CONF as the shell gives them to --redirect-dns. */
 const configOf = async (argv: readonly string[], resolvConf = RESOLV_CONF) =>
-  withResolvers(await configFrom(argv), resolvConf);
+  withResolvConf(await configFrom(argv), resolvConf);
 
 /** The nat chains of a plan without DNS capture, in declaration order. */
 const NAT_CHAINS: readonly OwnedChain[] = ['INBOUND', 'REDIRECT', 'IN_REDIRECT', 'OUTPUT'];

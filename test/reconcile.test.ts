@@ -4,7 +4,6 @@
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { withResolvers } from '../src/config.js';
 import { planMangle, planRules, planTables } from '../src/plan.js';
 import { liveHooks, planCleanup, planTransaction, planUndo } from '../src/reconcile.js';
 import { renderRestore } from '../src/render.js';
@@ -17,7 +16,7 @@ import {
   type TablePlan,
 } from '../src/rules.js';
 import { EMPTY_STATE, parseNatState, parseTableState, type TableState } from '../src/state.js';
-import { configFrom } from './config-from.js';
+import { configFrom, withResolvConf } from './config-from.js';
 
 const fixture = (name: string) =>
   readFileSync(new URL(`./fixtures/${name}`, import.meta.url), 'utf8');
@@ -296,7 +295,7 @@ describe('planCleanup', () => {
       ['--drop-invalid'],
       ['-m', 'TPROXY', '--redirect-dns', '--drop-invalid'],
     ]) {
-      const config = withResolvers(await configFrom(argv), RESOLVERS);
+      const config = withResolvConf(await configFrom(argv), RESOLVERS);
       for (const family of ['ipv4', 'ipv6'] as const) {
         for (const plan of planTables(config, family)) {
           tables++;
@@ -524,7 +523,7 @@ describe('a re-run with fewer features: chains no longer planned go', () => {
   });
 
   it('DNS capture dropped: ISTIO_OUTPUT_DNS leaves nat with its jump', async () => {
-    const withDns = withResolvers(await configFrom(['--redirect-dns']), 'nameserver 10.0.0.10\n');
+    const withDns = withResolvConf(await configFrom(['--redirect-dns']), 'nameserver 10.0.0.10\n');
     const live = parseNatState(
       renderRestore(planTransaction(planRules(withDns, 'ipv4'), EMPTY_STATE, prefix)),
     );
