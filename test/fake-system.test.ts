@@ -130,6 +130,128 @@ describe('fake kernel: *-restore', () => {
     expect(kernel.tableNames('legacy/ipv4')).toEqual(['mangle', 'filter', 'nat']);
   });
 
+  // What iptables 1.8.9 did in a throw-away namespace, on both backends.
+  describe('-I CHAIN N: insert at a place, as iptables-restore does', () => {
+    const NAT = (...rules: string[]) =>
+      lines(
+        '*nat',
+        ':PREROUTING ACCEPT [0:0]',
+        ':INPUT ACCEPT [0:0]',
+        ':OUTPUT ACCEPT [0:0]',
+        ':POSTROUTING ACCEPT [0:0]',
+        ...rules,
+        'COMMIT',
+      );
+    const DOCKER_DNS =
+      '-A OUTPUT -d 127.0.0.11/32 -p udp -m udp --dport 53 -j DNAT --to-destination 127.0.0.11:43210';
+    const outputOf = (kernel: FakeKernel, key: 'legacy/ipv4' | 'nft/ipv4') =>
+      kernel
+        .tableText(key, 'nat')
+        .split('\n')
+        .filter((l) => l.startsWith('-A OUTPUT '));
+
+    it.each<[string, string[], string[], string[]]>([
+      [
+        'at 1 and 2 in one transaction: first, in that order, ahead of what was there',
+        [DOCKER_DNS],
+        ['-I OUTPUT 1 -p tcp -j RETURN', '-I OUTPUT 2 -p udp -j RETURN'],
+        ['-A OUTPUT -p tcp -j RETURN', '-A OUTPUT -p udp -j RETURN', DOCKER_DNS],
+      ],
+      [
+        'into an empty chain at 1',
+        [],
+        ['-I OUTPUT 1 -p tcp -j RETURN'],
+        ['-A OUTPUT -p tcp -j RETURN'],
+      ],
+      [
+        'just past the last rule (length + 1)',
+        [DOCKER_DNS],
+        ['-I OUTPUT 2 -p tcp -j RETURN'],
+        [DOCKER_DNS, '-A OUTPUT -p tcp -j RETURN'],
+      ],
+      [
+        'counted after a -D earlier in the same transaction',
+        [DOCKER_DNS, '-A OUTPUT -p tcp -m comment --comment old -j RETURN'],
+        [
+          '-D OUTPUT -p tcp -m comment --comment old -j RETURN',
+          '-I OUTPUT 1 -p tcp -j RETURN',
+          '-I OUTPUT 2 -p udp -j RETURN',
+        ],
+        ['-A OUTPUT -p tcp -j RETURN', '-A OUTPUT -p udp -j RETURN', DOCKER_DNS],
+      ],
+      [
+        'counted after an -A earlier in the same transaction',
+        [],
+        ['-A OUTPUT -p tcp -j RETURN', '-I OUTPUT 2 -p udp -j RETURN'],
+        ['-A OUTPUT -p tcp -j RETURN', '-A OUTPUT -p udp -j RETURN'],
+      ],
+      [
+        'without N: first',
+        [DOCKER_DNS],
+        ['-I OUTPUT -p tcp -j RETURN'],
+        ['-A OUTPUT -p tcp -j RETURN', DOCKER_DNS],
+      ],
+    ])('%s', (_name, before, input, after) => {
+      for (const key of ['legacy/ipv4', 'nft/ipv4'] as const) {
+        const kernel = new FakeKernel({ [key]: NAT(...before) });
+        const file = key === 'nft/ipv4' ? 'iptables-nft-restore' : 'iptables-legacy-restore';
+        expect(kernel.run(restore(file, lines('*nat', ...input, 'COMMIT')))?.exitCode).toBe(0);
+        expect(outputOf(kernel, key)).toEqual(after);
+      }
+    });
+
+    it.each<[string, string, string]>([
+      ['legacy/ipv4', 'iptables-legacy-restore', 'iptables-restore: line 3 failed\n'],
+      [
+        'nft/ipv4',
+        'iptables-nft-restore',
+        'iptables-nft-restore: line 3 failed: Index of insertion too big.\n',
+      ],
+    ])(
+      '%s: N past length + 1 is "Index of insertion too big.", nothing changed',
+      (key, file, stderr) => {
+        const setup = NAT(DOCKER_DNS);
+        const kernel = new FakeKernel({ [key]: setup });
+        const input = lines(
+          '*nat',
+          '-I OUTPUT 1 -p tcp -j RETURN',
+          '-I OUTPUT 4 -p udp -j RETURN',
+          'COMMIT',
+        );
+        expect(kernel.run(restore(file, input))).toEqual({ exitCode: 1, stdout: '', stderr });
+        expect(kernel.saveText(key as 'legacy/ipv4')).toBe(setup);
+        // An empty chain takes 1 only.
+        const empty = lines('*nat', '-I PREROUTING 2 -p tcp -j RETURN', 'COMMIT');
+        expect(kernel.run(restore(file, empty))?.exitCode).toBe(1);
+      },
+    );
+
+    it.each<[string, string, string]>([
+      ['legacy/ipv4', 'iptables-legacy-restore', 'iptables-restore v1.8.9 (legacy)'],
+      ['nft/ipv4', 'iptables-nft-restore', 'iptables-nft-restore v1.8.9 (nf_tables)'],
+    ])('%s: N = 0 is a parameter problem (exit 2), not an insertion', (key, file, program) => {
+      const kernel = new FakeKernel({ [key]: NAT() });
+      expect(
+        kernel.run(restore(file, lines('*nat', '-I OUTPUT 0 -p tcp -j RETURN', 'COMMIT'))),
+      ).toEqual({
+        exitCode: 2,
+        stdout: '',
+        stderr: `${program}: Invalid rule number \`0'\nError occurred at line: 2\n`,
+      });
+    });
+
+    it('-I checks the target as -A does: the table is left as it was', () => {
+      const kernel = new FakeKernel({});
+      for (const input of [
+        lines('*nat', '-I OUTPUT 1 -p tcp -j NOWHERE', 'COMMIT'),
+        lines('*raw', '-I OUTPUT 1 -p udp -j REDIRECT --to-ports 1', 'COMMIT'),
+      ]) {
+        expect(kernel.run(restore('iptables-nft-restore', input))?.exitCode).not.toBe(0);
+      }
+      expect(kernel.tableNames('nft/ipv4')).toEqual([]);
+    });
+  });
+
   it.each<[string, string[]]>([
     ['an option it does not know', ['--noflush', '--table=nat']],
     ['--test', ['--test']],
@@ -221,6 +343,40 @@ describe('fake kernel: ip, as Linux answers', () => {
     },
   );
 
+  it.each<['ipv4' | 'ipv6', string, string, string]>([
+    ['ipv4', '-4', 'default', 'local default dev lo scope host \n'],
+    ['ipv6', '-6', '::/0', 'local default dev lo metric 1024 pref medium\n'],
+  ])(
+    'route show table (%s): a table never made is an error, an emptied one shows nothing',
+    (family, flag, any, shown) => {
+      const kernel = new FakeKernel({});
+      const show = (table: string) => ip(flag, 'route', 'show', 'table', table);
+      const route = (command: string, table = '133') =>
+        ip(flag, 'route', command, 'local', any, 'dev', 'lo', 'table', table);
+      expect(kernel.run(show('133'))).toEqual({
+        exitCode: 2,
+        stdout: '',
+        stderr: `Error: ${family}: FIB table does not exist.\nDump terminated\n`,
+      });
+      kernel.run(route('replace'));
+      kernel.run(route('replace', '134'));
+      expect(kernel.run(show('133'))).toEqual({ exitCode: 0, stdout: shown, stderr: '' });
+      kernel.run(route('del'));
+      // The kernel keeps a table once made: empty now, not missing.
+      expect(kernel.run(show('133'))).toEqual({ exitCode: 0, stdout: '', stderr: '' });
+      expect(kernel.run(show('134'))?.stdout).toBe(shown);
+    },
+  );
+
+  it.each([['main'], ['local'], ['default'], ['254']])(
+    "route show table %s: the kernel's own tables are not faked, so it throws",
+    (table) => {
+      expect(() => new FakeKernel({}).run(ip('-4', 'route', 'show', 'table', table))).toThrow(
+        /the fake ip does not know/,
+      );
+    },
+  );
+
   it('an address of the other family is refused', () => {
     const kernel = new FakeKernel({});
     expect(
@@ -238,6 +394,8 @@ describe('fake kernel: ip, as Linux answers', () => {
     [['-4', 'rule', 'add', 'fwmark', '1', 'lookup', '2', 'priority', '5']],
     [['-4', 'route', 'add', 'local', 'default', 'dev', 'lo', 'table', '133']],
     [['-4', 'link', 'set', 'lo', 'up']],
+    [['-4', 'route', 'show']],
+    [['-4', 'route', 'show', 'table', '133', 'dev', 'lo']],
     [['-6', 'addr', 'add', '::6/128', 'dev', 'lo']],
   ])('%j: a command it does not know throws', (args) => {
     expect(() => new FakeKernel({}).run(ip(...args))).toThrow(/the fake ip does not know/);

@@ -10,9 +10,10 @@
  *   kernel chains;
  * - declaring an existing user chain empties it; `-A` needs the chain and a target
  *   the table knows (REDIRECT only in nat, TPROXY and MARK only in mangle, CT only in
- *   raw) or a chain of the table; `-D` needs the rule (same text); `-X` needs an empty,
- *   unreferenced chain; `-N` a chain that does not exist; a table has only its own
- *   kernel chains (raw has no INPUT);
+ *   raw) or a chain of the table; `-I CHAIN N` the same and a place 1 to length + 1
+ *   (counted after the lines before it; no N is 1); `-D` needs the rule (same text);
+ *   `-X` needs an empty, unreferenced chain; `-N` a chain that does not exist; a table
+ *   has only its own kernel chains (raw has no INPUT);
  * - at COMMIT, REDIRECT must be reachable only from PREROUTING or OUTPUT and TPROXY
  *   only from PREROUTING, as the kernel checks when the table is replaced;
  * - failures read like iptables 1.8.9's: legacy says `iptables-restore: line N failed`
@@ -25,8 +26,9 @@
  *
  * It also fakes the `ip` commands mesh-init runs: `ip -6 addr replace ADDR/128 dev lo`,
  * and TPROXY's policy routing (`ip -4|-6 rule list|add|del fwmark M table|lookup T`,
- * `ip -4|-6 route replace|del local default|::/0 dev lo table T`), keeping the rules
- * and routes per family with the kernel's answers to a missing one. Anything else it
+ * `ip -4|-6 route replace|del local default|::/0 dev lo table T`, `ip -4|-6 route
+ * show table T`), keeping the rules and routes per family with the kernel's answers
+ * to a missing one. Anything else it
  * does not know throws: a fake that accepts anything would hide a wrong command.
  */
 import { readFileSync } from 'node:fs';
@@ -325,6 +327,23 @@ class FakeIp {
       throw unknown();
     }
 
+    if (object === 'route' && command === 'show') {
+      if (rest[0] !== 'table' || rest.length !== 2) throw unknown();
+      const table = tableOf(rest[1]);
+      // The kernel's own tables (default, main, local) always exist: not faked.
+      if (table !== undefined && table >= 253 && table <= 255) throw unknown();
+      // As Linux 6.18 answers for a table never made.
+      if (!table || !state.tables.has(table)) {
+        return exited(2, `Error: ${family}: FIB table does not exist.\nDump terminated\n`);
+      }
+      // iproute2 6.1 ends an IPv4 route's line with a blank.
+      const suffix = family === 'ipv4' ? ' scope host ' : ' metric 1024 pref medium';
+      const shown = state.routes
+        .filter((route) => route.endsWith(` table ${tableName(table)}`))
+        .map((route) => `${route.replace(/ table \S+$/, '')}${suffix}\n`);
+      return success(shown.join(''));
+    }
+
     if (object === 'route' && (command === 'replace' || command === 'del')) {
       const [type, destination = '', ...more] = rest;
       const anyV4 = destination === 'default' || destination === '0.0.0.0/0';
@@ -545,7 +564,19 @@ export class FakeKernel {
         else chains.push({ name, policy: '-', rules: [] });
         continue;
       }
-      const [, command, name = '', spec = ''] = /^-([ADXN]) (\S+)(?: (.*))?$/.exec(line) ?? [];
+      // `-I CHAIN [N] spec`: N counts from 1, and without it the rule goes first.
+      const inserted = /^-I (\S+)(?: (\d+))? (-.*)$/.exec(line);
+      const [, command, name = '', spec = ''] = inserted
+        ? ['', 'I', inserted[1], inserted[3]]
+        : (/^-([ADXN]) (\S+)(?: (.*))?$/.exec(line) ?? []);
+      if (inserted?.[2] !== undefined && Number(inserted[2]) < 1) {
+        // A parameter problem: iptables stops reading, whatever the backend.
+        const version = nft ? 'v1.8.9 (nf_tables)' : 'v1.8.9 (legacy)';
+        return exited(
+          2,
+          `${nft ? call.file : tool} ${version}: Invalid rule number \`${inserted[2]}'\nError occurred at line: ${n}\n`,
+        );
+      }
       const chain = find(name);
       if (command === 'N') {
         if (chain !== undefined) {
@@ -555,14 +586,19 @@ export class FakeKernel {
         continue;
       }
       if (chain === undefined) return failed(n, 'No chain/target/match by that name.');
-      if (command === 'A') {
+      if (command === 'A' || command === 'I') {
         const target = targetOf(spec);
         const known =
           target === undefined ||
           KERNEL_TARGETS[tableName].includes(target) ||
           (find(target) !== undefined && !kernelChain(target));
         if (!known) return failed(n, 'No chain/target/match by that name.');
-        chain.rules.push(spec);
+        const position = command === 'A' ? chain.rules.length + 1 : Number(inserted?.[2] ?? 1);
+        // iptables numbers rules from 1 and inserts at most just past the last one.
+        if (position > chain.rules.length + 1) {
+          return failed(n, 'Index of insertion too big.');
+        }
+        chain.rules.splice(position - 1, 0, spec);
       } else if (command === 'D') {
         const at = chain.rules.indexOf(spec);
         if (at < 0) return failed(n, 'Bad rule (does a matching rule exist in that chain?).');
