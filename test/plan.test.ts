@@ -22,7 +22,7 @@ import {
   type TablePlan,
 } from '../src/rules.js';
 import { EMPTY_STATE } from '../src/state.js';
-import { configFrom, withResolvConf } from './config-from.js';
+import { configFrom, type Env, withResolvConf } from './config-from.js';
 
 const textFor = (config: Config, family: Family) =>
   renderRestore(planTransaction(planRules(config, family), EMPTY_STATE, config.chainPrefix));
@@ -33,12 +33,15 @@ const tablesTextFor = (config: Config, family: Family) =>
     .map((plan) => renderRestore(planTransaction(plan, EMPTY_STATE, config.chainPrefix)))
     .join('');
 
-/** A pod's resolv.conf with a resolver of each family (and one with a zone, which is skipped). */
+/**
+ * A pod's resolv.conf with a resolver of each family, and one value that is no
+ * address (a port written BIND's way): the C library skips it, so does the plan.
+ */
 const RESOLV_CONF = [
   'search default.svc.cluster.local svc.cluster.local cluster.local',
   'nameserver 10.96.0.10',
   'nameserver fd00:10:96::a',
-  'nameserver fe80::1%eth0',
+  'nameserver 10.96.0.11#53',
   'options ndots:5',
   '',
 ].join('\n');
@@ -226,6 +229,9 @@ function cidrsOf(rule: Rule): Cidr[] {
   );
 }
 
+/** Restore text with every `-I CHAIN N` written as `-A CHAIN`, to find a rendered rule in it. */
+const asAppended = (text: string) => text.replace(/^-I (\S+) \d+ /gm, '-A $1 ');
+
 const ownedRules = (plan: TablePlan, chain: string) =>
   plan.rules.filter((r) => r.chain.kind === 'owned' && r.chain.name === chain);
 const isProtocol = (m: Match, proto: string) => m.kind === 'protocol' && m.proto === proto;
@@ -296,9 +302,10 @@ describe('plan properties', () => {
           ` -m comment --comment "mesh-init: ${rule.why}" -j `,
         );
       }
+      // Rules of owned chains are appended, the jumps from the kernel's chains inserted.
       const lines = textFor(config, plan.family)
         .split('\n')
-        .filter((l) => l.startsWith('-A '));
+        .filter((l) => l.startsWith('-A ') || l.startsWith('-I '));
       expect(lines).toHaveLength(plan.rules.length);
       for (const line of lines) expect(line).toMatch(/ -m comment --comment "mesh-init: [^"]+" /);
     }
@@ -325,11 +332,12 @@ describe('plan properties', () => {
         else expect(chain.startsWith(prefix)).toBe(true);
         if (rule.target.kind === 'jump') expect(plan.chains).toContain(rule.target.chain);
       }
-      // Nothing is appended to a chain mesh-init neither owns nor hooks.
+      // Only the owned chains are appended to, and only PREROUTING and OUTPUT inserted into.
       const appended = new Set(text.match(/^-A \S+/gm)?.map((a) => a.slice(3)));
-      for (const chain of appended) {
-        expect(declared.includes(chain) || chain === 'PREROUTING' || chain === 'OUTPUT').toBe(true);
-      }
+      for (const chain of appended) expect(declared).toContain(chain);
+      const inserted = new Set(text.match(/^-I \S+/gm)?.map((a) => a.slice(3)));
+      expect(['PREROUTING', 'OUTPUT']).toEqual(expect.arrayContaining([...inserted]));
+      expect(inserted.size).toBeGreaterThan(0);
     }
   });
 
@@ -828,7 +836,10 @@ describe('plan properties: every table (TPROXY, DNS capture, --drop-invalid)', (
             expect(rule.matches.slice(0, i).some((p) => p.kind === 'protocol')).toBe(true);
           }
         });
-        expect(text).toContain(`${renderRule(rule, config.chainPrefix, plan.family)}\n`);
+        // A jump from a kernel chain is inserted: its line is -I CHAIN N and the same rest.
+        expect(asAppended(text)).toContain(
+          `${renderRule(rule, config.chainPrefix, plan.family)}\n`,
+        );
       }
     }
   });
@@ -979,12 +990,14 @@ describe('plan properties: every table (TPROXY, DNS capture, --drop-invalid)', (
       expect(excluded).toBeLessThan(Math.min(...captured));
     });
 
-    it.each([
-      [['-t', '7', '-r', '77']],
-      [['-m', 'TPROXY', '-b', '']],
-      [['-m', 'REDIRECT', '-t', '7']],
-    ])('%j: no TPROXY rules, so no mangle table', async (argv) => {
-      const config = await configOf(argv);
+    // -t and -r as flags need -m TPROXY; from their variables they wait for it.
+    it.each<[string[], Env]>([
+      [[], { INBOUND_TPROXY_MARK: '7', INBOUND_TPROXY_ROUTE_TABLE: '77' }],
+      [['-m', 'TPROXY', '-b', ''], {}],
+      [['-m', 'TPROXY', '-b', '', '-t', '7', '-r', '77'], {}],
+      [['-m', 'REDIRECT'], { MESH_INIT_INBOUND_TPROXY_MARK: '7' }],
+    ])('%j %j: no TPROXY rules, so no mangle table', async (argv, env) => {
+      const config = await configFrom(argv, env);
       for (const family of FAMILIES) {
         expect(planMangle(config, family)).toBeUndefined();
         expect(planTables(config, family).map((p) => p.table)).toEqual(['nat']);
