@@ -6,12 +6,16 @@
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { planRules } from '../src/plan.js';
-import { planCleanup, planTransaction } from '../src/reconcile.js';
+import { planMangle, planRaw, planRules } from '../src/plan.js';
+import { planCleanup, planTransaction, planUndo, type Transaction } from '../src/reconcile.js';
 import { renderRestore, renderRule, restoreCommandFor, ruleSpec } from '../src/render.js';
 import { type Cidr, type Family, type Match, OWNED_CHAINS, type Rule } from '../src/rules.js';
 import { EMPTY_STATE, parseNatState } from '../src/state.js';
-import { configFrom } from './config-from.js';
+import { configFrom, withResolvConf } from './config-from.js';
+import { FakeKernel } from './fake-system.js';
+
+/** Restore text with every `-I CHAIN N` written as `-A CHAIN`, as iptables-save lists the rule. */
+const asAppended = (text: string) => text.replace(/^-I (\S+) \d+ /gm, '-A $1 ');
 
 const fixture = (name: string) =>
   readFileSync(new URL(`./fixtures/${name}`, import.meta.url), 'utf8');
@@ -130,6 +134,170 @@ describe('renderRule', () => {
   });
 });
 
+describe('renderRule: a place in the chain', () => {
+  const hook = (name: 'PREROUTING' | 'OUTPUT'): Rule =>
+    rule([tcp], { chain: { kind: 'builtin', name }, target: { kind: 'jump', chain: 'INBOUND' } });
+  const REST = '-p tcp -m comment --comment "mesh-init: a reason" -j P_INBOUND';
+
+  it.each<[string, Rule, number | undefined, string]>([
+    ['no place: appended', hook('PREROUTING'), undefined, `-A PREROUTING ${REST}`],
+    ['place 1: inserted first', hook('PREROUTING'), 1, `-I PREROUTING 1 ${REST}`],
+    ['place 2', hook('OUTPUT'), 2, `-I OUTPUT 2 ${REST}`],
+    [
+      'an owned chain takes a place too',
+      rule([tcp], { target: { kind: 'jump', chain: 'INBOUND' } }),
+      3,
+      `-I P_OUTPUT 3 ${REST}`,
+    ],
+  ])('%s', (_name, r, position, rendered) => {
+    expect(renderRule(r, 'P_', 'ipv4', position)).toBe(rendered);
+  });
+
+  it('the place is not part of the rule: ruleSpec (what -D and drift use) is the same', () => {
+    const spec = ruleSpec(hook('OUTPUT'), 'P_', 'ipv4');
+    expect(spec).toEqual({ chain: 'OUTPUT', spec: REST });
+    for (const position of [undefined, 1, 7]) {
+      const rendered = renderRule(hook('OUTPUT'), 'P_', 'ipv4', position);
+      expect(rendered.endsWith(` ${spec.spec}`)).toBe(true);
+    }
+  });
+});
+
+describe('renderRestore: the jumps from the kernel chains are inserted first, in plan order', () => {
+  const jump = (name: 'PREROUTING' | 'OUTPUT', to: 'INBOUND' | 'OUTPUT' | 'DROP_INVALID'): Rule =>
+    rule([], { chain: { kind: 'builtin', name }, target: { kind: 'jump', chain: to }, why: to });
+  const ownedRule = rule([tcp], { why: 'owned' });
+  const tx = (rules: Rule[]): Transaction => ({
+    family: 'ipv4',
+    table: 'mangle',
+    purpose: 'rules',
+    prefix: 'P_',
+    declare: [],
+    unhook: [],
+    recreate: [],
+    rules,
+    remove: [],
+  });
+  /** The rule lines of the text, each as `-A CHAIN` or `-I CHAIN N` and its why. */
+  const placed = (text: string) =>
+    text
+      .split('\n')
+      .filter((l) => /^-[AI] /.test(l))
+      .map((l) => `${/^-[AI] \S+(?: \d+)?/.exec(l)?.[0]} ${/"mesh-init: ([^"]+)"/.exec(l)?.[1]}`);
+
+  it.each<[string, Rule[], string[]]>([
+    [
+      'one into each chain: 1 each',
+      [jump('PREROUTING', 'INBOUND'), jump('OUTPUT', 'OUTPUT')],
+      ['-I PREROUTING 1 INBOUND', '-I OUTPUT 1 OUTPUT'],
+    ],
+    [
+      'two into one chain: 1 then 2, so they keep their order',
+      [jump('PREROUTING', 'DROP_INVALID'), jump('PREROUTING', 'INBOUND')],
+      ['-I PREROUTING 1 DROP_INVALID', '-I PREROUTING 2 INBOUND'],
+    ],
+    [
+      'each chain counts for itself, interleaved',
+      [
+        jump('OUTPUT', 'OUTPUT'),
+        jump('PREROUTING', 'DROP_INVALID'),
+        jump('OUTPUT', 'INBOUND'),
+        jump('PREROUTING', 'INBOUND'),
+      ],
+      [
+        '-I OUTPUT 1 OUTPUT',
+        '-I PREROUTING 1 DROP_INVALID',
+        '-I OUTPUT 2 INBOUND',
+        '-I PREROUTING 2 INBOUND',
+      ],
+    ],
+    [
+      "the owned chains' rules are appended and not counted",
+      [ownedRule, jump('OUTPUT', 'OUTPUT'), ownedRule, jump('OUTPUT', 'INBOUND')],
+      ['-A P_OUTPUT owned', '-I OUTPUT 1 OUTPUT', '-A P_OUTPUT owned', '-I OUTPUT 2 INBOUND'],
+    ],
+    ['no hooks, no -I', [ownedRule], ['-A P_OUTPUT owned']],
+  ])('%s', (_name, rules, expected) => {
+    const text = renderRestore(tx(rules));
+    expect(placed(text)).toEqual(expected);
+    // The places start from 1 in every text: rendering twice gives the same.
+    expect(renderRestore(tx(rules))).toBe(text);
+  });
+
+  it.each<[string, string[], 'mangle' | 'raw', string[]]>([
+    [
+      '--drop-invalid with TPROXY: the INVALID drop first, then capture; OUTPUT counts apart',
+      ['-m', 'TPROXY', '--drop-invalid'],
+      'mangle',
+      [
+        '-I PREROUTING 1 -j P_DROP_INVALID',
+        '-I PREROUTING 2 -p tcp -j P_INBOUND',
+        '-I OUTPUT 1 -p tcp -j P_OUTPUT',
+      ],
+    ],
+    [
+      'DNS capture: one jump into each of OUTPUT and PREROUTING',
+      ['--redirect-dns'],
+      'raw',
+      ['-I OUTPUT 1 -p udp -j P_OUTPUT_DNS', '-I PREROUTING 1 -p udp -j P_INBOUND'],
+    ],
+  ])('%s (%s)', async (_name, argv, table, hooks) => {
+    const config = withResolvConf(
+      await configFrom([...argv, '--chain-prefix', 'P_']),
+      'nameserver 10.96.0.10\n',
+    );
+    const plan = table === 'mangle' ? planMangle(config, 'ipv4') : planRaw(config, 'ipv4');
+    if (plan === undefined) throw new Error(`expected a ${table} plan`);
+    const text = renderRestore(planTransaction(plan, EMPTY_STATE, 'P_'));
+    const inserted = text
+      .split('\n')
+      .filter((l) => l.startsWith('-I '))
+      .map((l) => l.replace(/ -m comment --comment "[^"]*"/, ''));
+    expect(inserted).toEqual(hooks);
+    expect(text).not.toMatch(/^-A (PREROUTING|OUTPUT) /m);
+  });
+
+  it('applied over foreign rules, the jumps land first and in plan order; the foreign ones follow', async () => {
+    const key = 'nft/ipv4';
+    const mangle = [
+      '*mangle',
+      ...['PREROUTING', 'INPUT', 'FORWARD', 'OUTPUT', 'POSTROUTING'].map(
+        (c) => `:${c} ACCEPT [0:0]`,
+      ),
+      '-A PREROUTING -p tcp -m comment --comment foreign -j MARK --set-xmark 0x1/0xffffffff',
+      'COMMIT',
+      '',
+    ].join('\n');
+    const kernel = new FakeKernel({ [key]: mangle });
+    const plan = planMangle(await configFrom(['-m', 'TPROXY', '--drop-invalid']), 'ipv4');
+    if (plan === undefined) throw new Error('expected a mangle plan');
+    const text = renderRestore(planTransaction(plan, EMPTY_STATE, 'ISTIO_'));
+    const fed = kernel.run({ file: 'iptables-nft-restore', args: ['--noflush'], input: text });
+    expect(fed?.exitCode).toBe(0);
+    const prerouting = kernel
+      .tableText(key, 'mangle')
+      .split('\n')
+      .filter((l) => l.startsWith('-A PREROUTING '))
+      .map((l) => /-j (\S+)/.exec(l)?.[1]);
+    expect(prerouting).toEqual(['ISTIO_DROP_INVALID', 'ISTIO_INBOUND', 'MARK']);
+  });
+
+  it('deletions and undo stay -D by the rule, whatever place it was inserted at', async () => {
+    const config = await configFrom(['-m', 'TPROXY', '--drop-invalid']);
+    const plan = planMangle(config, 'ipv4');
+    if (plan === undefined) throw new Error('expected a mangle plan');
+    const applied = planTransaction(plan, EMPTY_STATE, 'ISTIO_');
+    const inserted = renderRestore(applied)
+      .split('\n')
+      .filter((l) => l.startsWith('-I '));
+    const undo = renderRestore(planUndo(applied));
+    expect(undo.split('\n').filter((l) => l.startsWith('-D '))).toEqual(
+      inserted.map((l) => l.replace(/^-I (\S+) \d+ /, '-D $1 ')),
+    );
+    expect(undo).not.toMatch(/^-[AI] /m);
+  });
+});
+
 describe('ruleSpec', () => {
   it('is the rendered rule split as iptables-save output is read: chain, then the rest', async () => {
     for (const argv of [
@@ -140,8 +308,9 @@ describe('ruleSpec', () => {
       const config = await configFrom(argv);
       for (const family of ['ipv4', 'ipv6'] as const) {
         const plan = planRules(config, family);
+        // iptables-save lists an inserted rule as -A too, in its place.
         const live = parseNatState(
-          renderRestore(planTransaction(plan, EMPTY_STATE, config.chainPrefix)),
+          asAppended(renderRestore(planTransaction(plan, EMPTY_STATE, config.chainPrefix))),
         );
         const specs = plan.rules.map((r) => ruleSpec(r, config.chainPrefix, family));
         for (const [i, rule] of plan.rules.entries()) {
@@ -201,7 +370,15 @@ describe('renderRestore layout', () => {
       // and with it the whole transaction, if something not read still jumps to it.
       expect(lines.slice(8, 12)).toEqual(NAT_CHAINS.map((c) => `-X MESH_${c}`));
       expect(lines.slice(12, 16)).toEqual(NAT_CHAINS.map((c) => `-N MESH_${c}`));
-      expect(lines.slice(16, -1)).toEqual(tx.rules.map((r) => renderRule(r, 'MESH_', family)));
+      // The owned chains' rules appended, then the jumps inserted first in their chains.
+      const owned = tx.rules.filter((r) => r.chain.kind === 'owned');
+      expect(lines.slice(16, 16 + owned.length)).toEqual(
+        owned.map((r) => renderRule(r, 'MESH_', family)),
+      );
+      expect(lines.slice(16 + owned.length, -1)).toEqual([
+        '-I PREROUTING 1 -p tcp -m comment --comment "mesh-init: inbound TCP is checked for capture" -j MESH_INBOUND',
+        '-I OUTPUT 1 -p tcp -m comment --comment "mesh-init: outbound TCP is checked for capture" -j MESH_OUTPUT',
+      ]);
       expect(lines.at(-1)).toBe('COMMIT');
       // Exactly one table, no flush or policy change of anyone's chains, and only owned
       // chains deleted or created.
@@ -235,9 +412,10 @@ describe('renderRestore layout', () => {
 });
 
 describe('re-run over live rules (golden)', () => {
+  /** The hooks of the default config, as a fresh text inserts them. */
   const HOOKS = [
-    '-A PREROUTING -p tcp -m comment --comment "mesh-init: inbound TCP is checked for capture" -j ISTIO_INBOUND',
-    '-A OUTPUT -p tcp -m comment --comment "mesh-init: outbound TCP is checked for capture" -j ISTIO_OUTPUT',
+    '-I PREROUTING 1 -p tcp -m comment --comment "mesh-init: inbound TCP is checked for capture" -j ISTIO_INBOUND',
+    '-I OUTPUT 1 -p tcp -m comment --comment "mesh-init: outbound TCP is checked for capture" -j ISTIO_OUTPUT',
   ];
   const cases: {
     name: string;
@@ -245,9 +423,9 @@ describe('re-run over live rules (golden)', () => {
     family: Family;
     save: string;
     deleted: string[];
-    /** Hooks appended anew. */
+    /** Hooks inserted anew. */
     hooked: string[];
-    /** Hooks left in place: those of a fresh text that this one does not append. */
+    /** Hooks left in place: those of a fresh text that this one does not insert. */
     kept: string[];
   }[] = [
     {
@@ -280,9 +458,11 @@ describe('re-run over live rules (golden)', () => {
       argv: ['-p', '15001', '-u', '1337', '-b', '', '-o', '53'],
       family: 'ipv4',
       save: 'iptables-legacy-save.txt',
-      deleted: HOOKS.map((hook) => hook.replace(/^-A /, '-D ')),
+      deleted: HOOKS.map((hook) => hook.replace(/^-I (\S+) 1 /, '-D $1 ')),
+      // First in OUTPUT again, ahead of Docker's jump for its DNS that an older run
+      // appended after.
       hooked: [
-        '-A OUTPUT -m comment --comment "mesh-init: outbound traffic is checked for capture" -j ISTIO_OUTPUT',
+        '-I OUTPUT 1 -m comment --comment "mesh-init: outbound traffic is checked for capture" -j ISTIO_OUTPUT',
       ],
       kept: [],
     },
@@ -298,15 +478,15 @@ describe('re-run over live rules (golden)', () => {
 
       const lines = text.split('\n');
       expect(lines.filter((l) => l.startsWith('-D '))).toEqual(deleted);
-      expect(lines.filter((l) => /^-A (PREROUTING|INPUT|OUTPUT|POSTROUTING) /.test(l))).toEqual(
+      expect(lines.filter((l) => /^-[AI] (PREROUTING|INPUT|OUTPUT|POSTROUTING) /.test(l))).toEqual(
         hooked,
       );
       expect(text).not.toContain('DOCKER');
       expect(text).not.toContain('MASQUERADE');
-      // Deleting comes before recreating and appending, so the new hooks are not
-      // deleted again and nothing jumps to a chain when it is recreated.
+      // Deleting comes before recreating, appending and inserting, so the new hooks are
+      // not deleted again and nothing jumps to a chain when it is recreated.
       const lastDelete = lines.map((l) => l.startsWith('-D ')).lastIndexOf(true);
-      const firstChange = lines.findIndex((l) => /^-[AXN] /.test(l));
+      const firstChange = lines.findIndex((l) => /^-[AIXN] /.test(l));
       expect(lastDelete).toBeLessThan(firstChange);
       const recreated = lines.filter((l) => /^-[XN] /.test(l));
       expect(recreated).toEqual(
