@@ -1,6 +1,8 @@
 /**
  * Reconciliation: which live rules a run deletes (only mesh-init's hooks in the
- * kernel's chains) and in which order the planned rules are appended.
+ * kernel's chains) and in which order the planned rules are written. Where a test
+ * needs the table a text leaves, it applies the text to the fake kernel and reads
+ * its save: the jumps are inserted (-I), so the text itself no longer reads like one.
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
@@ -17,6 +19,7 @@ import {
 } from '../src/rules.js';
 import { EMPTY_STATE, parseNatState, parseTableState, type TableState } from '../src/state.js';
 import { configFrom, withResolvConf } from './config-from.js';
+import { FakeKernel } from './fake-system.js';
 
 const fixture = (name: string) =>
   readFileSync(new URL(`./fixtures/${name}`, import.meta.url), 'utf8');
@@ -33,6 +36,22 @@ function tableState(table: Table, ...rules: string[]): TableState {
     [`*${table}`, ...chains.map((c) => `:${c} - [0:0]`), ...rules, 'COMMIT', ''].join('\n'),
     table,
   );
+}
+
+/**
+ * What iptables-save lists once restore texts are applied, in order, to a fresh
+ * namespace of the fake kernel (nft backend).
+ */
+function savedAfter(...texts: string[]): string {
+  const family =
+    /^# mesh-init: (ipv4|ipv6) /.exec(texts[0] ?? '')?.[1] === 'ipv6' ? 'ipv6' : 'ipv4';
+  const kernel = new FakeKernel({});
+  const file = family === 'ipv6' ? 'ip6tables-nft-restore' : 'iptables-nft-restore';
+  for (const input of texts) {
+    const answer = kernel.run({ file, args: ['--noflush'], input });
+    if (answer?.exitCode !== 0) throw new Error(`the fake kernel refused: ${answer?.stderr}`);
+  }
+  return kernel.saveText(`nft/${family}`);
 }
 
 /** The nat chains of a plan without DNS capture, in declaration order. */
@@ -114,8 +133,7 @@ describe('unhook', () => {
       for (const family of ['ipv4', 'ipv6'] as const) {
         const plan = planRules(config, family);
         const first = renderRestore(planTransaction(plan, EMPTY_STATE, config.chainPrefix));
-        // The restore text reads like iptables-save output of the first run's result.
-        const live = parseNatState(first);
+        const live = parseNatState(savedAfter(first));
         const again = planTransaction(plan, live, config.chainPrefix);
         expect(again.unhook).toEqual([]);
         expect(again.recreate).toEqual([]);
@@ -416,18 +434,20 @@ describe('planUndo: takes back an applied transaction without reading the table'
           ...planCleanup(family, 'nat', EMPTY_STATE, config.chainPrefix),
           unhook: undo.unhook,
         });
+        // Inserted as -I CHAIN N, deleted by the rule alone.
         const added = renderRestore(applied)
           .split('\n')
-          .filter((l) => /^-A (PREROUTING|OUTPUT) /.test(l));
+          .filter((l) => /^-I (PREROUTING|OUTPUT) \d+ /.test(l))
+          .map((l) => l.replace(/^-I (\S+) \d+ /, '$1 '));
         expect(added.length).toBeGreaterThan(0);
-        expect(undo.unhook.map((r) => `-A ${r.chain} ${r.spec}`)).toEqual(added);
+        expect(undo.unhook.map((r) => `${r.chain} ${r.spec}`)).toEqual(added);
       }
     },
   );
 
   it('deletes exactly the hooks a read of the applied table would find', () => {
     const applied = planTransaction(planRules(DEFAULT, 'ipv4'), EMPTY_STATE, 'ISTIO_');
-    const live = parseNatState(renderRestore(applied));
+    const live = parseNatState(savedAfter(renderRestore(applied)));
     expect(planUndo(applied).unhook.map((r) => `${r.chain} ${r.spec}`)).toEqual(
       liveHooks(live, 'ISTIO_', OWNED_CHAINS.nat).map((r) => `${r.chain} ${r.spec}`),
     );
@@ -446,7 +466,8 @@ describe('planUndo: takes back an applied transaction without reading the table'
       const undo = planUndo(applied);
       expect(undo.table).toBe('mangle');
       expect(undo.remove).toEqual(OWNED_CHAINS.mangle);
-      const live = parseTableState(renderRestore(applied), 'mangle');
+      const live = parseTableState(savedAfter(renderRestore(applied)), 'mangle');
+      expect(live.rules.length).toBeGreaterThan(0);
       expect(undo.unhook.map((r) => `${r.chain} ${r.spec}`)).toEqual(
         liveHooks(live, config.chainPrefix, OWNED_CHAINS.mangle).map((r) => `${r.chain} ${r.spec}`),
       );
@@ -456,16 +477,17 @@ describe('planUndo: takes back an applied transaction without reading the table'
 
 describe('a re-run with fewer features: chains no longer planned go', () => {
   const prefix = 'ISTIO_';
-  /** The mangle table as --drop-invalid and -m TPROXY left it. */
+  /** The text that applied --drop-invalid and -m TPROXY to mangle. */
   const bothApplied = async () => {
     const config = await configFrom(['--drop-invalid', '-m', 'TPROXY']);
     const plan = planMangle(config, 'ipv4');
     if (plan === undefined) throw new Error('expected a mangle plan');
-    return parseTableState(renderRestore(planTransaction(plan, EMPTY_STATE, prefix)), 'mangle');
+    return renderRestore(planTransaction(plan, EMPTY_STATE, prefix));
   };
 
   it('TPROXY dropped: its chains are declared (emptied), unhooked and removed; DROP_INVALID stays', async () => {
-    const live = await bothApplied();
+    const first = await bothApplied();
+    const live = parseTableState(savedAfter(first), 'mangle');
     const plan = planMangle(await configFrom(['--drop-invalid']), 'ipv4');
     if (plan === undefined) throw new Error('expected a mangle plan');
     const tx = planTransaction(plan, live, prefix);
@@ -483,29 +505,21 @@ describe('a re-run with fewer features: chains no longer planned go', () => {
     const lines = text.split('\n');
     // The stale chains are removed last, after everything that jumped into them is gone.
     expect(lines.slice(-7, -2)).toEqual([
-      expect.stringMatching(/^-A PREROUTING .* -j ISTIO_DROP_INVALID$/),
+      expect.stringMatching(/^-I PREROUTING 1 .* -j ISTIO_DROP_INVALID$/),
       ...stale.map((c) => `-X ISTIO_${c}`),
     ]);
-    const after = parseTableState(text.replace(/^-[DXN] .*\n/gm, ''), 'mangle');
-    expect(after.rules.map((r) => r.chain)).toEqual(['ISTIO_DROP_INVALID', 'PREROUTING']);
+    const after = parseTableState(savedAfter(first, text), 'mangle');
+    expect(after.chains.filter((c) => c.startsWith('ISTIO_'))).toEqual(['ISTIO_DROP_INVALID']);
+    expect(after.rules.map((r) => r.chain)).toEqual(['PREROUTING', 'ISTIO_DROP_INVALID']);
   });
 
   it('a stale chain a foreign chain jumps to is emptied, not removed (-X would fail every run)', async () => {
+    const foreign = ':FOREIGN - [0:0]\n-A FOREIGN -j ISTIO_DIVERT\nCOMMIT\n';
     const live = parseTableState(
-      renderRestore(
-        planTransaction(
-          planMangle(await configFrom(['--drop-invalid', '-m', 'TPROXY']), 'ipv4') ?? {
-            family: 'ipv4',
-            table: 'mangle',
-            chains: [],
-            rules: [],
-          },
-          EMPTY_STATE,
-          prefix,
-        ),
-      ).replace('COMMIT\n', ':FOREIGN - [0:0]\n-A FOREIGN -j ISTIO_DIVERT\nCOMMIT\n'),
+      savedAfter((await bothApplied()).replace('COMMIT\n', foreign)),
       'mangle',
     );
+    expect(live.rules).toContainEqual(expect.objectContaining({ chain: 'FOREIGN' }));
     const plan = planMangle(await configFrom(['--drop-invalid']), 'ipv4');
     if (plan === undefined) throw new Error('expected a mangle plan');
     const tx = planTransaction(plan, live, prefix);
@@ -525,7 +539,7 @@ describe('a re-run with fewer features: chains no longer planned go', () => {
   it('DNS capture dropped: ISTIO_OUTPUT_DNS leaves nat with its jump', async () => {
     const withDns = withResolvConf(await configFrom(['--redirect-dns']), 'nameserver 10.0.0.10\n');
     const live = parseNatState(
-      renderRestore(planTransaction(planRules(withDns, 'ipv4'), EMPTY_STATE, prefix)),
+      savedAfter(renderRestore(planTransaction(planRules(withDns, 'ipv4'), EMPTY_STATE, prefix))),
     );
     expect(live.chains).toContain('ISTIO_OUTPUT_DNS');
     const tx = planTransaction(planRules(DEFAULT, 'ipv4'), live, prefix);
