@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { FLAGS } from '../src/flags.js';
 import { createLogger, describeConfig, formatConfig } from '../src/log.js';
-import { configFrom } from './config-from.js';
+import { configFrom, type Env } from './config-from.js';
 
 function recorder(format: 'text' | 'json') {
   const lines: string[] = [];
@@ -143,8 +143,7 @@ describe('describeConfig and formatConfig', () => {
       ['--no-ipv6', '--iptables-backend', 'legacy', '--chain-prefix', 'MESH_'],
       { ipv6: 'false', 'iptables-backend': 'legacy', 'chain-prefix': 'MESH_' },
     ],
-    // TPROXY's mark and route table matter only with TPROXY, DNS's port only with DNS capture.
-    ['-t and -r without TPROXY: not shown', ['-t', '7', '-r', '77'], {}],
+    // TPROXY's mark and route table matter only with TPROXY (see below without it).
     [
       '-m TPROXY: its mark and route table are shown',
       ['-m', 'TPROXY'],
@@ -163,7 +162,6 @@ describe('describeConfig and formatConfig', () => {
         'inbound-tproxy-route-table': '77',
       },
     ],
-    ['--dns-port without --redirect-dns: not shown', ['--dns-port', '5353'], {}],
     [
       '--redirect-dns: the port and whether all DNS is captured',
       ['--redirect-dns'],
@@ -214,6 +212,18 @@ describe('describeConfig and formatConfig', () => {
     ],
   ])('%s', async (_name, argv, changed) => {
     expect(describeConfig(await configFrom(argv))).toEqual({ ...DEFAULTS, ...changed });
+  });
+
+  // TPROXY's mark and route table matter only with TPROXY, DNS's port only with DNS
+  // capture. As flags they need their mode; Istio's variables, set for every pod, wait.
+  it.each<[string, Env]>([
+    [
+      '-t and -r from their variables, without TPROXY',
+      { INBOUND_TPROXY_MARK: '7', INBOUND_TPROXY_ROUTE_TABLE: '77' },
+    ],
+    ['--dns-port from its variable, without --redirect-dns', { MESH_INIT_DNS_PORT: '5353' }],
+  ])('%s: not shown', async (_name, env) => {
+    expect(describeConfig(await configFrom([], env))).toEqual(DEFAULTS);
   });
 
   it('every key is a flag a user can write, or the mode', () => {
