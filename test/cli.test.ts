@@ -387,6 +387,27 @@ describe('failures', () => {
     ],
     [['--native-nftables'], {}, /^mesh-init: invalid --native-nftables: not supported yet/],
     [['-p', '15001', 'istio-iptables'], {}, /^mesh-init: Unknown argument: istio-iptables\n$/],
+    // A flag that means nothing without its mode: refused, whatever it would mean later.
+    [
+      ['-t', '4096'],
+      {},
+      /^mesh-init: invalid --inbound-tproxy-mark: it only goes with -m TPROXY \(REDIRECT marks nothing\)\n$/,
+    ],
+    [
+      ['-m', 'REDIRECT', '-r', '7'],
+      { ISTIO_INBOUND_INTERCEPTION_MODE: 'TPROXY' },
+      /^mesh-init: invalid --inbound-tproxy-route-table: it only goes with -m TPROXY \(REDIRECT marks nothing\)\n$/,
+    ],
+    [
+      ['--dns-port', '5353'],
+      {},
+      /^mesh-init: invalid --dns-port: it only goes with --redirect-dns \(no DNS is captured\)\n$/,
+    ],
+    [
+      ['istio-iptables', ...ISTIO_INJECTOR, '--dns-port', '15053'],
+      {},
+      /^mesh-init: invalid --dns-port: it only goes with --redirect-dns/,
+    ],
   ])('usage error %j %j exits 2 and runs nothing', async (argv, env, message) => {
     const result = await run(argv, LIVE_NFT, { env, globalIpv6: true });
     expect(result.code).toBe(2);
@@ -395,6 +416,26 @@ describe('failures', () => {
     expect(result.stdout()).toBe('');
     expect(result.stderr()).toMatch(message);
   });
+
+  // Istio's injector sets its variables for every pod; a REDIRECT pod must still run.
+  it.each<[string, Record<string, string>]>([
+    [
+      'INBOUND_TPROXY_MARK and INBOUND_TPROXY_ROUTE_TABLE',
+      { INBOUND_TPROXY_MARK: '4096', INBOUND_TPROXY_ROUTE_TABLE: '7' },
+    ],
+    ['MESH_INIT_DNS_PORT', { MESH_INIT_DNS_PORT: '5353' }],
+  ])(
+    '%s without their mode: a REDIRECT run without DNS capture, as without them',
+    async (_name, env) => {
+      const plain = await run(ISTIO_INJECTOR, LIVE_NFT);
+      const result = await run(ISTIO_INJECTOR, LIVE_NFT, { env });
+      expect(result.code).toBe(0);
+      expect(result.commands()).toEqual(plain.commands());
+      expect(result.restores()).toEqual(plain.restores());
+      expect(result.resolvConfReads()).toBe(0);
+      expect(result.calls.filter((c) => c.file === 'ip')).toEqual([]);
+    },
+  );
 
   it('a rejected restore exits 4 with its stderr and the offending line of the text', async () => {
     const result = await run([], LIVE_NFT, {
