@@ -17,6 +17,7 @@ import {
   LIVE_LEGACY,
   LIVE_NFT,
   notFound,
+  POD_RESOLV_CONF,
   run,
   type Setup,
   type TableKey,
@@ -1953,6 +1954,181 @@ describe('TPROXY, DNS capture and --drop-invalid: nat, mangle and raw per family
         v6nat.match(/^-A ISTIO_OUTPUT_DNS -p (tcp|udp) --dport 53 -d fe80::1\/128 /gm),
       ).toHaveLength(2);
       expect(v6nat).not.toContain('%');
+    });
+
+    it.each<[string, string, string[], string, string[]]>([
+      [
+        'one value no address, next to a resolver',
+        'nameserver 10.96.0.10#53\nnameserver 10.96.0.11\n',
+        ['--redirect-dns'],
+        'mesh-init: dns: capturing DNS to 10.96.0.11 (from /etc/resolv.conf); not an address, ignored: "10.96.0.10#53"',
+        ['10.96.0.11'],
+      ],
+      [
+        'only values that are no address',
+        'nameserver dns.example\nnameserver 10.0.0.1#x\n',
+        ['--redirect-dns'],
+        'mesh-init: dns: /etc/resolv.conf names no nameserver; no DNS is captured (--capture-all-dns captures all); not an address, ignored: "dns.example", "10.0.0.1#x"',
+        [],
+      ],
+      [
+        '--capture-all-dns',
+        'nameserver 10.0.0.1#x\nnameserver 10.96.0.10\n',
+        ['--redirect-dns', '--capture-all-dns'],
+        'mesh-init: dns: capturing DNS to any address (--capture-all-dns); /etc/resolv.conf names 10.96.0.10; not an address, ignored: "10.0.0.1#x"',
+        ['10.96.0.10'],
+      ],
+      [
+        'inet_aton and IPv4-mapped forms, named as the address they are',
+        'nameserver 010.0.0.1\nnameserver ::ffff:10.96.0.10\n',
+        ['--redirect-dns'],
+        'mesh-init: dns: capturing DNS to 8.0.0.1, 10.96.0.10 (from /etc/resolv.conf)',
+        ['8.0.0.1', '10.96.0.10'],
+      ],
+    ])(
+      '%s: what is skipped is logged, never dropped silently',
+      async (_name, resolvConf, argv, line, resolvers) => {
+        const text = await run(argv, FRESH, { resolvConf });
+        expect(text.code).toBe(0);
+        expect(text.stderrLines()).toContain(line);
+        const json = await run([...argv, '--log-format', 'json'], FRESH, { resolvConf });
+        const dns = json
+          .stderrLines()
+          .map((l) => JSON.parse(l))
+          .find((l) => l.event === 'dns');
+        expect(dns).toMatchObject({ msg: line.replace(/^mesh-init: /, ''), resolvers });
+        expect(dns.skipped).toEqual([...line.matchAll(/"([^"]+)"/g)].map((m) => m[1]));
+      },
+    );
+
+    it('an IPv4-mapped nameserver is captured in the ipv4 table, as the C library sends IPv4', async () => {
+      const result = await run(['--redirect-dns'], FRESH, {
+        resolvConf: 'nameserver ::ffff:10.96.0.10\n',
+        globalIpv6: true,
+      });
+      expect(result.code).toBe(0);
+      expect(tablesOf(result.restores())).toEqual(['ipv4 nat', 'ipv4 raw', 'ipv6 nat']);
+      expect(result.restores()[0]?.input).toContain(' -d 10.96.0.10/32 ');
+      expect(result.restores()[2]?.input).not.toContain('ffff');
+    });
+  });
+
+  describe('--capture-all-dns reads resolv.conf too (for a resolver on lo)', () => {
+    it.each<[string, string, string]>([
+      ['a cluster resolver', POD_RESOLV_CONF, 'names 10.96.0.10'],
+      ['no nameserver', 'search cluster.local\n', 'names no nameserver'],
+    ])('%s: read once, logged, and all DNS captured anyway', async (_name, resolvConf, names) => {
+      const result = await run(['--redirect-dns', '--capture-all-dns'], FRESH, { resolvConf });
+      expect(result.code).toBe(0);
+      expect(result.resolvConfReads()).toBe(1);
+      expect(result.stderrLines()).toContain(
+        `mesh-init: dns: capturing DNS to any address (--capture-all-dns); /etc/resolv.conf ${names}`,
+      );
+      // A resolver off lo changes nothing: the text is the one of a resolv.conf naming none.
+      const none = await run(['--redirect-dns', '--capture-all-dns'], FRESH, { resolvConf: '' });
+      expect(result.restores().map((c) => c.input)).toEqual(none.restores().map((c) => c.input));
+      expect(tablesOf(result.restores())).toEqual(['ipv4 nat', 'ipv4 raw']);
+      expect(result.restores()[1]?.input).not.toMatch(/ -[sd] /);
+    });
+
+    // Until 1e8ab27 --capture-all-dns never read the file; now a pod without one fails.
+    it('unreadable: exit 3 before anything runs, as with --redirect-dns alone', async () => {
+      const error = Object.assign(
+        new Error("ENOENT: no such file or directory, open '/etc/resolv.conf'"),
+        {
+          code: 'ENOENT',
+        },
+      );
+      const result = await run(['--redirect-dns', '--capture-all-dns'], LIVE_NFT, {
+        resolvConf: error,
+      });
+      expect(result.code).toBe(3);
+      expect(result.calls).toEqual([]);
+      expect(result.stderrLines().at(-1)).toBe(
+        "mesh-init: cannot read /etc/resolv.conf for --redirect-dns: ENOENT: no such file or directory, open '/etc/resolv.conf'",
+      );
+    });
+  });
+
+  describe("a resolver on lo (Docker's 127.0.0.11): its answers to the proxy in zone 1, capture ahead of Docker's DNAT", () => {
+    /** A Docker container's nat table before mesh-init: Docker's DNS redirect, a CNI rule. */
+    const DOCKER: Setup = {
+      'nft/ipv4': fixture('iptables-nft-save.txt')
+        .split('\n')
+        .filter((l) => !l.includes('ISTIO_'))
+        .join('\n'),
+      'legacy/ipv4': '',
+    };
+    const DOCKER_RESOLV_CONF = 'nameserver 127.0.0.11\noptions ndots:0\n';
+    const LO_ZONE =
+      '-A ISTIO_OUTPUT_DNS -p udp -s 127.0.0.11/32 -m comment --comment "mesh-init: answers of a resolver on lo to the proxy are in zone 1" -j CT --zone 1';
+
+    it.each<[string, string[]]>([
+      ['--redirect-dns', ['--redirect-dns']],
+      ['--capture-all-dns', ['--redirect-dns', '--capture-all-dns']],
+    ])('%s: the zone-1 rule in raw, and mesh-init first in nat OUTPUT', async (_name, argv) => {
+      const result = await run(argv, DOCKER, { resolvConf: DOCKER_RESOLV_CONF });
+      expect(result.code).toBe(0);
+      const raw = result.kernel.tableText('nft/ipv4', 'raw');
+      const dnsRules = raw.split('\n').filter((l) => l.startsWith('-A ISTIO_OUTPUT_DNS '));
+      // After the proxy's own rules (by uid and by gid), before the apps' zone-2 rule:
+      // the first CT a packet meets wins.
+      expect(dnsRules.map((l) => /--zone (\d)/.exec(l)?.[1])).toEqual([
+        '1',
+        '2',
+        '1',
+        '2',
+        '1',
+        '2',
+      ]);
+      expect(dnsRules[4]).toBe(LO_ZONE);
+      const output = result.kernel
+        .natText('nft/ipv4')
+        .split('\n')
+        .filter((l) => l.startsWith('-A OUTPUT '));
+      expect(output).toEqual([
+        '-A OUTPUT -m comment --comment "mesh-init: outbound traffic is checked for capture" -j ISTIO_OUTPUT',
+        '-A OUTPUT -d 127.0.0.11/32 -j DOCKER_OUTPUT',
+      ]);
+      // Docker's chains are untouched.
+      expect(result.kernel.natText('nft/ipv4')).toContain(
+        '-A DOCKER_OUTPUT -d 127.0.0.11/32 -p udp -m udp --dport 53 -j DNAT --to-destination 127.0.0.11:35915',
+      );
+      expect(await driftOfTables(result, 'nft/ipv4', argv, DOCKER_RESOLV_CONF)).toEqual([]);
+    });
+
+    it('a resolver off lo next to it gets no such rule; ::1 gets one in ip6tables', async () => {
+      const result = await run(['--redirect-dns'], FRESH, {
+        resolvConf: 'nameserver 10.96.0.10\nnameserver 127.0.0.53\nnameserver ::1\n',
+        globalIpv6: true,
+      });
+      expect(result.code).toBe(0);
+      const [, v4raw = '', , v6raw = ''] = result.restores().map((c) => c.input ?? '');
+      expect(v4raw.match(/ -s \S+ .*zone 1$/gm)?.map((l) => / -s (\S+) /.exec(l)?.[1])).toEqual([
+        '127.0.0.53/32',
+        // The resolvers' answers arriving from outside, in ISTIO_INBOUND.
+        '10.96.0.10/32',
+        '127.0.0.53/32',
+      ]);
+      expect(v6raw).toContain(
+        '-A ISTIO_OUTPUT_DNS -p udp -s ::1/128 -m comment --comment "mesh-init: answers of a resolver on lo to the proxy are in zone 1" -j CT --zone 1',
+      );
+    });
+
+    // Known limit: a re-run over the hooks an older mesh-init appended behind Docker's
+    // keeps them where they are (they are right, so they are not touched): capture
+    // goes first only once the hooks change, or in a fresh pod.
+    it("a re-run over hooks an older run appended keeps them behind Docker's jump", async () => {
+      const result = await run([], LIVE_NFT);
+      expect(result.code).toBe(0);
+      expect(result.restores()[0]?.input).not.toMatch(/^-[DI] /m);
+      expect(
+        result.kernel
+          .natText('nft/ipv4')
+          .split('\n')
+          .filter((l) => l.startsWith('-A OUTPUT '))
+          .map((l) => /-j (\S+)/.exec(l)?.[1]),
+      ).toEqual(['DOCKER_OUTPUT', 'ISTIO_OUTPUT']);
     });
   });
 });
