@@ -5,6 +5,7 @@
  * clearly: the nat table's, then those of mangle (TPROXY, --drop-invalid) and raw
  * (the conntrack zones of DNS capture).
  */
+import ipaddr from 'ipaddr.js';
 import { describe, expect, it } from 'vitest';
 import type { Config } from '../src/config.js';
 import { planMangle, planRaw, planRules, planTables } from '../src/plan.js';
@@ -1141,6 +1142,257 @@ describe('plan properties: every table (TPROXY, DNS capture, --drop-invalid)', (
         ['PREROUTING', [udp], { kind: 'jump', chain: 'INBOUND' }],
       ]);
     });
+  });
+
+  describe('a resolver on lo: its answers to the proxy in zone 1, in both DNS modes', () => {
+    const MODES: readonly [string, string[]][] = [
+      ['--redirect-dns', ['--redirect-dns']],
+      ['--capture-all-dns', ['--redirect-dns', '--capture-all-dns']],
+    ];
+    const LO_WHY = 'answers of a resolver on lo to the proxy are in zone 1';
+    const loRules = (plan: TablePlan | undefined) =>
+      plan?.rules.filter((r) => r.why === LO_WHY) ?? [];
+
+    it.each(
+      MODES.flatMap(([mode, argv]) =>
+        (
+          [
+            ["Docker's 127.0.0.11", 'nameserver 127.0.0.11\n', 'ipv4', ['127.0.0.11/32']],
+            [
+              'systemd-resolved next to a cluster resolver',
+              'nameserver 10.96.0.10\nnameserver 127.0.0.53\n',
+              'ipv4',
+              ['127.0.0.53/32'],
+            ],
+            ['anywhere in 127/8', 'nameserver 127.1.2.3\n', 'ipv4', ['127.1.2.3/32']],
+            [
+              'an IPv4-mapped 127.0.0.11',
+              'nameserver ::ffff:127.0.0.11\n',
+              'ipv4',
+              ['127.0.0.11/32'],
+            ],
+            ['::1, in ip6tables', 'nameserver ::1\n', 'ipv6', ['::1/128']],
+            ['::1 is not IPv4', 'nameserver ::1\n', 'ipv4', []],
+            ['127.0.0.11 is not IPv6', 'nameserver 127.0.0.11\n', 'ipv6', []],
+            ['a cluster resolver only', 'nameserver 10.96.0.10\nnameserver fd00::a\n', 'ipv4', []],
+            ['a link-local one is not on lo', 'nameserver fe80::1%eth0\n', 'ipv6', []],
+          ] as const
+        ).map(([name, resolvConf, family, sources]) => ({
+          mode,
+          argv,
+          name,
+          resolvConf,
+          family,
+          sources,
+        })),
+      ),
+    )('$mode, $name ($family): $sources', async ({ argv, resolvConf, family, sources }) => {
+      const config = await configOf(argv, resolvConf);
+      const plan = planRaw(config, family);
+      const rules = loRules(plan);
+      expect(rules.map((r) => r.matches)).toEqual(
+        sources.map((source) => {
+          const [address = '', prefix = ''] = source.split('/');
+          return [
+            { kind: 'protocol', proto: 'udp' },
+            { kind: 'source', cidr: { family, address, prefix: Number(prefix) } },
+          ];
+        }),
+      );
+      for (const rule of rules) {
+        expect(rule.chain).toEqual({ kind: 'owned', name: 'OUTPUT_DNS' });
+        expect(rule.target).toEqual({ kind: 'conntrackZone', zone: 1 });
+      }
+      if (plan === undefined || rules.length === 0) return;
+      // After every rule of the proxy's own (matched by owner), before the apps' zone 2.
+      const out = ownedRules(plan, 'OUTPUT_DNS');
+      const first = out.indexOf(rules[0] as Rule);
+      const owners = out.flatMap((r, i) => (r.matches.some((m) => m.kind === 'owner') ? [i] : []));
+      const apps = out.flatMap((r, i) =>
+        r.why === "the apps' DNS queries are in zone 2" ? [i] : [],
+      );
+      expect(first).toBeGreaterThan(Math.max(...owners));
+      expect(first + rules.length - 1).toBeLessThan(Math.min(...apps));
+    });
+
+    it('--capture-all-dns with no resolver on lo: the raw table without such a rule', async () => {
+      for (const resolvConf of ['', 'nameserver 10.96.0.10\n']) {
+        const config = await configOf(MODES[1]?.[1] ?? [], resolvConf);
+        for (const family of FAMILIES) {
+          expect(planRaw(config, family)).toBeDefined();
+          expect(loRules(planRaw(config, family))).toEqual([]);
+        }
+      }
+    });
+
+    it('the rule is rendered as the README shows it', async () => {
+      const config = await configOf(['--redirect-dns'], 'nameserver 127.0.0.11\n');
+      const plan = planRaw(config, 'ipv4');
+      expect(tablesTextFor(config, 'ipv4')).toContain(
+        '\n-A ISTIO_OUTPUT_DNS -p udp -s 127.0.0.11/32 -m comment --comment "mesh-init: answers of a resolver on lo to the proxy are in zone 1" -j CT --zone 1\n',
+      );
+      expect(loRules(plan)).toHaveLength(1);
+    });
+  });
+
+  /**
+   * Which conntrack zone raw gives each packet of a captured DNS exchange: the first CT
+   * target it meets wins (the kernel ignores later ones once a packet has its entry).
+   * The app's query and the proxy's answer to it must share a zone, or the answer never
+   * meets the query's NAT entry and the app gets it from the DNS port; the proxy's query
+   * upstream and the resolver's answer must share the other one.
+   */
+  describe('conntrack zones of a whole DNS exchange, raw rule by raw rule', () => {
+    interface Packet {
+      readonly src: string;
+      readonly dst: string;
+      readonly sport: number;
+      readonly dport: number;
+      /** The sending socket's owner (its gid is the same number); none from the network. */
+      readonly uid: number | undefined;
+    }
+    const inCidr = (address: string, cidr: Cidr) => {
+      const parsed = ipaddr.parse(address);
+      const range = ipaddr.parse(cidr.address);
+      return parsed.kind() === range.kind() && parsed.match(range, cidr.prefix);
+    };
+    const holds = (m: Match, p: Packet): boolean => {
+      const not = (b: boolean, negate?: boolean) => b !== Boolean(negate);
+      switch (m.kind) {
+        case 'protocol':
+          return m.proto === 'udp';
+        case 'source':
+          return not(inCidr(p.src, m.cidr), m.negate);
+        case 'destination':
+          return not(inCidr(p.dst, m.cidr), m.negate);
+        case 'destinationPort':
+          return not(p.dport === m.port, m.negate);
+        case 'sourcePort':
+          return p.sport === m.port;
+        case 'owner':
+          return not(p.uid === m.id, m.negate);
+        default:
+          throw new Error(`raw has no ${m.kind} match`);
+      }
+    };
+    /** The zone raw gives a UDP packet entering through `hook`; 0 if no CT target. */
+    const zoneOf = (plan: TablePlan, hook: 'OUTPUT' | 'PREROUTING', p: Packet): number => {
+      const walk = (chain: TablePlan['rules'][number]['chain']): number | 'return' => {
+        for (const rule of plan.rules) {
+          if (rule.chain.kind !== chain.kind || rule.chain.name !== chain.name) continue;
+          if (!rule.matches.every((m) => holds(m, p))) continue;
+          const { target } = rule;
+          if (target.kind === 'conntrackZone') return target.zone;
+          if (target.kind === 'return') return 'return';
+          if (target.kind === 'jump') {
+            const zone = walk({ kind: 'owned', name: target.chain });
+            if (zone !== 'return') return zone;
+          } else throw new Error(`raw has no ${target.kind} target`);
+        }
+        return 'return';
+      };
+      const zone = walk({ kind: 'builtin', name: hook });
+      return zone === 'return' ? 0 : zone;
+    };
+
+    const APP = 1000;
+    const PROXY = 1337;
+    const RESOLVER = 0;
+    /**
+     * The four packets of one exchange in a pod whose address is `pod`: an app asks the
+     * resolver; nat sends that to the proxy on lo, which asks the resolver itself and
+     * answers the app from the loopback address.
+     */
+    const exchange = (resolver: string, pod: string) => {
+      const lo = resolver.includes(':') ? '::1' : '127.0.0.1';
+      // A resolver on lo is reached from lo's address; one off lo from the pod's.
+      const from = ipaddr.parse(resolver).range() === 'loopback' ? lo : pod;
+      return {
+        appQuery: { src: from, dst: resolver, sport: 40000, dport: 53, uid: APP },
+        proxyQuery: { src: from, dst: resolver, sport: 41000, dport: 53, uid: PROXY },
+        // On lo, through OUTPUT (Docker's sits behind a DNAT: another source port).
+        resolverAnswer: { src: resolver, dst: from, sport: 35915, dport: 41000, uid: RESOLVER },
+        proxyAnswer: { src: lo, dst: from, sport: 15053, dport: 40000, uid: PROXY },
+      };
+    };
+    const zonesOf = async (argv: string[], resolver: string, pod: string) => {
+      const family = resolver.includes(':') ? 'ipv6' : 'ipv4';
+      const config = await configOf(argv, `nameserver ${resolver}\n`);
+      const plan = planRaw(config, family);
+      if (plan === undefined) throw new Error('expected a raw plan');
+      const p = exchange(resolver, pod);
+      const onLo = ipaddr.parse(resolver).range() === 'loopback';
+      return {
+        appQuery: zoneOf(plan, 'OUTPUT', p.appQuery),
+        proxyQuery: zoneOf(plan, 'OUTPUT', p.proxyQuery),
+        // Off lo the answer comes in from the network, with source port 53.
+        resolverAnswer: onLo
+          ? zoneOf(plan, 'OUTPUT', p.resolverAnswer)
+          : zoneOf(plan, 'PREROUTING', { ...p.resolverAnswer, sport: 53, uid: undefined }),
+        proxyAnswer: zoneOf(plan, 'OUTPUT', p.proxyAnswer),
+      };
+    };
+    const PAIRED = { appQuery: 2, proxyQuery: 1, resolverAnswer: 1, proxyAnswer: 2 };
+    const MODES_FOR_ZONES: readonly [string, string[]][] = [
+      ['--redirect-dns', ['--redirect-dns']],
+      ['--capture-all-dns', ['--redirect-dns', '--capture-all-dns']],
+    ];
+    const cases = (resolvers: readonly [string, string][]) =>
+      MODES_FOR_ZONES.flatMap(([mode, argv]) =>
+        resolvers.map(([resolver, pod]) => ({ mode, argv, resolver, pod })),
+      );
+
+    it.each(
+      cases([
+        ['10.96.0.10', '10.244.0.5'],
+        ['fd00:10:96::a', 'fd00:10:244::5'],
+        ['127.0.0.11', '10.244.0.5'],
+        ['127.0.0.53', '10.244.0.5'],
+      ]),
+    )(
+      '$mode, resolver $resolver: query and answer share their zone',
+      async ({ argv, resolver, pod }) => {
+        expect(await zonesOf(argv, resolver, pod)).toEqual(PAIRED);
+      },
+    );
+
+    // Why the rule exists: without it, a resolver's answer on lo gets no zone, meets no
+    // query of the proxy's, and its DNAT (Docker's) is never undone.
+    it.each(cases([['127.0.0.11', '10.244.0.5']]))(
+      '$mode, resolver $resolver, without the rule for a resolver on lo: its answer in no zone',
+      async ({ argv, resolver, pod }) => {
+        const config = await configOf(argv, `nameserver ${resolver}\n`);
+        const plan = planRaw(config, 'ipv4');
+        if (plan === undefined) throw new Error('expected a raw plan');
+        const without = {
+          ...plan,
+          rules: plan.rules.filter(
+            (r) => r.why !== 'answers of a resolver on lo to the proxy are in zone 1',
+          ),
+        };
+        expect(without.rules).toHaveLength(plan.rules.length - 1);
+        expect(zoneOf(without, 'OUTPUT', exchange(resolver, pod).resolverAnswer)).toBe(0);
+      },
+    );
+
+    // A resolver at lo's own address: the app's query leaves from that very address, so
+    // the rule for the resolver's answers (-s RESOLVER, zone 1) takes the query first,
+    // while the proxy's answer is in zone 2: the REDIRECT is never undone and the app
+    // times out. Seen on Linux 6.18 in a namespace (resolver on 127.0.0.1:53, a proxy
+    // as uid 1337 on 15053, an app as uid 1000, the rules of --redirect-dns and of
+    // --capture-all-dns): the app's query times out with the rule, and is answered
+    // without it, or with it after the apps' zone-2 rule. Fails today.
+    it.fails.each(
+      cases([
+        ['127.0.0.1', '10.244.0.5'],
+        ['::1', 'fd00:10:244::5'],
+      ]),
+    )(
+      "$mode, resolver $resolver (lo's own address): query and answer share their zone",
+      async ({ argv, resolver, pod }) => {
+        expect(await zonesOf(argv, resolver, pod)).toEqual(PAIRED);
+      },
+    );
   });
 
   describe('--drop-invalid', () => {
