@@ -47,6 +47,9 @@ const RESOLV_CONF = [
   '',
 ].join('\n');
 
+/** Docker's embedded DNS, on lo behind a DNAT of Docker's. */
+const DOCKER_RESOLV_CONF = 'nameserver 127.0.0.11\noptions ndots:0\n';
+
 /** argv → Config, with the resolvers of RESOLV_CONF as the shell gives them to --redirect-dns. */
 const configOf = async (argv: readonly string[], resolvConf = RESOLV_CONF) =>
   withResolvConf(await configFrom(argv), resolvConf);
@@ -144,6 +147,19 @@ const GOLDEN: readonly {
     name: 'dns-capture-all',
     argv: ['--redirect-dns', '--capture-all-dns', '--dns-port', '15054'],
     families: ['ipv4', 'ipv6'],
+  },
+  // A Docker container's resolv.conf: the resolver on lo gets a raw rule of its own.
+  {
+    name: 'dns-docker',
+    argv: ['--redirect-dns'],
+    families: ['ipv4'],
+    resolvConf: DOCKER_RESOLV_CONF,
+  },
+  {
+    name: 'dns-capture-all-docker',
+    argv: ['--redirect-dns', '--capture-all-dns'],
+    families: ['ipv4'],
+    resolvConf: DOCKER_RESOLV_CONF,
   },
   { name: 'drop-invalid', argv: ['--drop-invalid'], families: ['ipv4', 'ipv6'] },
   // Issue 5 all at once: nat, mangle (--drop-invalid first) and raw.
