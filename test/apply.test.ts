@@ -1835,6 +1835,23 @@ describe('TPROXY, DNS capture and --drop-invalid: nat, mangle and raw per family
       ).toBe(dry.stdout());
     });
 
+    // Apply removes TPROXY's rule and route when it re-runs without TPROXY over its
+    // chains (dropStaleLocalRoute), but the dry-run of that run names neither: it lists
+    // ip commands only when TPROXY is planned or for --cleanup. Fails today.
+    it.fails(
+      'a dry-run of a re-run without TPROXY names the rule and route apply would remove',
+      async () => {
+        const first = await run(TPROXY, FRESH);
+        expect(first.code).toBe(0);
+        const dry = await run(['--dry-run'], FRESH, { kernel: first.kernel });
+        expect(dry.code).toBe(0);
+        expect(dry.stderrLines().filter((l) => l.includes('would also run'))).toEqual([
+          'mesh-init: dry-run: would also run: ip -4 rule del fwmark 1337 lookup 133 (each one listed)',
+          'mesh-init: dry-run: would also run: ip -4 route del local default dev lo table 133 (if there)',
+        ]);
+      },
+    );
+
     it('--cleanup --dry-run: the cleanup of every table holding mesh-init, and the ip commands', async () => {
       const setup: Setup = {
         'legacy/ipv4': fixture('iptables-legacy-save-all-features.txt'),
