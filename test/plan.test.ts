@@ -1220,15 +1220,18 @@ describe('plan properties: every table (TPROXY, DNS capture, --drop-invalid)', (
         expect(rule.target).toEqual({ kind: 'conntrackZone', zone: 1 });
       }
       if (plan === undefined || rules.length === 0) return;
-      // After every rule of the proxy's own (matched by owner), before the apps' zone 2.
+      // After every rule of the proxy's own (matched by owner) and after the apps' zone 2:
+      // an app on lo's own address asking a resolver there has the resolver's source too.
       const out = ownedRules(plan, 'OUTPUT_DNS');
       const first = out.indexOf(rules[0] as Rule);
       const owners = out.flatMap((r, i) => (r.matches.some((m) => m.kind === 'owner') ? [i] : []));
       const apps = out.flatMap((r, i) =>
         r.why === "the apps' DNS queries are in zone 2" ? [i] : [],
       );
-      expect(first).toBeGreaterThan(Math.max(...owners));
-      expect(first + rules.length - 1).toBeLessThan(Math.min(...apps));
+      expect(apps.length).toBeGreaterThan(0);
+      expect(first).toBeGreaterThan(Math.max(...owners, ...apps));
+      // The lo rules close the chain, in resolv.conf's order.
+      expect(out.slice(first)).toEqual(rules);
     });
 
     it('--capture-all-dns with no resolver on lo: the raw table without such a rule', async () => {
@@ -1392,13 +1395,13 @@ describe('plan properties: every table (TPROXY, DNS capture, --drop-invalid)', (
     );
 
     // A resolver at lo's own address: the app's query leaves from that very address, so
-    // the rule for the resolver's answers (-s RESOLVER, zone 1) takes the query first,
-    // while the proxy's answer is in zone 2: the REDIRECT is never undone and the app
-    // times out. Seen on Linux 6.18 in a namespace (resolver on 127.0.0.1:53, a proxy
-    // as uid 1337 on 15053, an app as uid 1000, the rules of --redirect-dns and of
-    // --capture-all-dns): the app's query times out with the rule, and is answered
-    // without it, or with it after the apps' zone-2 rule. Fails today.
-    it.fails.each(
+    // were the rule for the resolver's answers (-s RESOLVER, zone 1) ahead of the apps'
+    // zone-2 rule, it would take the query, while the proxy's answer is in zone 2: the
+    // REDIRECT is never undone and the app times out. Seen on Linux 6.18 in a namespace
+    // (resolver on 127.0.0.1:53, a proxy as uid 1337 on 15053, an app as uid 1000, the
+    // rules of --redirect-dns and of --capture-all-dns): the app's query timed out with
+    // the rule first, and is answered with it after the apps' zone-2 rule.
+    it.each(
       cases([
         ['127.0.0.1', '10.244.0.5'],
         ['::1', 'fd00:10:244::5'],
@@ -1407,6 +1410,35 @@ describe('plan properties: every table (TPROXY, DNS capture, --drop-invalid)', (
       "$mode, resolver $resolver (lo's own address): query and answer share their zone",
       async ({ argv, resolver, pod }) => {
         expect(await zonesOf(argv, resolver, pod)).toEqual(PAIRED);
+      },
+    );
+
+    // Why the lo rule comes after the apps' rule: moved ahead of it (the order before),
+    // it takes the app's query from lo's own address into zone 1.
+    it.each(
+      cases([
+        ['127.0.0.1', '10.244.0.5'],
+        ['::1', 'fd00:10:244::5'],
+      ]),
+    )(
+      "$mode, resolver $resolver (lo's own address), the lo rule ahead of the apps': the app's query in zone 1",
+      async ({ argv, resolver, pod }) => {
+        const family = resolver.includes(':') ? 'ipv6' : 'ipv4';
+        const config = await configOf(argv, `nameserver ${resolver}\n`);
+        const plan = planRaw(config, family);
+        if (plan === undefined) throw new Error('expected a raw plan');
+        const isLo = (r: Rule) =>
+          r.why === 'answers of a resolver on lo to the proxy are in zone 1';
+        const isApps = (r: Rule) => r.why === "the apps' DNS queries are in zone 2";
+        const apps = plan.rules.findIndex(isApps);
+        const lo = plan.rules.filter(isLo);
+        expect(lo).toHaveLength(1);
+        const rest = plan.rules.filter((r) => !isLo(r));
+        const before = { ...plan, rules: [...rest.slice(0, apps), ...lo, ...rest.slice(apps)] };
+        const p = exchange(resolver, pod);
+        expect(zoneOf(before, 'OUTPUT', p.appQuery)).toBe(1);
+        expect(zoneOf(before, 'OUTPUT', p.proxyAnswer)).toBe(2);
+        expect(zoneOf(plan, 'OUTPUT', p.appQuery)).toBe(2);
       },
     );
   });
