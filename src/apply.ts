@@ -296,7 +296,9 @@ async function printDryRun(config: Config, families: Family[], deps: Deps, log: 
       ? families.flatMap((family) =>
           localRouteCommands(family, config.tproxy, config.mode === 'cleanup' ? 'remove' : 'add'),
         )
-      : []),
+      : staleRouteFamilies(config, families, live).flatMap((family) =>
+          localRouteCommands(family, config.tproxy, 'remove'),
+        )),
   ];
   for (const command of commands) log.info('dry-run', `dry-run: would also run: ${command}`);
   log.info('dry-run', `dry-run: printed the ${families.join(' and ')} text; nothing applied`, {
@@ -370,11 +372,11 @@ async function applyRules(config: Config, families: Family[], deps: Deps, log: L
   if (routesLocally(config)) {
     for (const family of families) {
       try {
-        if (await addLocalRoute(deps.run, family, config.tproxy)) {
+        await addLocalRoute(deps.run, family, config.tproxy, () =>
           changes.added(`the ${family} ip rule fwmark ${config.tproxy.mark}`, () =>
             deleteLocalRule(deps.run, family, config.tproxy),
-          );
-        }
+          ),
+        );
       } catch (error) {
         await changes.putBack(error);
       }
@@ -396,7 +398,6 @@ async function applyRules(config: Config, families: Family[], deps: Deps, log: L
         `applied ${applied} with the ${choice.backend} backend${ipv6Note(config, families)}`,
         { families, rules, reads: planned },
       );
-      await dropStaleLocalRoute(config, families, live, deps, log);
       break;
     } catch (error) {
       const stale = error instanceof RestoreError && error.stale;
@@ -414,6 +415,7 @@ async function applyRules(config: Config, families: Family[], deps: Deps, log: L
     }
     planned++;
   }
+  await dropStaleLocalRoute(config, families, live, deps, log);
   if (config.validate) await runValidation(config, deps, log);
   return EXIT_OK;
 }
@@ -430,14 +432,31 @@ async function dropStaleLocalRoute(
   deps: Deps,
   log: Logger,
 ): Promise<void> {
-  if (routesLocally(config) || live === undefined) return;
-  const tproxy = chainName(config.chainPrefix, 'TPROXY');
-  for (const family of families) {
-    if (!stateOf(live, family, 'mangle').chains.includes(tproxy)) continue;
-    if ((await removeLocalRoute(deps.run, family, config.tproxy)) === 'removed') {
-      log.info('applied', `removed the ${family} TPROXY route: TPROXY is no longer used`);
+  for (const family of staleRouteFamilies(config, families, live)) {
+    try {
+      if ((await removeLocalRoute(deps.run, family, config.tproxy)) === 'removed') {
+        log.info('applied', `removed the ${family} TPROXY route: TPROXY is no longer used`);
+      }
+    } catch (error) {
+      // The rules are applied and right; only an unused route is left. Said loudly,
+      // but no reason to keep the pod from starting.
+      log.error(
+        'applied',
+        `the ${family} TPROXY route is no longer used but stays: ${(error as Error).message}`,
+      );
     }
   }
+}
+
+/** Families whose read mangle table had TPROXY's chain while the plan has none. */
+function staleRouteFamilies(
+  config: Config,
+  families: readonly Family[],
+  live: Live | undefined,
+): Family[] {
+  if (routesLocally(config) || live === undefined) return [];
+  const tproxy = chainName(config.chainPrefix, 'TPROXY');
+  return families.filter((family) => stateOf(live, family, 'mangle').chains.includes(tproxy));
 }
 
 /** TPROXY marks packets that a policy route sends to lo; cleanup removes that route either way. */
@@ -459,7 +478,7 @@ async function readResolvers(config: Config, deps: Deps, log: Logger): Promise<C
     text = await deps.readResolvConf();
   } catch (error) {
     throw new BackendError(
-      `cannot read /etc/resolv.conf for --redirect-dns: ${(error as Error).message}`,
+      `cannot read /etc/resolv.conf for DNS capture: ${(error as Error).message}`,
     );
   }
   const { resolvers, skipped } = parseResolvConf(text);

@@ -247,14 +247,21 @@ export interface Resolvers {
 
 /** A nameserver value the way the C library reads it (inet_aton / inet_pton, zone ignored). */
 function nameserverAddress(value: string): Cidr | undefined {
-  const [host = ''] = value.split('%');
-  if (ipaddr.IPv4.isValid(host)) {
+  if (ipaddr.IPv4.isValid(value)) {
     // inet_aton's forms too: 010.0.0.1 is 8.0.0.1, as the C library reads it.
-    return { family: 'ipv4', address: ipaddr.IPv4.parse(host).toString(), prefix: 32 };
+    return { family: 'ipv4', address: ipaddr.IPv4.parse(value).toString(), prefix: 32 };
   }
+  // Only IPv6 has zones (fe80::1%eth0); the address alone still matches.
+  const [host = ''] = value.split('%');
   if (!ipaddr.IPv6.isValid(host)) return undefined;
+  // ipaddr.js reads every embedded dotted quad (::127.0.0.1) as IPv4-mapped; only
+  // ::ffff:a.b.c.d is, and the C library sends IPv4 to it, so iptables must match that.
+  if (host.includes('.')) {
+    const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(host)?.[1];
+    if (mapped === undefined || !ipaddr.IPv4.isValidFourPartDecimal(mapped)) return undefined;
+    return { family: 'ipv4', address: mapped, prefix: 32 };
+  }
   const v6 = ipaddr.IPv6.parse(host);
-  // The C library sends IPv4 to an IPv4-mapped address, so iptables must match it.
   if (v6.isIPv4MappedAddress()) {
     return { family: 'ipv4', address: v6.toIPv4Address().toString(), prefix: 32 };
   }
@@ -300,15 +307,8 @@ export function validateConfig(options: GivenOptions): Config {
         : 'redirect';
   const markOption = get('inbound-tproxy-mark');
   const tableOption = get('inbound-tproxy-route-table');
-  // Given on the command line they must mean something; Istio's variables may be set
-  // for every pod, so from the environment they simply wait for -m TPROXY.
-  for (const option of [markOption, tableOption]) {
-    if (option && !option.fromEnv && inboundMode !== 'tproxy') {
-      throw new UsageError(
-        `invalid ${option.origin}: it only goes with -m TPROXY (REDIRECT marks nothing)`,
-      );
-    }
-  }
+  // They also name the rule and route that --cleanup, or a re-run without -m TPROXY,
+  // removes: so they are taken without -m TPROXY too.
   const tproxy: TproxyRouting = {
     // The proxy's own traffic to its pod IP is marked mark + 1, so the mark stays below 2^32-1.
     mark: markOption ? parseBounded(markOption, 0xfffffffe, 1) : DEFAULT_TPROXY_MARK,

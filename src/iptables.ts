@@ -207,18 +207,21 @@ async function countLocalRules(run: RunCommand, args: ReturnType<typeof localRou
  * TPROXY marks inbound packets; this rule and route deliver marked packets locally,
  * whatever their destination. `ip rule add` would add a duplicate on a re-run, so
  * the rule is added only when it is not listed; `route replace` is a no-op then.
- * Says whether this run added the rule, so that a rollback can take it away.
+ * `onRuleAdded` hears of a rule this run added, so that a rollback can take it away.
  */
 export async function addLocalRoute(
   run: RunCommand,
   family: Family,
   routing: TproxyRouting,
-): Promise<boolean> {
+  onRuleAdded: () => void,
+): Promise<void> {
   const args = localRouteArgs(family, routing);
-  const added = (await countLocalRules(run, args)) === 0;
-  if (added) await ipOrThrow(run, args.addRule, "add TPROXY's ip rule");
+  if ((await countLocalRules(run, args)) === 0) {
+    await ipOrThrow(run, args.addRule, "add TPROXY's ip rule");
+    // Before the route: if that fails, the rollback knows of the rule already.
+    onRuleAdded();
+  }
   await ipOrThrow(run, [ipFlag(family), 'route', 'replace', ...args.route], "add TPROXY's route");
-  return added;
 }
 
 /** Deletes one copy of TPROXY's rule: the one a failed run added. */

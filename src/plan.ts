@@ -354,16 +354,6 @@ export function planRaw(config: Config, family: Family): TablePlan | undefined {
         why: "the proxy's DNS answers to the apps are in zone 2",
       },
     ]),
-    // A resolver on lo answers through OUTPUT, often from behind a NAT of its own
-    // (Docker's 127.0.0.11): the answer must meet the proxy's query in zone 1.
-    ...loopbackResolvers(config, family).map(
-      (cidr): Rule => ({
-        chain: out,
-        matches: [udp, { kind: 'source', cidr }],
-        target: zone(1),
-        why: 'answers of a resolver on lo to the proxy are in zone 1',
-      }),
-    ),
     ...to.map(
       (cidr): Rule => ({
         chain: out,
@@ -373,6 +363,18 @@ export function planRaw(config: Config, family: Family): TablePlan | undefined {
         ],
         target: zone(2),
         why: "the apps' DNS queries are in zone 2",
+      }),
+    ),
+    // A resolver on lo answers through OUTPUT, often from behind a NAT of its own
+    // (Docker's 127.0.0.11): the answer must meet the proxy's query in zone 1. After
+    // the apps' rule: an app on 127.0.0.1 asking a resolver on 127.0.0.1 has that
+    // source too, and its query belongs in zone 2.
+    ...loopbackResolvers(config, family).map(
+      (cidr): Rule => ({
+        chain: out,
+        matches: [udp, { kind: 'source', cidr }],
+        target: zone(1),
+        why: 'answers of a resolver on lo to the proxy are in zone 1',
       }),
     ),
     ...to.map(

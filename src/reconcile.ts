@@ -83,6 +83,30 @@ function sameRules(
   return want.length === have.length && want.every((rule, i) => rule === have[i]);
 }
 
+/**
+ * The planned jumps head their kernel chains, in plan order: jumps an older run
+ * appended behind someone else's rules (Docker's DNS redirect) are not "right".
+ */
+function hooksLead(
+  hooks: readonly Rule[],
+  live: TableState,
+  prefix: string,
+  family: Family,
+): boolean {
+  const chains = [...new Set(hooks.map((rule) => chainName(prefix, rule.chain)))];
+  return chains.every((chain) => {
+    const want = hooks
+      .map((rule) => ruleSpec(rule, prefix, family))
+      .filter((rule) => rule.chain === chain)
+      .map((rule) => canonicalRule(rule.chain, rule.spec));
+    const have = live.rules
+      .filter((rule) => rule.chain === chain)
+      .slice(0, want.length)
+      .map((rule) => canonicalRule(rule.chain, rule.spec));
+    return want.every((rule, i) => rule === have[i]);
+  });
+}
+
 export function planTransaction(plan: TablePlan, live: TableState, prefix: string): Transaction {
   const hooks = plan.rules.filter(isHook);
   // Owned chains of this table left from an earlier run with other flags go away.
@@ -93,7 +117,10 @@ export function planTransaction(plan: TablePlan, live: TableState, prefix: strin
   // Jumps that are already exactly right stay where they are: a re-run then only
   // refills the owned chains. Otherwise every jump is deleted and added again, and
   // the owned chains are recreated, which fails if the table holds jumps not read.
-  const keepHooks = liveJumps.length > 0 && sameRules(hooks, liveJumps, prefix, plan.family);
+  const keepHooks =
+    liveJumps.length > 0 &&
+    sameRules(hooks, liveJumps, prefix, plan.family) &&
+    hooksLead(hooks, live, prefix, plan.family);
   // A chain of someone else's that jumps into an owned chain would make -X fail on
   // every try: such owned chains are only emptied and refilled.
   const owned = new Set([...plan.chains, ...stale].map((chain) => chainName(prefix, chain)));
