@@ -754,35 +754,12 @@ describe('TPROXY, DNS capture and --drop-invalid (issue 5)', () => {
 
   // A flag that would change nothing is more likely a mistake than an intent; Istio's
   // variables may be set for every pod, so from the environment they wait for the mode.
-  const onlyWithTproxy = (origin: string) =>
-    `invalid ${origin}: it only goes with -m TPROXY (REDIRECT marks nothing)`;
+  // -t and -r are no such flags: they also name the rule and route that --cleanup, or a
+  // re-run without -m TPROXY, removes.
   const onlyWithDns = (origin: string) =>
     `invalid ${origin}: it only goes with --redirect-dns (no DNS is captured)`;
 
   it.each<[string[], Env, string]>([
-    [['-t', '4096'], {}, onlyWithTproxy('--inbound-tproxy-mark')],
-    [['--inbound-tproxy-mark=4096'], {}, onlyWithTproxy('--inbound-tproxy-mark')],
-    [['-r', '7'], {}, onlyWithTproxy('--inbound-tproxy-route-table')],
-    [['--inbound-tproxy-route-table', '7'], {}, onlyWithTproxy('--inbound-tproxy-route-table')],
-    [['-m', 'REDIRECT', '-t', '4096'], {}, onlyWithTproxy('--inbound-tproxy-mark')],
-    [['-m', '', '-r', '7'], {}, onlyWithTproxy('--inbound-tproxy-route-table')],
-    // The first of the two is named.
-    [['-t', '4096', '-r', '7'], {}, onlyWithTproxy('--inbound-tproxy-mark')],
-    // The mode from a variable counts as much as from a flag.
-    [
-      ['-t', '4096'],
-      { ISTIO_INBOUND_INTERCEPTION_MODE: 'REDIRECT' },
-      onlyWithTproxy('--inbound-tproxy-mark'),
-    ],
-    // A flag -m REDIRECT beats a variable TPROXY, so -t is left without it.
-    [
-      ['-m', 'REDIRECT', '-r', '7'],
-      { MESH_INIT_INBOUND_INTERCEPTION_MODE: 'TPROXY' },
-      onlyWithTproxy('--inbound-tproxy-route-table'),
-    ],
-    // Without the mode, even a bad value is first of all in the wrong place.
-    [['-t', '0x539'], {}, onlyWithTproxy('--inbound-tproxy-mark')],
-    [['-r', 'main'], {}, onlyWithTproxy('--inbound-tproxy-route-table')],
     [['--dns-port', '5353'], {}, onlyWithDns('--dns-port')],
     [['--dns-port=5353'], {}, onlyWithDns('--dns-port')],
     [['--dns-port', '5353', '--no-redirect-dns'], {}, onlyWithDns('--dns-port')],
@@ -793,8 +770,49 @@ describe('TPROXY, DNS capture and --drop-invalid (issue 5)', () => {
       { ISTIO_META_DNS_CAPTURE: 'true' },
       onlyWithDns('--dns-port'),
     ],
+    // -t and -r beside it change nothing: --dns-port is still the one refused.
+    [['--dns-port', '5353', '-t', '4096', '-r', '7'], {}, onlyWithDns('--dns-port')],
   ])('%j %j: a flag that means nothing without its mode is refused', async (argv, env, message) => {
     const error = await usageErrorFrom(argv, env);
+    expect(error).toBeInstanceOf(UsageError);
+    expect(error.message).toBe(message);
+  });
+
+  it.each<[string[], Env, Partial<Config>]>([
+    [['-t', '4096'], {}, tproxy(4096, 133)],
+    [['--inbound-tproxy-mark=4096'], {}, tproxy(4096, 133)],
+    [['-r', '7'], {}, tproxy(1337, 7)],
+    [['--inbound-tproxy-route-table', '7'], {}, tproxy(1337, 7)],
+    [['-m', 'REDIRECT', '-t', '4096'], {}, tproxy(4096, 133)],
+    [['-m', '', '-r', '7'], {}, tproxy(1337, 7)],
+    [['-t', '4096', '-r', '7'], {}, tproxy(4096, 7)],
+    [['-t', '4096'], { ISTIO_INBOUND_INTERCEPTION_MODE: 'REDIRECT' }, tproxy(4096, 133)],
+    // A flag -m REDIRECT beats a variable TPROXY; -r still names the table.
+    [
+      ['-m', 'REDIRECT', '-r', '7'],
+      { MESH_INIT_INBOUND_INTERCEPTION_MODE: 'TPROXY' },
+      tproxy(1337, 7),
+    ],
+    // The flag beats Istio's variable, with or without the mode.
+    [['-t', '4096'], { INBOUND_TPROXY_MARK: '5' }, tproxy(4096, 133)],
+    // What --cleanup removes: the rule and route of the mark and table named.
+    [['--cleanup', '-t', '4096', '-r', '7'], {}, { mode: 'cleanup', ...tproxy(4096, 7) }],
+  ])(
+    '%j %j: -t and -r without -m TPROXY are taken, naming the rule and route',
+    async (argv, env, expected) => {
+      expect(await configFrom(argv, env)).toEqual({ ...DEFAULTS, ...expected });
+    },
+  );
+
+  // Taken without the mode, their values are checked as with it.
+  it.each<[string[], string]>([
+    [['-t', '0x539'], mark('--inbound-tproxy-mark', '0x539')],
+    [['-t', '0'], mark('--inbound-tproxy-mark', '0')],
+    [['-m', 'REDIRECT', '-t', '4294967295'], mark('--inbound-tproxy-mark', '4294967295')],
+    [['-r', 'main'], table('--inbound-tproxy-route-table', 'main')],
+    [['--cleanup', '-r', '254'], reserved('--inbound-tproxy-route-table', '254')],
+  ])('%j without -m TPROXY: a bad value is still refused', async (argv, message) => {
+    const error = await usageErrorFrom(argv);
     expect(error).toBeInstanceOf(UsageError);
     expect(error.message).toBe(message);
   });
