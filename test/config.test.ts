@@ -1714,6 +1714,8 @@ describe('parseResolvConf: the nameservers DNS capture sends to the DNS port', (
     ['::ffff:10.0.0.1', v4('10.0.0.1', 32)],
     ['::ffff:a00:1', v4('10.0.0.1', 32)],
     ['::FFFF:127.0.0.11', v4('127.0.0.11', 32)],
+    // inet_aton stops at the %, inet_pton reads the mapped address once the zone is cut.
+    ['::ffff:10.0.0.1%eth0', v4('10.0.0.1', 32)],
     ['::1', v6('::1', 128)],
   ])('nameserver %s is %j', (value, cidr) => {
     expect(parseResolvConf(`nameserver ${value}\n`)).toEqual({ resolvers: [cidr], skipped: [] });
@@ -1730,6 +1732,16 @@ describe('parseResolvConf: the nameservers DNS capture sends to the DNS port', (
     ['dns.example'],
     ['fe80::1::2'],
     ['%eth0'],
+    // Only IPv6 has zones: inet_aton refuses the %, inet_pton an IPv4 address (glibc).
+    ['10.0.0.1%eth0'],
+    ['127.0.0.11%lo'],
+    ['10.1%eth0'],
+    // A dotted quad inside IPv6 is taken only as ::ffff:a.b.c.d (IPv4-mapped); ipaddr.js
+    // would read ::127.0.0.1 as mapped, and inet_pton refuses a leading 0 in it.
+    ['::127.0.0.1'],
+    ['::10.0.0.1'],
+    ['::ffff:010.0.0.1'],
+    ['::ffff:10.1'],
   ])('nameserver %s is no address: skipped, and returned to be logged', (value) => {
     expect(parseResolvConf(`nameserver ${value}\nnameserver 10.0.0.9\n`)).toEqual({
       resolvers: [v4('10.0.0.9', 32)],
