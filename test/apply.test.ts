@@ -1887,7 +1887,7 @@ describe('TPROXY, DNS capture and --drop-invalid: nat, mangle and raw per family
       expect(result.calls).toEqual([]);
       expect(result.stdout()).toBe('');
       expect(result.stderrLines().at(-1)).toBe(
-        "mesh-init: cannot read /etc/resolv.conf for --redirect-dns: EACCES: permission denied, open '/etc/resolv.conf'",
+        "mesh-init: cannot read /etc/resolv.conf for DNS capture: EACCES: permission denied, open '/etc/resolv.conf'",
       );
     });
 
@@ -2062,7 +2062,7 @@ describe('TPROXY, DNS capture and --drop-invalid: nat, mangle and raw per family
       expect(result.code).toBe(3);
       expect(result.calls).toEqual([]);
       expect(result.stderrLines().at(-1)).toBe(
-        "mesh-init: cannot read /etc/resolv.conf for --redirect-dns: ENOENT: no such file or directory, open '/etc/resolv.conf'",
+        "mesh-init: cannot read /etc/resolv.conf for DNS capture: ENOENT: no such file or directory, open '/etc/resolv.conf'",
       );
     });
   });
@@ -2088,17 +2088,18 @@ describe('TPROXY, DNS capture and --drop-invalid: nat, mangle and raw per family
       expect(result.code).toBe(0);
       const raw = result.kernel.tableText('nft/ipv4', 'raw');
       const dnsRules = raw.split('\n').filter((l) => l.startsWith('-A ISTIO_OUTPUT_DNS '));
-      // After the proxy's own rules (by uid and by gid), before the apps' zone-2 rule:
-      // the first CT a packet meets wins.
+      // After the proxy's own rules (by uid and by gid) and after the apps' zone-2 rule
+      // (an app on lo's own address asking a resolver there has its source too): the
+      // first CT a packet meets wins.
       expect(dnsRules.map((l) => /--zone (\d)/.exec(l)?.[1])).toEqual([
         '1',
         '2',
         '1',
         '2',
-        '1',
         '2',
+        '1',
       ]);
-      expect(dnsRules[4]).toBe(LO_ZONE);
+      expect(dnsRules[5]).toBe(LO_ZONE);
       const output = result.kernel
         .natText('nft/ipv4')
         .split('\n')
