@@ -1133,8 +1133,7 @@ describe('TPROXY, DNS capture and --drop-invalid: nat, mangle and raw per family
       const mangle = result.restores().find((c) => c.input?.includes('*mangle'))?.input ?? '';
       expect(mangle).toContain('--tproxy-mark 0x1000/0xffffffff');
       expect(mangle).toContain('--set-xmark 0x1001/0xffffffff');
-      // Cleanup takes away what -t and -r name (as flags they need -m TPROXY now), and
-      // nothing of the default rule.
+      // Cleanup takes away what -t and -r name, and nothing of the default rule.
       const cleaned = await run(argv.concat('--cleanup'), FRESH, {
         kernel: result.kernel,
         globalIpv6: true,
@@ -1147,18 +1146,24 @@ describe('TPROXY, DNS capture and --drop-invalid: nat, mangle and raw per family
     });
 
     // README's flag table: "--cleanup … removes … TPROXY's ip rule and route (for the
-    // -t/-r given)", and until 1e8ab27 `--cleanup -t 4096 -r 134` did. Now -t and -r
-    // as flags without -m TPROXY are usage errors (exit 2), in cleanup too, where they
-    // say which rule and route to remove ("REDIRECT marks nothing" does not apply).
-    // Fails today; drop `.fails` once cleanup takes -t/-r (or the README says -m TPROXY).
-    it.fails('--cleanup -t -r (no -m TPROXY) removes the rule and route they name', async () => {
+    // -t/-r given)". As flags without -m TPROXY, -t and -r say which rule and route.
+    it('--cleanup -t -r (no -m TPROXY) removes the rule and route they name', async () => {
       const applied = await run([...TPROXY, '-t', '4096', '-r', '134'], FRESH);
       expect(applied.code).toBe(0);
+      expect(applied.kernel.ipRules('ipv4')).toEqual(['fwmark 0x1000 lookup 134']);
       const cleaned = await run(['--cleanup', '-t', '4096', '-r', '134'], FRESH, {
         kernel: applied.kernel,
       });
       expect(cleaned.code).toBe(0);
+      expect(cleaned.commands().filter((c) => c.startsWith('ip '))).toEqual([
+        'ip -4 rule list fwmark 4096 table 134',
+        'ip -4 rule del fwmark 4096 lookup 134',
+        'ip -4 route show table 134',
+        'ip -4 route del local default dev lo table 134',
+      ]);
       expect(applied.kernel.ipRules('ipv4')).toEqual([]);
+      expect(applied.kernel.ipRoutes('ipv4')).toEqual([]);
+      expect(ownedIn(applied.kernel.saveText('nft/ipv4'))).toEqual([]);
     });
 
     it('copies of the rule another program added are all listed as there, and all deleted by cleanup', async () => {
@@ -1251,22 +1256,42 @@ describe('TPROXY, DNS capture and --drop-invalid: nat, mangle and raw per family
       ]);
     });
 
-    // addLocalRoute adds the rule, then the route: when `ip route replace` fails, the
-    // rule it just added is not yet noted for putBack (addLocalRoute throws instead of
-    // returning true), so it stays although nothing else of the run does. Point 5 says
-    // "a run that fails after adding it deletes that rule again". Fails today.
-    it.fails(
-      'ip route replace failing right after the rule was added: the rule is taken back too',
-      async () => {
-        const result = await run([...FORCED, ...TPROXY], FRESH, {
-          answers: { ip: ipFailing(['route', 'replace'], EPERM) },
-        });
-        expect(result.code).toBe(3);
-        expect(result.restores()).toEqual([]);
-        expect(result.commands()).toContain('ip -4 rule add fwmark 1337 lookup 133');
-        expect(result.kernel.ipRules('ipv4')).toEqual([]);
-      },
-    );
+    // addLocalRoute adds the rule, then the route: the rule is noted for putBack as
+    // soon as it is added, so when `ip route replace` fails it is deleted again ("a run
+    // that fails after adding it deletes that rule again").
+    it('ip route replace failing right after the rule was added: the rule is taken back too', async () => {
+      const result = await run([...FORCED, ...TPROXY], FRESH, {
+        answers: { ip: ipFailing(['route', 'replace'], EPERM) },
+      });
+      expect(result.code).toBe(3);
+      expect(result.restores()).toEqual([]);
+      expect(result.commands()).toEqual([
+        'ip -4 rule list fwmark 1337 table 133',
+        'ip -4 rule add fwmark 1337 lookup 133',
+        'ip -4 route replace local default dev lo table 133',
+        'ip -4 rule del fwmark 1337 lookup 133',
+      ]);
+      expect(result.kernel.ipRules('ipv4')).toEqual([]);
+      expect(result.kernel.ipRoutes('ipv4')).toEqual([]);
+      expect(result.stderrLines().slice(-2)).toEqual([
+        "mesh-init: cannot add TPROXY's route (ip -4 route replace local default dev lo table 133): exit 2: RTNETLINK answers: Operation not permitted",
+        '  the ipv4 ip rule fwmark 1337 was taken back',
+      ]);
+    });
+
+    it('ip route replace failing where the rule was there before the run: the rule stays', async () => {
+      const result = await run([...FORCED, ...TPROXY], FRESH, {
+        ip: { ipv4: { rules: [{ mark: 1337, table: 133 }] } },
+        answers: { ip: ipFailing(['route', 'replace'], EPERM) },
+      });
+      expect(result.code).toBe(3);
+      expect(result.commands()).toEqual([
+        'ip -4 rule list fwmark 1337 table 133',
+        'ip -4 route replace local default dev lo table 133',
+      ]);
+      expect(result.kernel.ipRules('ipv4')).toEqual([RULE_V4]);
+      expect(result.stderr()).not.toContain('taken back');
+    });
 
     // README: "if a transaction then fails, the rule is deleted again when this run added it".
     it.each<[string, FakeOptions['ip'], string[], string[]]>([
@@ -1510,29 +1535,65 @@ describe('TPROXY, DNS capture and --drop-invalid: nat, mangle and raw per family
       }
     });
 
-    // The tables are already applied (and logged so) when the route cannot be removed:
-    // the error goes through the rollback like any other, so the pod is left as it was.
-    it('removing the route failing: the tables are put back, exit 3', async () => {
+    // The tables are applied and right when the route cannot be removed: only a route
+    // no rule uses any more is left. An error line says so, and the pod still starts:
+    // no rollback, exit 0.
+    const STAYS =
+      "mesh-init: the ipv4 TPROXY route is no longer used but stays: cannot delete TPROXY's ip rule (ip -4 rule del fwmark 1337 lookup 133): exit 2: RTNETLINK answers: Operation not permitted";
+
+    it('removing the route failing: said as an error, the tables stay applied, exit 0', async () => {
       const first = await run(TPROXY, FRESH);
       expect(first.code).toBe(0);
-      const before = first.kernel.saveText('nft/ipv4');
-      const again = await run([], FRESH, {
+      const { kernel } = first;
+      const again = await run(['--run-validation'], FRESH, {
+        kernel,
+        answers: { ip: ipFailing(['rule', 'del'], EPERM) },
+      });
+      expect(again.code).toBe(0);
+      // The new rules, not those put back: no TPROXY chain left, nothing restored after.
+      expect(await driftOfTables(again, 'nft/ipv4', [])).toEqual([]);
+      expect(ownedIn(kernel.saveText('nft/ipv4'))).not.toContain(':ISTIO_TPROXY');
+      expect(again.commands().filter((c) => c.endsWith('-restore --wait=10'))).toEqual([]);
+      expect(kernel.ipRules('ipv4')).toEqual([RULE_V4]);
+      expect(kernel.ipRoutes('ipv4')).toEqual([ROUTE_V4]);
+      const lines = again.stderrLines();
+      expect(lines.slice(-2)).toEqual([
+        STAYS,
+        'mesh-init: validation passed: the probe landed on the proxy port',
+      ]);
+      expect(lines.indexOf(STAYS)).toBeGreaterThan(
+        lines.findIndex((l) => l.startsWith('mesh-init: applied ipv4 ')),
+      );
+      expect(again.stderr()).not.toContain('put back');
+    });
+
+    it('removing the route failing: an error-level JSON line', async () => {
+      const first = await run(TPROXY, FRESH);
+      const again = await run(['--log-format', 'json'], FRESH, {
         kernel: first.kernel,
         answers: { ip: ipFailing(['rule', 'del'], EPERM) },
       });
-      expect(again.code).toBe(3);
-      expect(parseTableState(first.kernel.saveText('nft/ipv4'), 'mangle')).toEqual(
-        parseTableState(before, 'mangle'),
-      );
-      expect(parseNatState(first.kernel.saveText('nft/ipv4'))).toEqual(parseNatState(before));
-      expect(first.kernel.ipRules('ipv4')).toEqual([RULE_V4]);
-      expect(again.stderrLines()).toContainEqual(
-        expect.stringMatching(/^mesh-init: applied ipv4 /),
-      );
-      expect(again.stderrLines().slice(-3)).toEqual([
-        "mesh-init: cannot delete TPROXY's ip rule (ip -4 rule del fwmark 1337 lookup 133): exit 2: RTNETLINK answers: Operation not permitted",
-        '  ipv4 nat was put back as it was',
-        '  ipv4 mangle was put back as it was',
+      expect(again.code).toBe(0);
+      const last = JSON.parse(again.stderrLines().at(-1) ?? '{}');
+      expect(last).toMatchObject({ level: 'error', msg: STAYS.replace(/^mesh-init: /, '') });
+    });
+
+    it('removing the IPv4 route failing: the IPv6 one is still removed', async () => {
+      const first = await run(TPROXY, FRESH, { globalIpv6: true });
+      expect(first.code).toBe(0);
+      const { kernel } = first;
+      const again = await run([], FRESH, {
+        kernel,
+        globalIpv6: true,
+        answers: { ip: ipFailing(['-4', 'rule', 'del'], EPERM) },
+      });
+      expect(again.code).toBe(0);
+      expect(kernel.ipRules('ipv4')).toEqual([RULE_V4]);
+      expect(kernel.ipRules('ipv6')).toEqual([]);
+      expect(kernel.ipRoutes('ipv6')).toEqual([]);
+      expect(again.stderrLines().slice(-2)).toEqual([
+        STAYS,
+        'mesh-init: removed the ipv6 TPROXY route: TPROXY is no longer used',
       ]);
     });
   });
@@ -1836,21 +1897,61 @@ describe('TPROXY, DNS capture and --drop-invalid: nat, mangle and raw per family
     });
 
     // Apply removes TPROXY's rule and route when it re-runs without TPROXY over its
-    // chains (dropStaleLocalRoute), but the dry-run of that run names neither: it lists
-    // ip commands only when TPROXY is planned or for --cleanup. Fails today.
-    it.fails(
-      'a dry-run of a re-run without TPROXY names the rule and route apply would remove',
-      async () => {
-        const first = await run(TPROXY, FRESH);
-        expect(first.code).toBe(0);
-        const dry = await run(['--dry-run'], FRESH, { kernel: first.kernel });
+    // chains (dropStaleLocalRoute); the dry-run of that run names both, and runs neither.
+    it('a dry-run of a re-run without TPROXY names the rule and route apply would remove', async () => {
+      const first = await run(TPROXY, FRESH);
+      expect(first.code).toBe(0);
+      const { kernel } = first;
+      const dry = await run(['--dry-run'], FRESH, { kernel });
+      expect(dry.code).toBe(0);
+      expect(dry.stderrLines().filter((l) => l.includes('would also run'))).toEqual([
+        'mesh-init: dry-run: would also run: ip -4 rule del fwmark 1337 lookup 133 (each one listed)',
+        'mesh-init: dry-run: would also run: ip -4 route del local default dev lo table 133 (if there)',
+      ]);
+      expect(dry.calls.every((c) => c.file.endsWith('-save'))).toBe(true);
+      expect(kernel.ipRules('ipv4')).toEqual([RULE_V4]);
+      expect(kernel.ipRoutes('ipv4')).toEqual([ROUTE_V4]);
+      // Apply then feeds the text printed and deletes what was named.
+      const again = await run([], FRESH, { kernel });
+      expect(again.code).toBe(0);
+      expect(
+        again
+          .applied()
+          .map((c) => c.input)
+          .join(''),
+      ).toBe(dry.stdout());
+      expect(again.commands().filter((c) => / (rule|route) del /.test(c))).toEqual([
+        'ip -4 rule del fwmark 1337 lookup 133',
+        'ip -4 route del local default dev lo table 133',
+      ]);
+    });
+
+    it('a dry-run of a re-run without TPROXY, -t/-r as flags, both families: that mark and table', async () => {
+      const first = await run([...TPROXY, '-t', '4096', '-r', '134'], FRESH, { globalIpv6: true });
+      expect(first.code).toBe(0);
+      const dry = await run(['--dry-run', '-t', '4096', '-r', '134'], FRESH, {
+        kernel: first.kernel,
+        globalIpv6: true,
+      });
+      expect(dry.code).toBe(0);
+      expect(
+        dry.stderrLines().filter((l) => /would also run: ip -[46] (rule|route) /.test(l)),
+      ).toEqual([
+        'mesh-init: dry-run: would also run: ip -4 rule del fwmark 4096 lookup 134 (each one listed)',
+        'mesh-init: dry-run: would also run: ip -4 route del local default dev lo table 134 (if there)',
+        'mesh-init: dry-run: would also run: ip -6 rule del fwmark 4096 lookup 134 (each one listed)',
+        'mesh-init: dry-run: would also run: ip -6 route del local ::/0 dev lo table 134 (if there)',
+      ]);
+    });
+
+    it('a dry-run of a re-run without TPROXY where TPROXY never ran: no ip command named', async () => {
+      for (const setup of [FRESH, LIVE_NFT]) {
+        const dry = await run(['--dry-run', '--drop-invalid'], setup, { globalIpv6: true });
         expect(dry.code).toBe(0);
-        expect(dry.stderrLines().filter((l) => l.includes('would also run'))).toEqual([
-          'mesh-init: dry-run: would also run: ip -4 rule del fwmark 1337 lookup 133 (each one listed)',
-          'mesh-init: dry-run: would also run: ip -4 route del local default dev lo table 133 (if there)',
-        ]);
-      },
-    );
+        expect(dry.stderrLines().filter((l) => l.includes('would also run: ip -4'))).toEqual([]);
+        expect(dry.stderr()).not.toMatch(/would also run: ip -6 (rule|route)/);
+      }
+    });
 
     it('--cleanup --dry-run: the cleanup of every table holding mesh-init, and the ip commands', async () => {
       const setup: Setup = {

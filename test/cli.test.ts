@@ -388,16 +388,7 @@ describe('failures', () => {
     [['--native-nftables'], {}, /^mesh-init: invalid --native-nftables: not supported yet/],
     [['-p', '15001', 'istio-iptables'], {}, /^mesh-init: Unknown argument: istio-iptables\n$/],
     // A flag that means nothing without its mode: refused, whatever it would mean later.
-    [
-      ['-t', '4096'],
-      {},
-      /^mesh-init: invalid --inbound-tproxy-mark: it only goes with -m TPROXY \(REDIRECT marks nothing\)\n$/,
-    ],
-    [
-      ['-m', 'REDIRECT', '-r', '7'],
-      { ISTIO_INBOUND_INTERCEPTION_MODE: 'TPROXY' },
-      /^mesh-init: invalid --inbound-tproxy-route-table: it only goes with -m TPROXY \(REDIRECT marks nothing\)\n$/,
-    ],
+    // (-t and -r are not such flags: they also name what a re-run or --cleanup removes.)
     [
       ['--dns-port', '5353'],
       {},
@@ -418,17 +409,26 @@ describe('failures', () => {
   });
 
   // Istio's injector sets its variables for every pod; a REDIRECT pod must still run.
-  it.each<[string, Record<string, string>]>([
+  // -t and -r as flags too: they name the rule and route a re-run without TPROXY
+  // removes, and where mangle holds no TPROXY chain there is nothing to remove.
+  it.each<[string, string[], Record<string, string>]>([
     [
       'INBOUND_TPROXY_MARK and INBOUND_TPROXY_ROUTE_TABLE',
+      [],
       { INBOUND_TPROXY_MARK: '4096', INBOUND_TPROXY_ROUTE_TABLE: '7' },
     ],
-    ['MESH_INIT_DNS_PORT', { MESH_INIT_DNS_PORT: '5353' }],
+    ['MESH_INIT_DNS_PORT', [], { MESH_INIT_DNS_PORT: '5353' }],
+    ['-t and -r as flags', ['-t', '4096', '-r', '7'], {}],
+    [
+      "-r as a flag, the injector's -m REDIRECT beating a variable TPROXY",
+      ['-r', '7'],
+      { ISTIO_INBOUND_INTERCEPTION_MODE: 'TPROXY' },
+    ],
   ])(
     '%s without their mode: a REDIRECT run without DNS capture, as without them',
-    async (_name, env) => {
+    async (_name, argv, env) => {
       const plain = await run(ISTIO_INJECTOR, LIVE_NFT);
-      const result = await run(ISTIO_INJECTOR, LIVE_NFT, { env });
+      const result = await run([...ISTIO_INJECTOR, ...argv], LIVE_NFT, { env });
       expect(result.code).toBe(0);
       expect(result.commands()).toEqual(plain.commands());
       expect(result.restores()).toEqual(plain.restores());
