@@ -754,3 +754,16 @@ export function beforeC1467e4(name: string): string {
   if (old === save) throw new Error(`${name}: the -x RETURN is not just before the -q jump`);
   return old;
 }
+
+/**
+ * A save as this mesh-init leaves it: its OUTPUT hook heads the chain, Docker's DNS jump
+ * after it. The fixtures hold what an older run left: the hook appended behind Docker's.
+ */
+export function hooksFirst(save: string): string {
+  const moved = save.replace(
+    /^(-A OUTPUT -d \S+ -j DOCKER_OUTPUT\n)((?:-A OUTPUT .*"mesh-init: .*\n)+)/m,
+    '$2$1',
+  );
+  if (moved === save) throw new Error('no mesh-init hook behind a Docker jump in OUTPUT');
+  return moved;
+}

@@ -11,6 +11,7 @@ import { liveHooks, planCleanup, planTransaction, planUndo } from '../src/reconc
 import { renderRestore } from '../src/render.js';
 import {
   chainName,
+  type Family,
   OWNED_CHAINS,
   type OwnedChain,
   TABLES,
@@ -19,7 +20,7 @@ import {
 } from '../src/rules.js';
 import { EMPTY_STATE, parseNatState, parseTableState, type TableState } from '../src/state.js';
 import { configFrom, withResolvConf } from './config-from.js';
-import { FakeKernel } from './fake-system.js';
+import { FakeKernel, hooksFirst } from './fake-system.js';
 
 const fixture = (name: string) =>
   readFileSync(new URL(`./fixtures/${name}`, import.meta.url), 'utf8');
@@ -46,6 +47,20 @@ function savedAfter(...texts: string[]): string {
   const family =
     /^# mesh-init: (ipv4|ipv6) /.exec(texts[0] ?? '')?.[1] === 'ipv6' ? 'ipv6' : 'ipv4';
   const kernel = new FakeKernel({});
+  const file = family === 'ipv6' ? 'ip6tables-nft-restore' : 'iptables-nft-restore';
+  for (const input of texts) {
+    const answer = kernel.run({ file, args: ['--noflush'], input });
+    if (answer?.exitCode !== 0) throw new Error(`the fake kernel refused: ${answer?.stderr}`);
+  }
+  return kernel.saveText(`nft/${family}`);
+}
+
+/**
+ * What iptables-save lists once restore texts are applied, in order, to a kernel that
+ * holds `save` (nft backend).
+ */
+function savedOver(save: string, family: Family, ...texts: string[]): string {
+  const kernel = new FakeKernel({ [`nft/${family}`]: save });
   const file = family === 'ipv6' ? 'ip6tables-nft-restore' : 'iptables-nft-restore';
   for (const input of texts) {
     const answer = kernel.run({ file, args: ['--noflush'], input });
@@ -327,31 +342,110 @@ describe('planCleanup', () => {
   });
 });
 
-describe('hooks that are already right stay in place', () => {
+describe('hooks that are already right and head their chains stay in place', () => {
   const HOOK_IN =
     '-A PREROUTING -p tcp -m comment --comment "mesh-init: inbound TCP is checked for capture" -j ISTIO_INBOUND';
   const HOOK_OUT =
     '-A OUTPUT -p tcp -m comment --comment "mesh-init: outbound TCP is checked for capture" -j ISTIO_OUTPUT';
   const DOCKER = '-A OUTPUT -d 127.0.0.11/32 -j DOCKER_OUTPUT';
   const hooksOf = (plan: TablePlan) => plan.rules.filter((r) => r.chain.kind === 'builtin');
+  /** Each kernel chain's targets, in order, as a save lists them. */
+  const targetsIn = (state: TableState, chain: string) =>
+    state.rules.filter((r) => r.chain === chain).map((r) => r.target);
 
+  // The Docker fixtures hold what an older run left: the OUTPUT hook behind Docker's
+  // jump. hooksFirst gives the same save as this version leaves it.
   it.each([
-    ['default', [], 'iptables-legacy-save.txt', 'ipv4'],
-    ['default', [], 'iptables-nft-save-nat.txt', 'ipv4'],
-    ['default', [], 'ip6tables-nft-save-nat.txt', 'ipv6'],
-    ['varied', VARIED, 'iptables-legacy-save-nat-varied.txt', 'ipv4'],
-    ['varied', VARIED, 'iptables-nft-save-nat-varied.txt', 'ipv4'],
-    ['varied', VARIED, 'ip6tables-legacy-save-nat-varied.txt', 'ipv6'],
+    ['default', [], 'iptables-legacy-save.txt', 'ipv4', true],
+    ['default', [], 'iptables-nft-save-nat.txt', 'ipv4', true],
+    ['default', [], 'ip6tables-nft-save-nat.txt', 'ipv6', true],
+    ['varied', VARIED, 'iptables-legacy-save-nat-varied.txt', 'ipv4', false],
+    ['varied', VARIED, 'iptables-nft-save-nat-varied.txt', 'ipv4', false],
+    ['varied', VARIED, 'ip6tables-legacy-save-nat-varied.txt', 'ipv6', false],
   ] as const)(
-    '%s config over %s: nothing to unhook, no hook appended',
-    async (_n, argv, save, family) => {
+    '%s config %j over %s (%s): nothing to unhook, no hook inserted',
+    async (_n, argv, save, family, docker) => {
       const plan = planRules(await configFrom(argv), family);
-      const tx = planTransaction(plan, parseNatState(fixture(save)), 'ISTIO_');
+      const text = docker ? hooksFirst(fixture(save)) : fixture(save);
+      const tx = planTransaction(plan, parseNatState(text), 'ISTIO_');
       expect(tx.unhook).toEqual([]);
       expect(tx.recreate).toEqual([]);
       expect(tx.rules).toEqual(plan.rules.filter((r) => r.chain.kind === 'owned'));
+      expect(renderRestore(tx)).not.toMatch(/^-[DXNI] /m);
     },
   );
+
+  it.each([
+    ['iptables-legacy-save.txt', 'ipv4', 'DOCKER_OUTPUT'],
+    ['iptables-nft-save-nat.txt', 'ipv4', 'DOCKER_OUTPUT'],
+    ['ip6tables-nft-save-nat.txt', 'ipv6', 'DOCKER_OUTPUT'],
+  ] as const)(
+    "hooks an older run appended behind Docker's jump (%s, %s): moved to the top",
+    (save, family, docker) => {
+      const plan = planRules(DEFAULT, family);
+      const live = parseNatState(fixture(save));
+      expect(targetsIn(live, 'OUTPUT')).toEqual([docker, 'ISTIO_OUTPUT']);
+      const tx = planTransaction(plan, live, 'ISTIO_');
+      // Exactly right, and yet all deleted, the chains recreated, the hooks inserted.
+      expect(tx.unhook.map((r) => `-A ${r.chain} ${r.spec}`)).toEqual([HOOK_IN, HOOK_OUT]);
+      expect(tx.recreate).toEqual(NAT_CHAINS);
+      expect(hooksOf({ ...plan, rules: tx.rules })).toEqual(hooksOf(plan));
+      // The table the text leaves, read back: mesh-init's jump first, Docker's after.
+      const after = parseNatState(savedOver(fixture(save), family, renderRestore(tx)));
+      expect(targetsIn(after, 'OUTPUT')).toEqual(['ISTIO_OUTPUT', docker]);
+      expect(targetsIn(after, 'PREROUTING')).toEqual(['ISTIO_INBOUND']);
+      expect(
+        after.rules.filter((r) => !r.chain.startsWith('ISTIO_') && r.chain !== 'OUTPUT'),
+      ).toEqual(live.rules.filter((r) => !r.chain.startsWith('ISTIO_') && r.chain !== 'OUTPUT'));
+      // Now they lead: the next run keeps them.
+      const next = planTransaction(plan, after, 'ISTIO_');
+      expect(next.unhook).toEqual([]);
+      expect(next.recreate).toEqual([]);
+    },
+  );
+
+  it.each<[string, string[], boolean]>([
+    ['behind a foreign rule in OUTPUT', [HOOK_IN, DOCKER, HOOK_OUT], false],
+    ['behind a foreign rule in PREROUTING', ['-A PREROUTING -j FOREIGN', HOOK_IN, HOOK_OUT], false],
+    ['foreign rules after them', [HOOK_IN, HOOK_OUT, DOCKER, '-A PREROUTING -j FOREIGN'], true],
+    [
+      'a foreign rule in a chain without hooks',
+      ['-A POSTROUTING -j FOREIGN', HOOK_OUT, HOOK_IN],
+      true,
+    ],
+  ])('right hooks %s: kept only where they lead', (_name, rules, kept) => {
+    const plan = planRules(DEFAULT, 'ipv4');
+    const tx = planTransaction(plan, natState(...rules), 'ISTIO_');
+    expect(tx.unhook.map((r) => `-A ${r.chain} ${r.spec}`)).toEqual(
+      kept ? [] : [HOOK_IN, HOOK_OUT],
+    );
+    expect(tx.recreate).toEqual(kept ? [] : NAT_CHAINS);
+    expect(hooksOf({ ...plan, rules: tx.rules })).toEqual(kept ? [] : hooksOf(plan));
+  });
+
+  it('two hooks of one chain: kept in plan order only, with nothing between them', async () => {
+    const plan = planMangle(await configFrom(['-m', 'TPROXY', '--drop-invalid']), 'ipv4');
+    if (plan === undefined) throw new Error('expected a mangle plan');
+    const hooks = renderRestore(planTransaction(plan, EMPTY_STATE, 'ISTIO_'))
+      .split('\n')
+      .filter((l) => l.startsWith('-I '))
+      .map((l) => l.replace(/^-I (\S+) \d+ /, '-A $1 '));
+    const [drop = '', inbound = '', output = ''] = hooks;
+    expect(hooks).toHaveLength(3);
+    expect([drop, inbound, output].map((l) => l.split(' ')[1])).toEqual([
+      'PREROUTING',
+      'PREROUTING',
+      'OUTPUT',
+    ]);
+    const keeps = (...rules: string[]) =>
+      planTransaction(plan, tableState('mangle', ...rules), 'ISTIO_').unhook.length === 0;
+    const foreign = '-A PREROUTING -j MARK --set-xmark 0x1/0xffffffff';
+    expect(keeps(drop, inbound, output)).toBe(true);
+    expect(keeps(drop, inbound, foreign, output)).toBe(true);
+    expect(keeps(inbound, drop, output)).toBe(false);
+    expect(keeps(drop, foreign, inbound, output)).toBe(false);
+    expect(keeps(foreign, drop, inbound, output)).toBe(false);
+  });
 
   it('kept in the other order, around a foreign rule', () => {
     const tx = planTransaction(

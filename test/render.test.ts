@@ -12,7 +12,7 @@ import { renderRestore, renderRule, restoreCommandFor, ruleSpec } from '../src/r
 import { type Cidr, type Family, type Match, OWNED_CHAINS, type Rule } from '../src/rules.js';
 import { EMPTY_STATE, parseNatState } from '../src/state.js';
 import { configFrom, withResolvConf } from './config-from.js';
-import { FakeKernel } from './fake-system.js';
+import { FakeKernel, hooksFirst } from './fake-system.js';
 
 /** Restore text with every `-I CHAIN N` written as `-A CHAIN`, as iptables-save lists the rule. */
 const asAppended = (text: string) => text.replace(/^-I (\S+) \d+ /gm, '-A $1 ');
@@ -422,6 +422,8 @@ describe('re-run over live rules (golden)', () => {
     argv: string[];
     family: Family;
     save: string;
+    /** The save as this version leaves it (hooks first), not as an older run did. */
+    lead?: boolean;
     deleted: string[];
     /** Hooks inserted anew. */
     hooked: string[];
@@ -429,23 +431,47 @@ describe('re-run over live rules (golden)', () => {
     kept: string[];
   }[] = [
     {
-      // Same config again: the live hooks are already right and stay where they are
-      // (a re-run never deletes a jump another run may have removed a moment ago);
-      // only the owned chains are refilled, not recreated. Docker's jump in OUTPUT and
-      // the CNI rule in POSTROUTING stay.
+      // Same config again over what an older run left: its OUTPUT hook is exactly right
+      // but was appended behind Docker's DNS jump, so it does not lead its chain. Every
+      // hook is deleted and inserted at the top again, the owned chains recreated in
+      // between. Docker's jump in OUTPUT and the CNI rule in POSTROUTING stay.
       name: 'rerun',
       argv: ['-p', '15001', '-u', '1337'],
       family: 'ipv4',
       save: 'iptables-nft-save-nat.txt',
-      deleted: [],
-      hooked: [],
-      kept: HOOKS,
+      deleted: HOOKS.map((hook) => hook.replace(/^-I (\S+) 1 /, '-D $1 ')),
+      hooked: HOOKS,
+      kept: [],
     },
     {
       name: 'rerun',
       argv: ['-p', '15001', '-u', '1337'],
       family: 'ipv6',
       save: 'ip6tables-nft-save-nat.txt',
+      deleted: HOOKS.map((hook) => hook.replace(/^-I (\S+) 1 /, '-D $1 ')),
+      hooked: HOOKS,
+      kept: [],
+    },
+    {
+      // Same config again over what this version leaves: the live hooks are right and
+      // head PREROUTING and OUTPUT, so they stay where they are (a re-run never deletes
+      // a jump another run may have removed a moment ago); only the owned chains are
+      // refilled, not recreated.
+      name: 'rerun-hooks-lead',
+      argv: ['-p', '15001', '-u', '1337'],
+      family: 'ipv4',
+      save: 'iptables-nft-save-nat.txt',
+      lead: true,
+      deleted: [],
+      hooked: [],
+      kept: HOOKS,
+    },
+    {
+      name: 'rerun-hooks-lead',
+      argv: ['-p', '15001', '-u', '1337'],
+      family: 'ipv6',
+      save: 'ip6tables-nft-save-nat.txt',
+      lead: true,
       deleted: [],
       hooked: [],
       kept: HOOKS,
@@ -470,9 +496,9 @@ describe('re-run over live rules (golden)', () => {
 
   it.each(cases)(
     '$name ($family) over $save',
-    async ({ name, argv, family, save, deleted, hooked, kept }) => {
+    async ({ name, argv, family, save, lead, deleted, hooked, kept }) => {
       const config = await configFrom(argv);
-      const state = parseNatState(fixture(save));
+      const state = parseNatState(lead ? hooksFirst(fixture(save)) : fixture(save));
       const text = renderRestore(planTransaction(planRules(config, family), state, 'ISTIO_'));
       await expect(text).toMatchFileSnapshot(`./golden/${name}.${family}.golden`);
 
