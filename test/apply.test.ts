@@ -14,6 +14,7 @@ import {
   type FakeOptions,
   fixture,
   golden,
+  hooksFirst,
   LIVE_LEGACY,
   LIVE_NFT,
   notFound,
@@ -150,9 +151,11 @@ describe('a busy xtables lock is waited for and tried again', () => {
     expect(result.restores().map((c) => c.args)).toEqual([args]);
   });
 
+  // Line 17 is the first -A over LIVE_NFT (lines 7-16 move the hooks to the top): not
+  // stale, so not read again either.
   it.each<[string, ReturnType<typeof exited>]>([
-    ['a rejected rule', exited(1, 'iptables-restore: line 9 failed\n')],
-    ['a parse error', exited(2, "Bad argument `--bogus'\nError occurred at line: 9\n")],
+    ['a rejected rule', exited(1, 'iptables-restore: line 17 failed\n')],
+    ['a parse error', exited(2, "Bad argument `--bogus'\nError occurred at line: 17\n")],
     ['a missing table', exited(1, "iptables-restore: unable to initialize table 'nat'\n")],
   ])('%s is not tried again', async (_name, answer) => {
     const result = await run([], LIVE_NFT, { answers: { 'iptables-nft-restore': answer } });
@@ -188,8 +191,14 @@ describe('a jump that another run removed meanwhile', () => {
     const [first = '', second = ''] = result.restores().map((c) => c.input ?? '');
     expect(result.restores()).toHaveLength(2);
     expect(first).toContain(`\n-D PREROUTING ${HOOK_IN}\n`);
-    // Read again: the other run left exactly the OUTPUT hook -b "" wants, so it stays.
-    expect(second).not.toMatch(/^-D /m);
+    // Read again: the other run left the OUTPUT hook -b "" wants, but behind Docker's
+    // jump, so it is moved to the top; the PREROUTING hook already gone is not deleted.
+    expect(second.split('\n').filter((l) => l.startsWith('-D '))).toEqual([
+      `-D OUTPUT ${HOOK_OUT}`,
+    ]);
+    expect(stateOf(result, 'nft/ipv4').rules.find((r) => r.chain === 'OUTPUT')?.spec).toBe(
+      HOOK_OUT,
+    );
     expect(result.sleeps).toEqual([250]);
     expect(await driftIn(result, 'nft/ipv4', argv)).toEqual([]);
   });
@@ -238,7 +247,9 @@ describe('a jump that another run removed meanwhile', () => {
 });
 
 describe('all or nothing across families: a later family failing puts the earlier back', () => {
-  const V6_REJECTED = 'ip6tables-restore: line 9 failed\n';
+  // Line 17 is the first -A of a text that moves LIVE_NFT's hooks to the top (lines
+  // 7-16 unhook and recreate the chains): a rejected rule, not a stale read.
+  const V6_REJECTED = 'ip6tables-restore: line 17 failed\n';
 
   // The exit code is the later family's own: the rollback only adds its notes.
   it.each<[string, string[], Answer, string, number]>([
@@ -246,7 +257,7 @@ describe('all or nothing across families: a later family failing puts the earlie
       'IPv6 rejected',
       [],
       exited(1, V6_REJECTED),
-      'mesh-init: ip6tables-nft-restore rejected the ipv6 rules (nothing of them was applied): exit 1: ip6tables-restore: line 9 failed',
+      'mesh-init: ip6tables-nft-restore rejected the ipv6 rules (nothing of them was applied): exit 1: ip6tables-restore: line 17 failed',
       4,
     ],
     [
@@ -377,7 +388,7 @@ describe('all or nothing across families: a later family failing puts the earlie
   it('the first family failing needs no rollback', async () => {
     const result = await run([], LIVE_NFT, {
       globalIpv6: true,
-      answers: { 'iptables-nft-restore': exited(1, 'iptables-restore: line 9 failed\n') },
+      answers: { 'iptables-nft-restore': exited(1, 'iptables-restore: line 17 failed\n') },
     });
     expect(result.code).toBe(4);
     expect(result.restores().map((c) => c.file)).toEqual(['iptables-nft-restore']);
@@ -421,7 +432,8 @@ describe('what this run changed is put back, whatever fails after it', () => {
   };
 
   it('the re-planned IPv6 rejected: IPv4 is undone, not restored to the table read after it', async () => {
-    const rejected = exited(1, 'ip6tables-restore: line 9 failed\n');
+    // Line 17: the first -A of the re-planned text, which moves the hooks to the top.
+    const rejected = exited(1, 'ip6tables-restore: line 17 failed\n');
     const result = await run(FORCED, HALF, {
       globalIpv6: true,
       answers: { 'ip6tables-nft-restore': kernelThen(1, rejected) },
@@ -446,7 +458,7 @@ describe('what this run changed is put back, whatever fails after it', () => {
     expect(result.kernel.natText('nft/ipv6')).toBe(HALF['nft/ipv6']);
     const lines = result.stderrLines();
     expect(lines).toContain(
-      'mesh-init: ip6tables-nft-restore rejected the ipv6 rules (nothing of them was applied): exit 1: ip6tables-restore: line 9 failed',
+      'mesh-init: ip6tables-nft-restore rejected the ipv6 rules (nothing of them was applied): exit 1: ip6tables-restore: line 17 failed',
     );
     expect(lines.at(-1)).toBe(
       "  ipv4 nat was put back: this run's jumps and mesh-init's chains were removed",
@@ -569,6 +581,8 @@ describe('planned for what is live: a first try, a re-run, runs racing each othe
       expect(result.outcomes[0]?.stderr).toContain(why);
       // Not a busy lock: read at once, no pause, no second try of the same text.
       expect(result.sleeps).toEqual([]);
+      // Planned from the read: the OUTPUT hook an older run left behind Docker's jump is
+      // moved to the top (the rerun golden).
       expect(planned?.input).toBe(golden('rerun.ipv4.golden'));
       expect(await driftIn(result, `${backend as 'nft' | 'legacy'}/ipv4`)).toEqual([]);
     },
@@ -612,8 +626,9 @@ describe('planned for what is live: a first try, a re-run, runs racing each othe
       },
     );
     expect(result.code).toBe(0);
+    // The other run's hooks head their chains: kept, the owned chains only refilled.
     expect(result.restores().map((c) => c.input)).toEqual(
-      [DEFAULT_V4(), DEFAULT_V4(), golden('rerun.ipv4.golden')].slice(1),
+      [DEFAULT_V4(), DEFAULT_V4(), golden('rerun-hooks-lead.ipv4.golden')].slice(1),
     );
     expect(result.outcomes.filter((o) => o.exitCode !== 0)).toHaveLength(1);
     expect(result.sleeps).toEqual([300]);
@@ -654,16 +669,85 @@ describe('planned for what is live: a first try, a re-run, runs racing each othe
   });
 
   it('a re-run repairs owned chains another program changed, keeping the hooks', async () => {
-    const dump = fixture('iptables-nft-save.txt').replace(
+    // Hooks that head their chains, as this version leaves them: kept.
+    const dump = hooksFirst(fixture('iptables-nft-save.txt')).replace(
       '-j REDIRECT --to-ports 15001\nCOMMIT',
       '-j REDIRECT --to-ports 8080\nCOMMIT',
     );
     expect(dump).toContain('--to-ports 8080');
     const result = await run([], { 'nft/ipv4': dump, 'legacy/ipv4': '' });
     expect(result.code).toBe(0);
-    expect(result.restores().map((c) => c.input)).toEqual([golden('rerun.ipv4.golden')]);
+    expect(result.restores().map((c) => c.input)).toEqual([golden('rerun-hooks-lead.ipv4.golden')]);
     expect(result.kernel.natText('nft/ipv4')).not.toContain('8080');
     expect(await driftIn(result, 'nft/ipv4')).toEqual([]);
+  });
+
+  // Jumps that are exactly right are kept only where they head their kernel chains, in
+  // plan order; the decision is the table's own.
+  it("hooks that head their chains, Docker's jump after: kept, no -D, -X, -N or -I, both families", async () => {
+    const setup: Setup = {
+      'nft/ipv4': hooksFirst(fixture('iptables-nft-save.txt')),
+      'nft/ipv6': hooksFirst(fixture('ip6tables-nft-save-nat.txt')),
+      'legacy/ipv4': '',
+      'legacy/ipv6': '',
+    };
+    const result = await run([], setup, { globalIpv6: true });
+    expect(result.code).toBe(0);
+    const fed = result.restores().map((c) => c.input ?? '');
+    expect(fed).toEqual([
+      golden('rerun-hooks-lead.ipv4.golden'),
+      golden('rerun-hooks-lead.ipv6.golden'),
+    ]);
+    for (const text of fed) expect(text).not.toMatch(/^-[DXNI] /m);
+    for (const key of ['nft/ipv4', 'nft/ipv6'] as const) {
+      expect(
+        stateOf(result, key)
+          .rules.filter((r) => r.chain === 'OUTPUT')
+          .map((r) => r.target),
+      ).toEqual(['ISTIO_OUTPUT', 'DOCKER_OUTPUT']);
+      expect(await driftIn(result, key)).toEqual([]);
+    }
+  });
+
+  it('mangle hooks behind a foreign rule are moved to the top; nat, whose hooks lead, is kept', async () => {
+    const TPROXY = ['-m', 'TPROXY'];
+    const first = await run(TPROXY, LIVE_LEGACY);
+    expect(first.code).toBe(0);
+    const { kernel } = first;
+    // As an older run left it: mesh-init's jumps appended behind the foreign MARK rule.
+    kernel.change(
+      'legacy/ipv4',
+      (chains) => {
+        const prerouting = chains.find((c) => c.name === 'PREROUTING');
+        if (prerouting === undefined) throw new Error('no mangle PREROUTING');
+        const foreign = prerouting.rules.filter((r) => !r.includes('mesh-init: '));
+        expect(foreign).toHaveLength(1);
+        prerouting.rules = [...foreign, ...prerouting.rules.filter((r) => !foreign.includes(r))];
+      },
+      'mangle',
+    );
+    const mangleHooks = (text: string) =>
+      text.split('\n').filter((l) => /^-A (PREROUTING|OUTPUT) /.test(l));
+    const before = mangleHooks(kernel.tableText('legacy/ipv4', 'mangle'));
+    expect(before[0]).toContain('mark \\"sidecar\\" traffic');
+
+    const again = await run(TPROXY, LIVE_LEGACY, { kernel });
+    expect(again.code).toBe(0);
+    const [nat = '', mangle = ''] = again.restores().map((c) => c.input ?? '');
+    expect(nat).toMatch(/^# mesh-init: ipv4 nat /);
+    expect(nat).not.toMatch(/^-[DXNI] /m);
+    expect(mangle).toMatch(/^# mesh-init: ipv4 mangle /);
+    expect(mangle).toMatch(/^-D PREROUTING .*-j ISTIO_INBOUND$/m);
+    expect(mangle).toMatch(/^-X ISTIO_INBOUND$/m);
+    expect(mangle).toMatch(/^-N ISTIO_INBOUND$/m);
+    expect(mangle).toMatch(/^-I PREROUTING 1 .*-j ISTIO_INBOUND$/m);
+    // Read from the kernel: mesh-init's jump first, the foreign rule right after.
+    const after = mangleHooks(kernel.tableText('legacy/ipv4', 'mangle'));
+    expect(after.filter((l) => l.startsWith('-A PREROUTING '))).toEqual([
+      expect.stringMatching(/-j ISTIO_INBOUND$/),
+      expect.stringContaining('mark \\"sidecar\\" traffic'),
+    ]);
+    expect(after).toHaveLength(before.length);
   });
 
   // README: "Foreign rules, chains and jumps are never touched." A foreign chain that
@@ -961,7 +1045,7 @@ describe('--run-validation', () => {
 
   it('not run when applying failed, nor without the flag', async () => {
     const rejected = await run(['--run-validation'], LIVE_NFT, {
-      answers: { 'iptables-nft-restore': exited(1, 'iptables-restore: line 9 failed\n') },
+      answers: { 'iptables-nft-restore': exited(1, 'iptables-restore: line 17 failed\n') },
     });
     expect(rejected.code).toBe(4);
     expect(rejected.validations).toEqual([]);
@@ -2234,20 +2318,47 @@ describe('TPROXY, DNS capture and --drop-invalid: nat, mangle and raw per family
       );
     });
 
-    // Known limit: a re-run over the hooks an older mesh-init appended behind Docker's
-    // keeps them where they are (they are right, so they are not touched): capture
-    // goes first only once the hooks change, or in a fresh pod.
-    it("a re-run over hooks an older run appended keeps them behind Docker's jump", async () => {
+    // The hooks an older mesh-init appended behind Docker's are exactly right but do not
+    // head OUTPUT: Docker's DNAT of DNS to 127.0.0.11 comes first, and a DNATed packet
+    // never reaches them. A re-run deletes them and inserts them at the top again.
+    it("a re-run over hooks an older run appended behind Docker's jump moves them ahead of it", async () => {
       const result = await run([], LIVE_NFT);
       expect(result.code).toBe(0);
-      expect(result.restores()[0]?.input).not.toMatch(/^-[DI] /m);
-      expect(
-        result.kernel
-          .natText('nft/ipv4')
+      const text = result.restores()[0]?.input ?? '';
+      expect(text.split('\n').filter((l) => /^-[DI] /.test(l))).toEqual([
+        `-D PREROUTING ${HOOK_IN}`,
+        `-D OUTPUT ${HOOK_OUT}`,
+        `-I PREROUTING 1 ${HOOK_IN}`,
+        `-I OUTPUT 1 ${HOOK_OUT}`,
+      ]);
+      // Unhooked, the owned chains are recreated: a jump not read makes the -X fail.
+      expect(text.split('\n').filter((l) => /^-[XN] /.test(l))).toEqual(
+        ['-X', '-N'].flatMap((c) =>
+          ['INBOUND', 'REDIRECT', 'IN_REDIRECT', 'OUTPUT'].map((n) => `${c} ISTIO_${n}`),
+        ),
+      );
+      // What the kernel holds now, as iptables-save prints it.
+      const nat = result.kernel.natText('nft/ipv4');
+      const targets = (chain: string) =>
+        nat
           .split('\n')
-          .filter((l) => l.startsWith('-A OUTPUT '))
-          .map((l) => /-j (\S+)/.exec(l)?.[1]),
-      ).toEqual(['DOCKER_OUTPUT', 'ISTIO_OUTPUT']);
+          .filter((l) => l.startsWith(`-A ${chain} `))
+          .map((l) => /-j (\S+)/.exec(l)?.[1]);
+      expect(targets('OUTPUT')).toEqual(['ISTIO_OUTPUT', 'DOCKER_OUTPUT']);
+      expect(targets('PREROUTING')).toEqual(['ISTIO_INBOUND']);
+      expect(targets('POSTROUTING')).toEqual(['DOCKER_POSTROUTING', 'MASQUERADE']);
+      expect(nat).toContain(
+        '-A DOCKER_OUTPUT -d 127.0.0.11/32 -p udp -m udp --dport 53 -j DNAT --to-destination 127.0.0.11:35915',
+      );
+      expect(await driftIn(result, 'nft/ipv4')).toEqual([]);
+
+      // Now they lead: the next re-run keeps them and only refills the owned chains.
+      const again = await run([], LIVE_NFT, { kernel: result.kernel });
+      expect(again.code).toBe(0);
+      expect(again.restores().map((c) => c.input)).toEqual([
+        golden('rerun-hooks-lead.ipv4.golden'),
+      ]);
+      expect(result.kernel.natText('nft/ipv4')).toBe(nat);
     });
   });
 });

@@ -14,6 +14,7 @@ import {
   fakeSystem,
   fixture,
   golden,
+  hooksFirst,
   LIVE_LEGACY,
   LIVE_NFT,
   NOW,
@@ -112,12 +113,30 @@ describe('dry-run prints exactly what apply feeds to *-restore', () => {
     expect(dry.stdout()).toBe(fed.join(''));
   });
 
-  it('the fed text keeps hooks that are already right and is the re-run golden', async () => {
+  it("the fed text moves hooks an older run left behind Docker's to the top and is the re-run golden", async () => {
     const apply = await run(['-p', '15001', '-u', '1337'], LIVE_NFT, { globalIpv6: true });
     const [v4, v6] = apply.restores().map((c) => c.input);
     expect(v4).toBe(golden('rerun.ipv4.golden'));
     expect(v6).toBe(golden('rerun.ipv6.golden'));
-    expect(v4).not.toMatch(/^-D /m);
+    expect(v4).toMatch(/^-D OUTPUT /m);
+    expect(v4).toMatch(/^-I OUTPUT 1 /m);
+  });
+
+  it('the fed text keeps hooks that are already right and lead, and is the hooks-lead golden', async () => {
+    const setup: Setup = {
+      'nft/ipv4': hooksFirst(fixture('iptables-nft-save.txt')),
+      'nft/ipv6': hooksFirst(fixture('ip6tables-nft-save-nat.txt')),
+      'legacy/ipv4': '',
+      'legacy/ipv6': '',
+    };
+    const argv = ['-p', '15001', '-u', '1337'];
+    const apply = await run(argv, setup, { globalIpv6: true });
+    const [v4, v6] = apply.restores().map((c) => c.input);
+    expect(v4).toBe(golden('rerun-hooks-lead.ipv4.golden'));
+    expect(v6).toBe(golden('rerun-hooks-lead.ipv6.golden'));
+    expect(v4).not.toMatch(/^-[DXNI] /m);
+    const dry = await run([...argv, '--dry-run'], setup, { globalIpv6: true });
+    expect(dry.stdout()).toBe(`${v4}${v6}`);
   });
 
   it('the fed text deletes live hooks that changed and is the changed-config golden', async () => {
@@ -440,19 +459,20 @@ describe('failures', () => {
   it('a rejected restore exits 4 with its stderr and the offending line of the text', async () => {
     const result = await run([], LIVE_NFT, {
       globalIpv6: true,
-      answers: { 'iptables-nft-restore': exited(1, 'iptables-restore: line 7 failed\n') },
+      answers: { 'iptables-nft-restore': exited(1, 'iptables-restore: line 17 failed\n') },
     });
     expect(result.code).toBe(4);
     const text = result.restores()[0]?.input ?? '';
-    const line7 = text.split('\n')[6];
-    // The live hooks are already right and stay, so line 7 is the first appended rule;
-    // a rejected -A is not retried.
-    expect(line7).toMatch(/^-A ISTIO_REDIRECT /);
+    const line17 = text.split('\n')[16];
+    // The live OUTPUT hook sits behind Docker's jump, so lines 7-16 move the hooks to
+    // the top (-D, -X, -N) and line 17 is the first appended rule; a rejected -A is not
+    // retried.
+    expect(line17).toMatch(/^-A ISTIO_REDIRECT /);
     expect(result.stderrLines()).toEqual([
       CONFIG_LINE,
       'mesh-init: backend: nft (its tables already hold 20 rules)',
-      'mesh-init: iptables-nft-restore rejected the ipv4 rules (nothing of them was applied): exit 1: iptables-restore: line 7 failed',
-      `  line 7: ${line7}`,
+      'mesh-init: iptables-nft-restore rejected the ipv4 rules (nothing of them was applied): exit 1: iptables-restore: line 17 failed',
+      `  line 17: ${line17}`,
     ]);
     // IPv6 is not attempted once IPv4 failed.
     expect(result.restores().map((c) => c.file)).toEqual(['iptables-nft-restore']);
@@ -483,12 +503,17 @@ describe('failures', () => {
       "Try `iptables-restore -h' or 'iptables-restore --help' for more information.",
       '',
     ].join('\n');
-    const result = await run(['--iptables-backend', 'legacy'], LIVE_LEGACY, {
+    // Hooks that head their chains, as this version leaves them: a re-run keeps them.
+    const setup: Setup = {
+      ...LIVE_LEGACY,
+      'legacy/ipv4': hooksFirst(fixture('iptables-legacy-save.txt')),
+    };
+    const result = await run(['--iptables-backend', 'legacy'], setup, {
       answers: { 'iptables-legacy-restore': exited(2, stderr) },
     });
     expect(result.code).toBe(4);
     // Line 7 of the unread first try is an -X (stale: read and plan anew); line 7 of
-    // the second, planned from the live rules, is the first rule appended.
+    // the second, planned from the live rules (hooks kept), is the first rule appended.
     expect(result.restores().map((c) => c.input?.split('\n')[6])).toEqual([
       '-X ISTIO_INBOUND',
       expect.stringMatching(/^-A ISTIO_REDIRECT /),
@@ -742,7 +767,7 @@ describe('--log-format', () => {
     [
       'a rejected restore (a message of two lines)',
       [],
-      { answers: { 'iptables-nft-restore': exited(1, 'iptables-restore: line 7 failed\n') } },
+      { answers: { 'iptables-nft-restore': exited(1, 'iptables-restore: line 17 failed\n') } },
       4,
       'failed',
     ],
@@ -751,7 +776,7 @@ describe('--log-format', () => {
       [],
       {
         globalIpv6: true,
-        answers: { 'ip6tables-nft-restore': exited(1, 'ip6tables-restore: line 9 failed\n') },
+        answers: { 'ip6tables-nft-restore': exited(1, 'ip6tables-restore: line 17 failed\n') },
       },
       4,
       'failed',
@@ -914,10 +939,11 @@ describe('--log-format', () => {
   });
 
   it('text: the offending line of a rejected restore is an indented continuation', async () => {
+    // Line 17: the first -A over LIVE_NFT, whose hooks are moved first (lines 7-16).
     const result = await run([], LIVE_NFT, {
-      answers: { 'iptables-nft-restore': exited(1, 'iptables-restore: line 7 failed\n') },
+      answers: { 'iptables-nft-restore': exited(1, 'iptables-restore: line 17 failed\n') },
     });
-    expect(result.stderrLines().at(-1)).toMatch(/^ {2}line 7: -A /);
+    expect(result.stderrLines().at(-1)).toMatch(/^ {2}line 17: -A /);
   });
 
   // A message of several lines is written after one "mesh-init: " prefix; its other
@@ -927,7 +953,7 @@ describe('--log-format', () => {
   it('text, a rollback: every line is prefixed or an indented continuation', async () => {
     const result = await run([], LIVE_NFT, {
       globalIpv6: true,
-      answers: { 'ip6tables-nft-restore': exited(1, 'ip6tables-restore: line 9 failed\n') },
+      answers: { 'ip6tables-nft-restore': exited(1, 'ip6tables-restore: line 17 failed\n') },
     });
     expect(result.code).toBe(4);
     expect(result.stderrLines()).toContain('  ipv4 nat was put back as it was');
