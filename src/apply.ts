@@ -13,8 +13,10 @@ import {
   addLocalRoute,
   addPassthroughAddress,
   deleteLocalRule,
+  hasPassthroughAddress,
   localRouteCommands,
   type RunCommand,
+  readLocalRoute,
   removeLocalRoute,
   restore,
   save,
@@ -165,8 +167,8 @@ interface Baseline {
  */
 class Changes {
   private readonly baselines = new Map<string, Baseline>();
-  /** Changes outside iptables (TPROXY's ip rule), taken back by putBack too. */
-  private readonly undos: { what: string; undo: () => Promise<void> }[] = [];
+  /** Changes outside iptables (TPROXY's ip rule), taken back by putBack too, after the tables. */
+  private readonly undos: { note: string; undo: () => Promise<void> }[] = [];
 
   constructor(
     private readonly config: Config,
@@ -189,9 +191,9 @@ class Changes {
     );
   }
 
-  /** Remembers a change made outside iptables and how to take it back. */
-  added(what: string, undo: () => Promise<void>): void {
-    this.undos.push({ what, undo });
+  /** Remembers a change made outside iptables, how to take it back, and what to say then. */
+  added(note: string, undo: () => Promise<void>): void {
+    this.undos.push({ note, undo });
   }
 
   /** Puts back every family this run changed, then throws `error` with what happened. */
@@ -199,14 +201,6 @@ class Changes {
     if (this.baselines.size === 0 && this.undos.length === 0) throw error;
     const notes: string[] = [];
     let stuck = false;
-    for (const { what, undo } of this.undos) {
-      try {
-        await undo();
-        notes.push(`${what} was taken back`);
-      } catch (failure) {
-        notes.push(`taking ${what} back failed too: ${(failure as Error).message}`);
-      }
-    }
     for (const [key, { family, text, noflush, undo }] of this.baselines) {
       try {
         await restore(this.deps.run, this.backend, family, text, this.options(noflush));
@@ -221,6 +215,15 @@ class Changes {
         stuck = true;
         const why = (rollback as Error).message.split('\n').join('\n    ');
         notes.push(`putting ${key} back failed too, it keeps this run's rules: ${why}`);
+      }
+    }
+    // After the tables: the marking rules and the route they need come and go together.
+    for (const { note, undo } of this.undos) {
+      try {
+        await undo();
+        notes.push(note);
+      } catch (failure) {
+        notes.push(`${note}: failed too: ${(failure as Error).message}`);
       }
     }
     // Same error, so the same exit code, with what was put back; but a family that
@@ -307,11 +310,38 @@ async function printDryRun(config: Config, families: Family[], deps: Deps, log: 
   return EXIT_OK;
 }
 
+/** What --check finds missing outside iptables: TPROXY's rule and route, `::6` on lo. */
+async function routingDrift(config: Config, families: Family[], deps: Deps): Promise<string[]> {
+  const drift: string[] = [];
+  if (families.includes('ipv6')) {
+    const address = INBOUND_PASSTHROUGH.ipv6.address;
+    if (!(await hasPassthroughAddress(deps.run, address))) {
+      drift.push(
+        `ipv6: ${address}/128 is not on lo (the proxy cannot bind its passthrough source)`,
+      );
+    }
+  }
+  if (!routesLocally(config)) return drift;
+  const { mark, routeTable } = config.tproxy;
+  for (const family of families) {
+    const found = await readLocalRoute(deps.run, family, config.tproxy);
+    if (!found.rule)
+      drift.push(`${family}: ip rule "fwmark ${mark} lookup ${routeTable}" is missing`);
+    if (!found.route) {
+      drift.push(`${family}: route "local default dev lo table ${routeTable}" is missing`);
+    }
+  }
+  return drift;
+}
+
 /** --check: the difference between live and planned rules, exit 5 when there is one. */
 async function checkDrift(config: Config, families: Family[], deps: Deps, log: Logger) {
   const live = await readLive(config, families, deps.run);
   backendLine(log, live.choice);
-  const drift = driftOf(config, families, live);
+  const drift = [
+    ...driftOf(config, families, live),
+    ...(await routingDrift(config, families, deps)),
+  ];
   if (drift.length === 0) {
     log.info('check', `check: the live rules are the planned ones${ipv6Note(config, families)}`, {
       drift: false,
@@ -329,17 +359,21 @@ async function checkDrift(config: Config, families: Family[], deps: Deps, log: L
 async function cleanUp(config: Config, families: Family[], deps: Deps, log: Logger) {
   const live = await readLive(config, families, deps.run);
   backendLine(log, live.choice);
-  // First, so that a failure here leaves everything as it was (exit 3). Without the
-  // route, TPROXY still reaches the proxy for the pod's own addresses until the
-  // chains are gone a moment later.
-  for (const family of families) {
-    const outcome = await removeLocalRoute(deps.run, family, config.tproxy);
-    if (outcome === 'no ip')
-      log.info('cleanup', `cleanup: no ip program, so no ${family} TPROXY route to remove`);
-  }
   const changes = new Changes(config, live.choice.backend, deps);
   try {
     for (const tx of planFamilies(config, families, live)) await changes.apply(tx, live);
+    // After the chains that mark packets are gone, so TPROXY never runs without its
+    // route; a failure here puts the chains, and what was removed of the route, back.
+    for (const family of families) {
+      const outcome = await removeLocalRoute(deps.run, family, config.tproxy, () =>
+        changes.added(`the ${family} TPROXY rule and route were added back`, () =>
+          addLocalRoute(deps.run, family, config.tproxy, () => {}),
+        ),
+      );
+      if (outcome === 'no ip') {
+        log.info('cleanup', `cleanup: no ip program, so no ${family} TPROXY route to remove`);
+      }
+    }
   } catch (error) {
     await changes.putBack(error);
   }
@@ -373,8 +407,9 @@ async function applyRules(config: Config, families: Family[], deps: Deps, log: L
     for (const family of families) {
       try {
         await addLocalRoute(deps.run, family, config.tproxy, () =>
-          changes.added(`the ${family} ip rule fwmark ${config.tproxy.mark}`, () =>
-            deleteLocalRule(deps.run, family, config.tproxy),
+          changes.added(
+            `the ${family} ip rule fwmark ${config.tproxy.mark} this run added was deleted again`,
+            () => deleteLocalRule(deps.run, family, config.tproxy),
           ),
         );
       } catch (error) {

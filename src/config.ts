@@ -490,6 +490,20 @@ export function validateConfig(options: GivenOptions): Config {
       `invalid ${get('capture-all-dns')?.origin}: it only goes with --redirect-dns (there would be no DNS capture)`,
     );
   }
+  if (flag('redirect-dns') && excludePortOption && outboundExcludePorts.includes(53)) {
+    throw new UsageError(
+      `conflicting ${get('redirect-dns')?.origin} and ${excludePortOption.origin}: port 53 is both captured and excluded`,
+    );
+  }
+  if (flag('redirect-dns') && (dnsPort === proxyPort || dnsPort === inboundCapturePort)) {
+    const tcpOption = dnsPort === proxyPort ? proxyPortOption : inboundPortOption;
+    const tcp =
+      tcpOption?.origin ?? (dnsPort === proxyPort ? '--proxy-port' : '--inbound-capture-port');
+    const dnsName = dnsPortOption?.origin ?? `--dns-port (default ${DEFAULT_DNS_PORT})`;
+    throw new UsageError(
+      `conflicting ${dnsName} and ${tcp}: port ${dnsPort} cannot take both DNS and TCP capture`,
+    );
+  }
   const dns: DnsCapture = !flag('redirect-dns')
     ? { capture: 'off' }
     : flag('capture-all-dns')

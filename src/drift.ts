@@ -1,4 +1,4 @@
-import { isHook, liveHooks, liveOwnedChains } from './reconcile.js';
+import { hooksLead, isHook, liveHooks, liveOwnedChains } from './reconcile.js';
 import { ruleSpec } from './render.js';
 import { chainName, type TablePlan } from './rules.js';
 import { canonicalRule, type TableState, tokenize } from './state.js';
@@ -93,16 +93,25 @@ export function findDrift(plan: TablePlan, live: TableState, prefix: string): st
   for (const group of groups) {
     const gone = without(group.live, group.planned);
     const missing = without(group.planned, group.live);
-    const sameOrder =
-      group.live.map((line) => line.canonical).join('\n') ===
-      group.planned.map((line) => line.canonical).join('\n');
-    if (gone.length === 0 && missing.length === 0 && (sameOrder || group === groups[0])) continue;
+    // The jumps must head their kernel chains in plan order, as a re-run leaves them;
+    // the owned chains' rules must be in plan order.
+    const jumps = group === groups[0];
+    const sameOrder = jumps
+      ? hooksLead(plan.rules.filter(isHook), live, prefix, plan.family)
+      : group.live.map((line) => line.canonical).join('\n') ===
+        group.planned.map((line) => line.canonical).join('\n');
+    if (gone.length === 0 && missing.length === 0 && sameOrder) continue;
     drift.push(`${where}: ${group.name}:`);
-    if (gone.length === 0 && missing.length === 0) drift.push('  rules in another order');
+    if (gone.length === 0 && missing.length === 0) {
+      drift.push(
+        jumps
+          ? '  they do not head their chains in plan order (a re-run moves them first)'
+          : '  rules in another order',
+      );
+    }
     for (const line of gone) drift.push(`  - ${line.text}`);
     for (const line of missing) drift.push(`  + ${line.text}`);
   }
-  // Only nat's jumps can be skipped by a RETURN of others without the packet being lost.
-  if (plan.table === 'nat') drift.push(...bypasses(live, prefix, plan));
+  drift.push(...bypasses(live, prefix, plan));
   return drift;
 }

@@ -152,11 +152,21 @@ const ipFlag = (family: Family) => (family === 'ipv4' ? '-4' : '-6');
 const anyDestination = (family: Family) => (family === 'ipv4' ? 'default' : '::/0');
 
 /** `ip` argv of TPROXY's policy routing: marked packets look up a table whose only route is lo. */
+/**
+ * The priority of TPROXY's rule: ahead of the main table (32766), and what `ip rule
+ * add` picks by itself in a fresh pod (so the rule reads as Istio's). Fixed, so
+ * that the kernel refuses a second identical rule (File exists) when runs race.
+ */
+const LOCAL_RULE_PRIORITY = '32765';
+
 function localRouteArgs(family: Family, { mark, routeTable }: TproxyRouting) {
   const table = String(routeTable);
   return {
     list: [ipFlag(family), 'rule', 'list', 'fwmark', String(mark), 'table', table],
-    addRule: [ipFlag(family), 'rule', 'add', 'fwmark', String(mark), 'lookup', table],
+    addRule: [
+      ...[ipFlag(family), 'rule', 'add', 'fwmark', String(mark), 'lookup', table],
+      ...['pref', LOCAL_RULE_PRIORITY],
+    ],
     delRule: [ipFlag(family), 'rule', 'del', 'fwmark', String(mark), 'lookup', table],
     route: ['local', anyDestination(family), 'dev', 'lo', 'table', table],
   };
@@ -217,9 +227,15 @@ export async function addLocalRoute(
 ): Promise<void> {
   const args = localRouteArgs(family, routing);
   if ((await countLocalRules(run, args)) === 0) {
-    await ipOrThrow(run, args.addRule, "add TPROXY's ip rule");
+    const added = await runIp(run, args.addRule);
+    // A racing run added the same rule since it was listed: it is there, not ours.
+    if (added.exitCode !== 0 && !/File exists/i.test(added.stderr)) {
+      throw new BackendError(
+        `cannot add TPROXY's ip rule (ip ${args.addRule.join(' ')}): ${describeFailure(added)}`,
+      );
+    }
     // Before the route: if that fails, the rollback knows of the rule already.
-    onRuleAdded();
+    if (added.exitCode === 0) onRuleAdded();
   }
   await ipOrThrow(run, [ipFlag(family), 'route', 'replace', ...args.route], "add TPROXY's route");
 }
@@ -232,11 +248,13 @@ export async function deleteLocalRule(run: RunCommand, family: Family, routing: 
 /**
  * Takes TPROXY's rule (every copy listed) and route away. Where `ip` cannot be
  * started there is nothing to take away: mesh-init could not have added them.
+ * `onRemoving` hears of it before anything is removed, so a rollback can add back.
  */
 export async function removeLocalRoute(
   run: RunCommand,
   family: Family,
   routing: TproxyRouting,
+  onRemoving: () => void = () => {},
 ): Promise<'removed' | 'absent' | 'no ip'> {
   const args = localRouteArgs(family, routing);
   const listed = await run('ip', args.list);
@@ -248,16 +266,43 @@ export async function removeLocalRoute(
   }
   let removed = false;
   const copies = listed.stdout.split('\n').filter((line) => line.trim() !== '').length;
+  const table = String(routing.routeTable);
+  const shown = await runIp(run, [ipFlag(family), 'route', 'show', 'table', table]);
+  // A table that never existed: "FIB table does not exist" (IPv4), or nothing listed.
+  const routed = shown.exitCode === 0 && /^local (default|::\/0) dev lo\b/m.test(shown.stdout);
+  if (copies > 0 || routed) onRemoving();
   for (let left = copies; left > 0; left--) {
     await ipOrThrow(run, args.delRule, "delete TPROXY's ip rule");
     removed = true;
   }
-  const table = String(routing.routeTable);
-  const shown = await runIp(run, [ipFlag(family), 'route', 'show', 'table', table]);
-  // A table that never existed: "FIB table does not exist" (IPv4), or nothing listed.
-  if (shown.exitCode === 0 && /^local (default|::\/0) dev lo\b/m.test(shown.stdout)) {
+  if (routed) {
     await ipOrThrow(run, [ipFlag(family), 'route', 'del', ...args.route], "delete TPROXY's route");
     removed = true;
   }
   return removed ? 'removed' : 'absent';
+}
+
+/** What --check finds of TPROXY's policy routing in one family. */
+export async function readLocalRoute(
+  run: RunCommand,
+  family: Family,
+  routing: TproxyRouting,
+): Promise<{ rule: boolean; route: boolean }> {
+  const args = localRouteArgs(family, routing);
+  const rule = (await countLocalRules(run, args)) > 0;
+  const shown = await runIp(run, [
+    ipFlag(family),
+    'route',
+    'show',
+    'table',
+    String(routing.routeTable),
+  ]);
+  const route = shown.exitCode === 0 && /^local (default|::\/0) dev lo\b/m.test(shown.stdout);
+  return { rule, route };
+}
+
+/** Whether lo holds the IPv6 passthrough address (--check). */
+export async function hasPassthroughAddress(run: RunCommand, address: string): Promise<boolean> {
+  const shown = await runIp(run, ['-6', 'addr', 'show', 'dev', 'lo']);
+  return shown.exitCode === 0 && shown.stdout.includes(`inet6 ${address}/128`);
 }

@@ -87,7 +87,7 @@ function sameRules(
  * The planned jumps head their kernel chains, in plan order: jumps an older run
  * appended behind someone else's rules (Docker's DNS redirect) are not "right".
  */
-function hooksLead(
+export function hooksLead(
   hooks: readonly Rule[],
   live: TableState,
   prefix: string,
