@@ -477,7 +477,7 @@ async function dropStaleLocalRoute(
       // but no reason to keep the pod from starting.
       log.error(
         'applied',
-        `the ${family} TPROXY route is no longer used but stays: ${(error as Error).message}`,
+        `the ${family} TPROXY rule and route are no longer used, and removing them failed (what is left stays): ${(error as Error).message}`,
       );
     }
   }

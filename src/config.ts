@@ -245,6 +245,17 @@ export interface Resolvers {
   readonly skipped: readonly string[];
 }
 
+/** An IPv6 text with its trailing dotted quad (inet_pton takes only four decimal parts) as two hex groups. */
+function withoutDottedQuad(text: string): string | undefined {
+  const at = text.lastIndexOf(':');
+  const quad = text.slice(at + 1);
+  if (!quad.includes('.')) return text;
+  if (!ipaddr.IPv4.isValidFourPartDecimal(quad)) return undefined;
+  const [a = 0, b = 0, c = 0, d = 0] = quad.split('.').map(Number);
+  const hex = (n: number) => n.toString(16);
+  return `${text.slice(0, at + 1)}${hex(a * 256 + b)}:${hex(c * 256 + d)}`;
+}
+
 /** A nameserver value the way the C library reads it (inet_aton / inet_pton, zone ignored). */
 function nameserverAddress(value: string): Cidr | undefined {
   if (ipaddr.IPv4.isValid(value)) {
@@ -253,15 +264,10 @@ function nameserverAddress(value: string): Cidr | undefined {
   }
   // Only IPv6 has zones (fe80::1%eth0); the address alone still matches.
   const [host = ''] = value.split('%');
-  if (!ipaddr.IPv6.isValid(host)) return undefined;
-  // ipaddr.js reads every embedded dotted quad (::127.0.0.1) as IPv4-mapped; only
-  // ::ffff:a.b.c.d is, and the C library sends IPv4 to it, so iptables must match that.
-  if (host.includes('.')) {
-    const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(host)?.[1];
-    if (mapped === undefined || !ipaddr.IPv4.isValidFourPartDecimal(mapped)) return undefined;
-    return { family: 'ipv4', address: mapped, prefix: 32 };
-  }
-  const v6 = ipaddr.IPv6.parse(host);
+  if (!ipaddr.IPv6.isValid(host) || withoutDottedQuad(host) === undefined) return undefined;
+  // ipaddr.js reads every embedded dotted quad (::127.0.0.1) as IPv4-mapped: the
+  // quad is written as its two hex groups first, so only ::ffff:0:0/96 is mapped.
+  const v6 = ipaddr.IPv6.parse(withoutDottedQuad(host) ?? '');
   if (v6.isIPv4MappedAddress()) {
     return { family: 'ipv4', address: v6.toIPv4Address().toString(), prefix: 32 };
   }

@@ -90,6 +90,45 @@ kernelSuite('TPROXY inbound capture', () => {
         },
       );
 
+      it('--check sees a missing rule or route and a foreign ACCEPT ahead; a re-run mends both', async () => {
+        const check = () => net.meshInit([...args, '--check']);
+        await net.exec('pod', ['ip', '-4', 'rule', 'del', 'fwmark', '1337', 'lookup', '133']);
+        await net.exec('pod', [
+          'ip',
+          '-6',
+          'route',
+          'del',
+          'local',
+          '::/0',
+          'dev',
+          'lo',
+          'table',
+          '133',
+        ]);
+        const missing = await check();
+        expect(missing.exitCode).toBe(5);
+        expect(missing.stdout).toContain('ipv4: ip rule "fwmark 1337 lookup 133" is missing');
+        expect(missing.stdout).toContain('ipv6: route "local default dev lo table 133" is missing');
+        await init();
+        expect((await check()).exitCode).toBe(0);
+
+        const save = `${backend === 'legacy' ? 'iptables-legacy' : 'iptables-nft'}-restore`;
+        await net.exec('pod', [
+          'sh',
+          '-c',
+          `printf '*mangle\\n-I PREROUTING 1 -p tcp -j ACCEPT\\nCOMMIT\\n' | ${save} --noflush`,
+        ]);
+        const bypassed = await check();
+        expect(bypassed.exitCode).toBe(5);
+        expect(bypassed.stdout).toContain('ipv4 mangle: rules that let all TCP bypass capture:');
+        expect((await net.connect('peer', 'tcp', ADDRESSES.ipv4.pod, 8080)).server).toBe('app');
+        await init(); // the jumps move back to the top, ahead of the ACCEPT
+        expect((await check()).exitCode).toBe(0);
+        expect((await net.connect('peer', 'tcp', ADDRESSES.ipv4.pod, 8080)).server).toBe(
+          'proxy-inbound',
+        );
+      });
+
       it('--cleanup removes the mangle chains, the ip rule and the route', async () => {
         const result = await net.meshInit([...args, '--cleanup']);
         expect(result.exitCode, result.stderr).toBe(0);
@@ -104,4 +143,33 @@ kernelSuite('TPROXY inbound capture', () => {
       });
     });
   }
+});
+
+kernelSuite('TPROXY runs racing in one pod', () => {
+  it('8 runs at once leave one ip rule per family and one set of jumps', async () => {
+    const net = await Pod.create();
+    try {
+      const args = [
+        '-m',
+        'TPROXY',
+        '-z',
+        '15006',
+        '--ipv6',
+        'true',
+        '--iptables-backend',
+        'legacy',
+      ];
+      const runs = await Promise.all(Array.from({ length: 8 }, () => net.meshInit(args)));
+      for (const run of runs) expect(run.exitCode, run.stderr).toBe(0);
+      for (const ip of ['-4', '-6']) {
+        const rules = await net.exec('pod', ['ip', ip, 'rule', 'list']);
+        expect(rules.match(/fwmark 0x539 lookup 133/g)).toHaveLength(1);
+      }
+      const mangle = await net.table('legacy', 'ipv4', 'mangle');
+      expect(mangle.match(/-A PREROUTING .*-j ISTIO_INBOUND/g)).toHaveLength(1);
+      expect((await net.meshInit([...args, '--check'])).exitCode).toBe(0);
+    } finally {
+      await net.destroy();
+    }
+  });
 });
