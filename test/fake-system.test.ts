@@ -4,7 +4,7 @@
  * are the ones Linux 6.18 and iproute2 gave in a throw-away network namespace.
  */
 import { describe, expect, it } from 'vitest';
-import { type Call, FakeKernel, fixture, type Setup } from './fake-system.js';
+import { type Call, FakeKernel, type FakeOptions, fixture, type Setup } from './fake-system.js';
 
 const restore = (file: string, input: string, args = ['--noflush']): Call => ({
   file,
@@ -321,6 +321,142 @@ describe('fake kernel: ip, as Linux answers', () => {
     });
   });
 
+  // Seen in a throw-away namespace (Linux 6.x, iproute2 6.1): `ip rule add` refuses a
+  // rule identical to one there (NLM_F_EXCL), preference included; without `pref` the
+  // kernel picks one below the lowest non-zero one, so that copy is never identical.
+  const FILE_EXISTS = { exitCode: 2, stdout: '', stderr: 'RTNETLINK answers: File exists\n' };
+  const OK = { exitCode: 0, stdout: '', stderr: '' };
+  it.each<[string, string[][], string[], typeof OK, string[]]>([
+    [
+      'pref into an empty list: that preference',
+      [],
+      ['fwmark', '1337', 'lookup', '133', 'pref', '32765'],
+      OK,
+      ['32765: fwmark 0x539 lookup 133'],
+    ],
+    [
+      'the same rule and pref again: File exists, nothing added',
+      [['fwmark', '1337', 'lookup', '133', 'pref', '32765']],
+      ['fwmark', '0x539', 'lookup', '133', 'pref', '32765'],
+      FILE_EXISTS,
+      ['32765: fwmark 0x539 lookup 133'],
+    ],
+    [
+      'a copy without pref over it (what ip picked itself): File exists too',
+      [['fwmark', '1337', 'lookup', '133']],
+      ['fwmark', '1337', 'lookup', '133', 'pref', '32765'],
+      FILE_EXISTS,
+      ['32765: fwmark 0x539 lookup 133'],
+    ],
+    [
+      'the same rule without pref: a copy just ahead',
+      [['fwmark', '1337', 'lookup', '133', 'pref', '32765']],
+      ['fwmark', '1337', 'lookup', '133'],
+      OK,
+      ['32764: fwmark 0x539 lookup 133', '32765: fwmark 0x539 lookup 133'],
+    ],
+    [
+      'the same rule at another pref: a copy',
+      [['fwmark', '1337', 'lookup', '133', 'pref', '32765']],
+      ['fwmark', '1337', 'lookup', '133', 'pref', '100'],
+      OK,
+      ['100: fwmark 0x539 lookup 133', '32765: fwmark 0x539 lookup 133'],
+    ],
+    [
+      'another table at the same pref: added after the one there',
+      [['fwmark', '1337', 'lookup', '133', 'pref', '32765']],
+      ['fwmark', '1337', 'lookup', '134', 'pref', '32765'],
+      OK,
+      ['32765: fwmark 0x539 lookup 133', '32765: fwmark 0x539 lookup 134'],
+    ],
+    [
+      'another mark at the same pref: added after the one there',
+      [['fwmark', '1337', 'lookup', '133', 'pref', '32765']],
+      ['fwmark', '1338', 'lookup', '133', 'pref', '32765'],
+      OK,
+      ['32765: fwmark 0x539 lookup 133', '32765: fwmark 0x53a lookup 133'],
+    ],
+    [
+      'a preference that is no number',
+      [],
+      ['fwmark', '1337', 'lookup', '133', 'pref', 'high'],
+      {
+        exitCode: 1,
+        stdout: '',
+        stderr:
+          'Error: argument "fwmark 1337 lookup 133 pref high" is wrong: invalid fwmark, table or preference\n',
+      },
+      [],
+    ],
+  ])('rule add: %s', (_name, before, args, answer, rules) => {
+    const kernel = new FakeKernel({});
+    for (const added of before) expect(kernel.run(ip('-4', 'rule', 'add', ...added))).toEqual(OK);
+    expect(kernel.run(ip('-4', 'rule', 'add', ...args))).toEqual(answer);
+    expect(kernel.ipRules('ipv4')).toEqual(rules);
+    expect(kernel.ipRules('ipv6')).toEqual([]);
+  });
+
+  it('rule list: a pref given lists only that preference, del with it deletes only that one', () => {
+    const kernel = new FakeKernel({});
+    kernel.run(ip('-6', 'rule', 'add', 'fwmark', '1337', 'lookup', '133', 'pref', '32765'));
+    kernel.run(ip('-6', 'rule', 'add', 'fwmark', '1337', 'lookup', '133'));
+    expect(kernel.run(ip('-6', 'rule', 'list'))?.stdout).toBe(
+      lines(
+        '0:\tfrom all lookup local',
+        '32764:\tfrom all fwmark 0x539 lookup 133',
+        '32765:\tfrom all fwmark 0x539 lookup 133',
+        '32766:\tfrom all lookup main',
+      ),
+    );
+    expect(kernel.run(ip('-6', 'rule', 'list', 'fwmark', '1337', 'pref', '32765'))?.stdout).toBe(
+      lines('32765:\tfrom all fwmark 0x539 lookup 133'),
+    );
+    kernel.run(ip('-6', 'rule', 'del', 'fwmark', '1337', 'lookup', '133', 'pref', '32765'));
+    expect(kernel.ipRules('ipv6')).toEqual(['32764: fwmark 0x539 lookup 133']);
+  });
+
+  it('a seed of the same rule at the same pref twice is a mistake in the test', () => {
+    const rule = { mark: 1337, table: 133, pref: 32765 };
+    expect(() => new FakeKernel({}, { ipv4: { rules: [rule, rule] } })).toThrow(/twice/);
+  });
+
+  // iproute2 6.1 in a throw-away namespace with lo up: `ip -6 addr show dev lo`, then
+  // again after `ip -6 addr replace ::6/128 dev lo`.
+  const LO_HEADER =
+    '1: lo: <LOOPBACK,UP,LOWER_UP> mtu 65536 qdisc noqueue state UNKNOWN group default qlen 1000';
+  const LOOPBACK = [
+    '    inet6 ::1/128 scope host ',
+    '       valid_lft forever preferred_lft forever',
+  ];
+  const SIX = ['    inet6 ::6/128 scope global ', '       valid_lft forever preferred_lft forever'];
+  it.each<[string, FakeOptions['ip'], string[][], string]>([
+    ['a fresh namespace: ::1 only', {}, [], lines(LO_HEADER, ...LOOPBACK)],
+    [
+      '::6 added: the newest first',
+      {},
+      [['-6', 'addr', 'replace', '::6/128', 'dev', 'lo']],
+      lines(LO_HEADER, ...SIX, ...LOOPBACK),
+    ],
+    [
+      '::6 added twice: listed once',
+      {},
+      [
+        ['-6', 'addr', 'replace', '::6/128', 'dev', 'lo'],
+        ['-6', 'addr', 'replace', '::6/128', 'dev', 'lo'],
+      ],
+      lines(LO_HEADER, ...SIX, ...LOOPBACK),
+    ],
+    ['::6 seeded', { ipv6: { lo: ['::6/128'] } }, [], lines(LO_HEADER, ...SIX, ...LOOPBACK)],
+  ])('addr show dev lo (ipv6): %s', (_name, seed, before, shown) => {
+    const kernel = new FakeKernel({}, seed);
+    for (const args of before) expect(kernel.run(ip(...args))?.exitCode).toBe(0);
+    expect(kernel.run(ip('-6', 'addr', 'show', 'dev', 'lo'))).toEqual({
+      exitCode: 0,
+      stdout: shown,
+      stderr: '',
+    });
+  });
+
   it.each<['ipv4' | 'ipv6', string, string, string]>([
     ['ipv4', '-4', 'default', 'No such process'],
     ['ipv6', '-6', '::/0', 'No such file or directory'],
@@ -397,6 +533,10 @@ describe('fake kernel: ip, as Linux answers', () => {
     [['-4', 'route', 'show']],
     [['-4', 'route', 'show', 'table', '133', 'dev', 'lo']],
     [['-6', 'addr', 'add', '::6/128', 'dev', 'lo']],
+    [['-6', 'addr', 'show']],
+    [['-6', 'addr', 'show', 'dev', 'eth0']],
+    // mesh-init only asks about IPv6's ::6: IPv4 has all of 127/8 on lo.
+    [['-4', 'addr', 'show', 'dev', 'lo']],
   ])('%j: a command it does not know throws', (args) => {
     expect(() => new FakeKernel({}).run(ip(...args))).toThrow(/the fake ip does not know/);
   });

@@ -25,11 +25,14 @@
  * the spelling it was appended with. `*-save` without `-t` prints every table.
  *
  * It also fakes the `ip` commands mesh-init runs: `ip -6 addr replace ADDR/128 dev lo`,
- * and TPROXY's policy routing (`ip -4|-6 rule list|add|del fwmark M table|lookup T`,
- * `ip -4|-6 route replace|del local default|::/0 dev lo table T`, `ip -4|-6 route
+ * `ip -6 addr show dev lo` (iproute2 6.1's layout, `::1/128` always there), and
+ * TPROXY's policy routing (`ip -4|-6 rule list|add|del fwmark M table|lookup T [pref
+ * P]`, `ip -4|-6 route replace|del local default|::/0 dev lo table T`, `ip -4|-6 route
  * show table T`), keeping the rules and routes per family with the kernel's answers
- * to a missing one. Anything else it
- * does not know throws: a fake that accepts anything would hide a wrong command.
+ * to a missing one. As Linux does, `rule add` without `pref` takes the lowest non-zero
+ * preference there less one (so copies pile up), and a rule identical to one there
+ * (same pref, mark and table) is refused with `RTNETLINK answers: File exists`. Anything
+ * else it does not know throws: a fake that accepts anything would hide a wrong command.
  */
 import { readFileSync } from 'node:fs';
 import type { Deps } from '../src/apply.js';
@@ -203,10 +206,17 @@ interface IpState {
   tables: Set<number>;
 }
 
-/** What an `ip` command may be seeded with: rules and routes before mesh-init runs. */
+/** What an `ip` command may be seeded with: rules, routes and lo's addresses before mesh-init runs. */
 export interface IpSetup {
-  readonly rules?: readonly { readonly mark: number; readonly table: number }[];
+  /** Added in this order, as `ip rule add` would (with `pref` when given). */
+  readonly rules?: readonly {
+    readonly mark: number;
+    readonly table: number;
+    readonly pref?: number;
+  }[];
   readonly routes?: readonly string[];
+  /** Addresses on lo besides `::1/128` (IPv6 only), as `::6/128`. */
+  readonly lo?: readonly string[];
 }
 
 const TABLE_NAMES: Readonly<Record<string, number>> = { default: 253, main: 254, local: 255 };
@@ -225,7 +235,12 @@ class FakeIp {
   };
 
   seed(family: Family, setup: IpSetup): void {
-    for (const { mark, table } of setup.rules ?? []) this.addRule(family, mark, table);
+    for (const { mark, table, pref } of setup.rules ?? []) {
+      if (!this.addRule(family, mark, table, pref)) {
+        throw new Error(`fake ip: seed rule ${pref} fwmark ${mark} lookup ${table} is there twice`);
+      }
+    }
+    for (const address of setup.lo ?? []) this.state[family].lo.push(address);
     for (const route of setup.routes ?? []) {
       const table = /table (\d+)$/.exec(route)?.[1];
       if (table === undefined) throw new Error(`fake ip: seed route without a table: ${route}`);
@@ -236,7 +251,7 @@ class FakeIp {
 
   rules(family: Family): string[] {
     return this.state[family].rules.map(
-      (r) => `fwmark ${hex(r.mark)} lookup ${tableName(r.table)}`,
+      (r) => `${r.pref}: fwmark ${hex(r.mark)} lookup ${tableName(r.table)}`,
     );
   }
 
@@ -248,11 +263,17 @@ class FakeIp {
     return [...this.state[family].lo];
   }
 
-  private addRule(family: Family, mark: number, table: number): void {
+  /** Adds a rule where the kernel does; false (nothing added) when an identical one is there. */
+  private addRule(family: Family, mark: number, table: number, given?: number): boolean {
     const { rules } = this.state[family];
-    // iproute2 puts a rule without a preference just ahead of the first one after 0.
-    const lowest = Math.min(32766, ...rules.map((r) => r.pref));
-    rules.unshift({ pref: lowest - 1, mark, table });
+    // Without a preference the kernel puts the rule just ahead of the first one after
+    // 0 (local): main's 32766 in a fresh namespace.
+    const pref = given ?? Math.min(32766, ...rules.map((r) => r.pref)) - 1;
+    if (rules.some((r) => r.pref === pref && r.mark === mark && r.table === table)) return false;
+    // Kept in the kernel's order: by preference, a new one after those of the same.
+    const at = rules.findIndex((r) => r.pref > pref);
+    rules.splice(at < 0 ? rules.length : at, 0, { pref, mark, table });
+    return true;
   }
 
   run(args: readonly string[]): CommandResult {
@@ -286,15 +307,41 @@ class FakeIp {
       return success();
     }
 
+    if (object === 'addr' && command === 'show') {
+      if (family !== 'ipv6' || rest.join(' ') !== 'dev lo') throw unknown();
+      // As iproute2 6.1 prints it (each `scope` ends with a blank): the newest first.
+      const address = (cidr: string, scope: string) => [
+        `    inet6 ${cidr} scope ${scope} \n`,
+        '       valid_lft forever preferred_lft forever\n',
+      ];
+      return success(
+        [
+          '1: lo: <LOOPBACK,UP,LOWER_UP> mtu 65536 qdisc noqueue state UNKNOWN group default qlen 1000\n',
+          ...[...state.lo].reverse().flatMap((cidr) => address(cidr, 'global')),
+          ...address('::1/128', 'host'),
+        ].join(''),
+      );
+    }
+
     if (object === 'rule') {
-      const given = options(['fwmark', 'table']);
+      const given = options(['fwmark', 'table', 'pref']);
       const mark = given.has('fwmark') ? number(given.get('fwmark')) : undefined;
       const table = given.has('table') ? tableOf(given.get('table')) : undefined;
-      if ((given.has('fwmark') && mark === undefined) || (given.has('table') && !table)) {
-        return exited(1, `Error: argument "${rest.join(' ')}" is wrong: invalid fwmark or table\n`);
+      const pref = given.has('pref') ? number(given.get('pref')) : undefined;
+      if (
+        (given.has('fwmark') && mark === undefined) ||
+        (given.has('table') && !table) ||
+        (given.has('pref') && pref === undefined)
+      ) {
+        return exited(
+          1,
+          `Error: argument "${rest.join(' ')}" is wrong: invalid fwmark, table or preference\n`,
+        );
       }
       const matches = (r: IpRule) =>
-        (mark === undefined || r.mark === mark) && (table === undefined || r.table === table);
+        (mark === undefined || r.mark === mark) &&
+        (table === undefined || r.table === table) &&
+        (pref === undefined || r.pref === pref);
       if (command === 'list' || command === 'show') {
         // IPv6 has no rule for the default table.
         const defaults = [
@@ -315,7 +362,10 @@ class FakeIp {
       }
       if (mark === undefined || table === undefined) throw unknown();
       if (command === 'add') {
-        this.addRule(family, mark, table);
+        // The kernel refuses a rule identical to one there (NLM_F_EXCL).
+        if (!this.addRule(family, mark, table, pref)) {
+          return exited(2, 'RTNETLINK answers: File exists\n');
+        }
         return success();
       }
       if (command === 'del') {
@@ -429,7 +479,7 @@ export class FakeKernel {
     return this.dump(key).tables.map((t) => t.name);
   }
 
-  /** TPROXY's policy rules of a family, as `fwmark 0x539 lookup 133`, first match first. */
+  /** TPROXY's policy rules of a family, as `32765: fwmark 0x539 lookup 133`, first match first. */
   ipRules(family: Family): string[] {
     return this.ip.rules(family);
   }
