@@ -21,7 +21,7 @@ import { renderRestore } from '../src/render.js';
 import { type Family, TABLES, type Table, type TablePlan } from '../src/rules.js';
 import { canonicalRule, EMPTY_STATE, parseNatState, parseTableState } from '../src/state.js';
 import { configFrom, withResolvConf } from './config-from.js';
-import { beforeC1467e4 } from './fake-system.js';
+import { beforeC1467e4, hooksFirst } from './fake-system.js';
 
 const fixture = (name: string) =>
   readFileSync(new URL(`./fixtures/${name}`, import.meta.url), 'utf8');
@@ -211,21 +211,49 @@ describe('canonicalRule', () => {
   });
 });
 
+/** The saves of the default config next to Docker's DNS jump, as an older run left them. */
+const DOCKER_SAVES: readonly [Family, string][] = [
+  ['ipv4', 'iptables-legacy-save.txt'],
+  ['ipv4', 'iptables-nft-save.txt'],
+  ['ipv4', 'iptables-nft-save-nat.txt'],
+  ['ipv6', 'ip6tables-nft-save-nat.txt'],
+];
+
 describe('findDrift: no drift where iptables-save holds what was planned', () => {
-  it.each<[string, string[], Family, string]>([
-    ['default', [], 'ipv4', 'iptables-legacy-save.txt'],
-    ['default', [], 'ipv4', 'iptables-nft-save.txt'],
-    ['default', [], 'ipv4', 'iptables-nft-save-nat.txt'],
-    ['default', [], 'ipv6', 'ip6tables-nft-save-nat.txt'],
-    ['varied', VARIED, 'ipv4', 'iptables-legacy-save-nat-varied.txt'],
-    ['varied', VARIED, 'ipv4', 'iptables-nft-save-nat-varied.txt'],
-    ['varied', VARIED, 'ipv6', 'ip6tables-legacy-save-nat-varied.txt'],
-    ['varied', VARIED, 'ipv6', 'ip6tables-nft-save-nat-varied.txt'],
-  ])('%s config (%s) over %s', async (_name, argv, family, save) => {
+  // The Docker saves with the hooks first, as this mesh-init's re-run leaves them.
+  it.each<[string, string[], Family, string, (save: string) => string]>([
+    ...DOCKER_SAVES.map(
+      ([family, save]): [string, string[], Family, string, (save: string) => string] => [
+        'default, hooks first',
+        [],
+        family,
+        save,
+        hooksFirst,
+      ],
+    ),
+    ['varied', VARIED, 'ipv4', 'iptables-legacy-save-nat-varied.txt', (s) => s],
+    ['varied', VARIED, 'ipv4', 'iptables-nft-save-nat-varied.txt', (s) => s],
+    ['varied', VARIED, 'ipv6', 'ip6tables-legacy-save-nat-varied.txt', (s) => s],
+    ['varied', VARIED, 'ipv6', 'ip6tables-nft-save-nat-varied.txt', (s) => s],
+  ])('%s config (%s) over %s %s', async (_name, argv, family, save, edit) => {
     const config = await configFrom(argv);
-    const live = parseNatState(fixture(save));
+    const live = parseNatState(edit(fixture(save)));
     expect(findDrift(planRules(config, family), live, 'ISTIO_')).toEqual([]);
   });
+
+  // As an older run left them: the OUTPUT hook appended behind Docker's DNS jump. The
+  // same rules, but a re-run moves the hooks first (reconcile.test.ts), so --check
+  // says so: --check and a re-run agree on what is right.
+  it.each(DOCKER_SAVES)(
+    "the default config over %s %s as read (the hook behind Docker's jump): the jumps do not lead",
+    async (family, save) => {
+      const live = parseNatState(fixture(save));
+      expect(findDrift(planRules(await configFrom([]), family), live, 'ISTIO_')).toEqual([
+        `${family} nat: jumps into owned chains:`,
+        '  they do not head their chains in plan order (a re-run moves them first)',
+      ]);
+    },
+  );
 
   // A pod set up by the mesh-init before c1467e4: -q's jump before -x's RETURN. It is
   // reported as the same rules in another order (--check exits 5, a re-run repairs
@@ -406,17 +434,86 @@ describe('findDrift: mangle and raw, over their real saves', () => {
     ]);
   });
 
-  it("mangle and raw have no bypass lines: only nat's jumps can be skipped that way", async () => {
-    const live = parseTableState(
-      fixture('iptables-legacy-save-all-features.txt').replace(
-        /^(-A PREROUTING -p tcp -m comment --comment "mesh-init: inbound TCP is checked for capture" -j ISTIO_INBOUND)$/m,
-        '-A PREROUTING -p tcp -j RETURN\n$1',
-      ),
+  // A rule of others ahead of a jump is reported twice: the jumps no longer head their
+  // chain (a re-run moves them first), and, where it lets all TCP (or everything) skip
+  // the jump, as a bypass. In mangle that skips TPROXY (seen on a real kernel: the
+  // connection lands on the app), in raw the DNS conntrack zones.
+  const ORDER = '  they do not head their chains in plan order (a re-run moves them first)';
+  /** The all-features save with `rule` put just ahead of the jump `-A HOOK … -j TARGET` of `table`. */
+  const ahead = (table: Table, hook: string, target: string, rule: string) => {
+    const save = fixture('iptables-legacy-save-all-features.txt');
+    const section = new RegExp(`(\\*${table}\\n(?:.*\\n)*?)(-A ${hook} .*-j ${target}\\n)`);
+    expect(save).toMatch(section);
+    return parseTableState(save.replace(section, `$1${rule}\n$2`), table);
+  };
+  it.each<[Table, string, string, string, string[]]>([
+    ['mangle', 'PREROUTING', 'ISTIO_INBOUND', '-A PREROUTING -p tcp -j RETURN', ['ISTIO_INBOUND']],
+    [
       'mangle',
-    );
-    expect(live.rules).toContainEqual(expect.objectContaining({ spec: '-p tcp -j RETURN' }));
-    expect(findDrift(planOf(await allFeatures(), 'ipv4', 'mangle'), live, 'ISTIO_')).toEqual([]);
+      'PREROUTING',
+      'ISTIO_INBOUND',
+      '-A PREROUTING -p tcp -m tcp -j ACCEPT',
+      ['ISTIO_INBOUND'],
+    ],
+    [
+      'mangle',
+      'PREROUTING',
+      'ISTIO_DROP_INVALID',
+      '-A PREROUTING -j ACCEPT',
+      ['ISTIO_DROP_INVALID', 'ISTIO_INBOUND'],
+    ],
+    ['mangle', 'PREROUTING', 'ISTIO_INBOUND', '-A PREROUTING -p udp -j ACCEPT', []],
+    ['mangle', 'OUTPUT', 'ISTIO_OUTPUT', '-A OUTPUT -p tcp -m tcp --dport 22 -j RETURN', []],
+    ['raw', 'OUTPUT', 'ISTIO_OUTPUT_DNS', '-A OUTPUT -j ACCEPT', ['ISTIO_OUTPUT_DNS']],
+    ['raw', 'PREROUTING', 'ISTIO_INBOUND', '-A PREROUTING -p udp -m udp --sport 53 -j RETURN', []],
+    ['nat', 'OUTPUT', 'ISTIO_OUTPUT', '-A OUTPUT -p tcp -j RETURN', ['ISTIO_OUTPUT']],
+  ])(
+    '%s: ahead of the %s jump into %s: %s → the jumps out of order; a bypass of %j',
+    async (table, hook, target, rule, into) => {
+      const drift = findDrift(
+        planOf(await allFeatures(), 'ipv4', table),
+        ahead(table, hook, target, rule),
+        'ISTIO_',
+      );
+      expect(drift).toEqual([
+        `ipv4 ${table}: jumps into owned chains:`,
+        ORDER,
+        ...(into.length === 0 ? [] : [`ipv4 ${table}: rules that let all TCP bypass capture:`]),
+        ...into.map((chain) => `  ! ${rule}   (ahead of the jump into ${chain})`),
+      ]);
+    },
+  );
+
+  it('mangle: the two PREROUTING jumps swapped (--drop-invalid second) are out of plan order', async () => {
+    const save = fixture('iptables-legacy-save-all-features.txt');
+    const drop =
+      '-A PREROUTING -m comment --comment "mesh-init: invalid packets are dropped (--drop-invalid)" -j ISTIO_DROP_INVALID\n';
+    const inbound =
+      '-A PREROUTING -p tcp -m comment --comment "mesh-init: inbound TCP is checked for capture" -j ISTIO_INBOUND\n';
+    const swapped = save.replace(`${drop}${inbound}`, `${inbound}${drop}`);
+    expect(swapped).not.toBe(save);
+    const live = parseTableState(swapped, 'mangle');
+    expect(findDrift(planOf(await allFeatures(), 'ipv4', 'mangle'), live, 'ISTIO_')).toEqual([
+      'ipv4 mangle: jumps into owned chains:',
+      ORDER,
+    ]);
   });
+
+  it.each<Table>(['mangle', 'raw'])(
+    '%s: the same rule behind the jumps is neither drift nor a bypass',
+    async (table) => {
+      const save = fixture('iptables-legacy-save-all-features.txt');
+      const live = parseTableState(
+        save.replace(
+          new RegExp(`(\\*${table}\\n(?:.*\\n)*?)COMMIT`),
+          '$1-A PREROUTING -j ACCEPT\n-A OUTPUT -p tcp -j RETURN\nCOMMIT',
+        ),
+        table,
+      );
+      expect(live.rules.slice(-2).map((r) => r.spec)).toEqual(['-j ACCEPT', '-p tcp -j RETURN']);
+      expect(findDrift(planOf(await allFeatures(), 'ipv4', table), live, 'ISTIO_')).toEqual([]);
+    },
+  );
 });
 
 describe('findDrift: what it reports', () => {
@@ -431,10 +528,14 @@ describe('findDrift: what it reports', () => {
   const UID_RETURN =
     '-A ISTIO_OUTPUT -m owner --uid-owner 1337 -m comment --comment "mesh-init: traffic of the proxy itself is never redirected (no loop)" -j RETURN';
   const GID_RETURN = UID_RETURN.replace('--uid-owner', '--gid-owner');
+  const ORDER = '  they do not head their chains in plan order (a re-run moves them first)';
 
-  /** The real legacy save, changed line by line. */
+  /**
+   * The real legacy save as a re-run leaves it (the hooks ahead of Docker's jump),
+   * changed line by line.
+   */
   const live = (edit: (lines: string[]) => string[]) =>
-    parseNatState(edit(fixture('iptables-legacy-save.txt').split('\n')).join('\n'));
+    parseNatState(edit(hooksFirst(fixture('iptables-legacy-save.txt')).split('\n')).join('\n'));
   const drop =
     (...gone: string[]) =>
     (lines: string[]) =>
@@ -494,6 +595,27 @@ describe('findDrift: what it reports', () => {
       ['ipv4 nat: jumps into owned chains:', `  - ${HOOK_IN}`],
     ],
     ['a missing hook', drop(HOOK_OUT), ['ipv4 nat: jumps into owned chains:', `  + ${HOOK_OUT}`]],
+    [
+      "the OUTPUT hook behind Docker's jump, as an older run left it",
+      swap(HOOK_OUT, '-A OUTPUT -d 127.0.0.11/32 -j DOCKER_OUTPUT'),
+      ['ipv4 nat: jumps into owned chains:', ORDER],
+    ],
+    [
+      'a rule of others ahead of the PREROUTING hook',
+      (lines) =>
+        lines.flatMap((l) => (l === HOOK_IN ? ['-A PREROUTING -s 10.1.0.0/16 -j RETURN', l] : [l])),
+      ['ipv4 nat: jumps into owned chains:', ORDER],
+    ],
+    [
+      'a missing hook and the other behind a rule of others: only the missing one',
+      (lines) =>
+        drop(HOOK_OUT)(
+          lines.flatMap((l) =>
+            l === HOOK_IN ? ['-A PREROUTING -s 10.1.0.0/16 -j RETURN', l] : [l],
+          ),
+        ),
+      ['ipv4 nat: jumps into owned chains:', `  + ${HOOK_OUT}`],
+    ],
     [
       'a hook from another kernel chain',
       addAfter(HOOK_OUT, '-A INPUT -j ISTIO_INBOUND'),
@@ -568,14 +690,17 @@ describe('findDrift: what it reports', () => {
     async (_name, rule, bypass) => {
       const state = live((lines) => lines.flatMap((l) => (l === HOOK_OUT ? [rule, l] : [l])));
       const drift = findDrift(planRules(await configFrom([]), 'ipv4'), state, 'ISTIO_');
-      expect(drift).toEqual(
-        bypass
+      // Any rule ahead: the jump no longer heads OUTPUT, which a re-run mends.
+      expect(drift).toEqual([
+        'ipv4 nat: jumps into owned chains:',
+        ORDER,
+        ...(bypass
           ? [
               'ipv4 nat: rules that let all TCP bypass capture:',
               `  ! ${rule}   (ahead of the jump into ISTIO_OUTPUT)`,
             ]
-          : [],
-      );
+          : []),
+      ]);
     },
   );
 
