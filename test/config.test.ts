@@ -778,6 +778,131 @@ describe('TPROXY, DNS capture and --drop-invalid (issue 5)', () => {
     expect(error.message).toBe(message);
   });
 
+  // DNS capture redirects port 53 (UDP and TCP) to the DNS port: excluding 53 from
+  // capture would leave nothing to capture, and a DNS port that TCP capture also
+  // redirects to would take both. Each side is named as it was given.
+  const dnsExcluded = (redirect: string, exclude: string) =>
+    `conflicting ${redirect} and ${exclude}: port 53 is both captured and excluded`;
+  const dnsTaken = (dns: string, tcp: string, port: number) =>
+    `conflicting ${dns} and ${tcp}: port ${port} cannot take both DNS and TCP capture`;
+  const DEFAULT_DNS = '--dns-port (default 15053)';
+  it.each<[string[], Env, string]>([
+    [['--redirect-dns', '-o', '53'], {}, dnsExcluded('--redirect-dns', '--outbound-exclude-ports')],
+    [
+      ['--redirect-dns', '-o', '22,53,3306'],
+      {},
+      dnsExcluded('--redirect-dns', '--outbound-exclude-ports'),
+    ],
+    [
+      ['--redirect-dns', '--capture-all-dns', '--outbound-exclude-ports=53'],
+      {},
+      dnsExcluded('--redirect-dns', '--outbound-exclude-ports'),
+    ],
+    [
+      ['-o', '53'],
+      { ISTIO_META_DNS_CAPTURE: 'true' },
+      dnsExcluded('--redirect-dns (from ISTIO_META_DNS_CAPTURE)', '--outbound-exclude-ports'),
+    ],
+    [
+      ['--redirect-dns'],
+      { ISTIO_LOCAL_OUTBOUND_PORTS_EXCLUDE: '15020,53' },
+      dnsExcluded(
+        '--redirect-dns',
+        '--outbound-exclude-ports (from ISTIO_LOCAL_OUTBOUND_PORTS_EXCLUDE)',
+      ),
+    ],
+    [
+      [],
+      { MESH_INIT_REDIRECT_DNS: 'true', MESH_INIT_OUTBOUND_EXCLUDE_PORTS: '53' },
+      dnsExcluded(
+        '--redirect-dns (from MESH_INIT_REDIRECT_DNS)',
+        '--outbound-exclude-ports (from MESH_INIT_OUTBOUND_EXCLUDE_PORTS)',
+      ),
+    ],
+    // Both conflicts: the excluded 53 is said first.
+    [
+      ['--redirect-dns', '-o', '53', '-p', '15053'],
+      {},
+      dnsExcluded('--redirect-dns', '--outbound-exclude-ports'),
+    ],
+    [['--redirect-dns', '-p', '15053'], {}, dnsTaken(DEFAULT_DNS, '--proxy-port', 15053)],
+    [
+      ['--redirect-dns', '-p', '15053', '-z', '15006'],
+      {},
+      dnsTaken(DEFAULT_DNS, '--proxy-port', 15053),
+    ],
+    [['--redirect-dns', '-z', '15053'], {}, dnsTaken(DEFAULT_DNS, '--inbound-capture-port', 15053)],
+    [
+      ['--redirect-dns', '-m', 'TPROXY', '-z', '15053'],
+      {},
+      dnsTaken(DEFAULT_DNS, '--inbound-capture-port', 15053),
+    ],
+    [['--redirect-dns', '--dns-port', '15001'], {}, dnsTaken('--dns-port', '--proxy-port', 15001)],
+    [
+      ['--redirect-dns', '--dns-port', '15006', '-z', '15006'],
+      {},
+      dnsTaken('--dns-port', '--inbound-capture-port', 15006),
+    ],
+    // -p and -z alike: the proxy port is named.
+    [
+      ['--redirect-dns', '--dns-port', '15001', '-z', '15001'],
+      {},
+      dnsTaken('--dns-port', '--proxy-port', 15001),
+    ],
+    [
+      ['--redirect-dns'],
+      { MESH_INIT_DNS_PORT: '15001' },
+      dnsTaken('--dns-port (from MESH_INIT_DNS_PORT)', '--proxy-port', 15001),
+    ],
+    [
+      ['--redirect-dns'],
+      { ENVOY_PORT: '15053' },
+      dnsTaken(DEFAULT_DNS, '--proxy-port (from ENVOY_PORT)', 15053),
+    ],
+    [
+      [],
+      { REDIRECT_DNS: 'true', INBOUND_CAPTURE_PORT: '15053' },
+      dnsTaken(DEFAULT_DNS, '--inbound-capture-port (from INBOUND_CAPTURE_PORT)', 15053),
+    ],
+  ])('%j %j: DNS capture that could not work is refused', async (argv, env, message) => {
+    const error = await usageErrorFrom(argv, env);
+    expect(error).toBeInstanceOf(UsageError);
+    expect(error.message).toBe(message);
+  });
+
+  it.each<[string[], Env, Partial<Config>]>([
+    // Without DNS capture, excluding 53 and the DNS port's number are the user's business.
+    [['-o', '53'], {}, { outboundExcludePorts: [53], dns: { capture: 'off' } }],
+    [['-p', '15053'], {}, { proxyPort: 15053, inboundCapturePort: 15053 }],
+    [
+      ['-p', '15001'],
+      { MESH_INIT_DNS_PORT: '15001' },
+      { proxyPort: 15001, inboundCapturePort: 15001, dns: { capture: 'off' } },
+    ],
+    [
+      ['--redirect-dns', '-o', '5353'],
+      {},
+      { outboundExcludePorts: [5353], dns: { capture: 'resolvers', port: 15053, resolvers: [] } },
+    ],
+    [
+      ['--redirect-dns', '--dns-port', '15054', '-p', '15053'],
+      {},
+      {
+        proxyPort: 15053,
+        inboundCapturePort: 15053,
+        dns: { capture: 'resolvers', port: 15054, resolvers: [] },
+      },
+    ],
+    // A flag --no-redirect-dns beats the variable: no capture, no conflict.
+    [
+      ['--no-redirect-dns', '-o', '53'],
+      { ISTIO_META_DNS_CAPTURE: 'true' },
+      { outboundExcludePorts: [53], dns: { capture: 'off' } },
+    ],
+  ])('%j %j: no DNS conflict, taken', async (argv, env, expected) => {
+    expect(await configFrom(argv, env)).toEqual({ ...DEFAULTS, ...expected });
+  });
+
   it.each<[string[], Env, Partial<Config>]>([
     [['-t', '4096'], {}, tproxy(4096, 133)],
     [['--inbound-tproxy-mark=4096'], {}, tproxy(4096, 133)],
@@ -1717,6 +1842,20 @@ describe('parseResolvConf: the nameservers DNS capture sends to the DNS port', (
     // inet_aton stops at the %, inet_pton reads the mapped address once the zone is cut.
     ['::ffff:10.0.0.1%eth0', v4('10.0.0.1', 32)],
     ['::1', v6('::1', 128)],
+    // inet_pton takes a trailing dotted quad as the last two groups, whatever comes
+    // before it: IPv4-mapped (::ffff:0:0/96) only as such, all else stays IPv6 (ipaddr.js
+    // alone would read every one as mapped). Checked with glibc 2.36's inet_pton.
+    ['0:0:0:0:0:ffff:10.0.0.1', v4('10.0.0.1', 32)],
+    ['0::FFFF:10.0.0.1', v4('10.0.0.1', 32)],
+    ['::ffff:0.0.0.0', v4('0.0.0.0', 32)],
+    ['::127.0.0.1', v6('::7f00:1', 128)],
+    ['::10.0.0.1', v6('::a00:1', 128)],
+    ['::0.0.0.0', v6('::', 128)],
+    ['64:ff9b::10.0.0.1', v6('64:ff9b::a00:1', 128)],
+    // SIIT's IPv4-translated form is not mapped: the C library sends it as IPv6.
+    ['::ffff:0:10.0.0.1', v6('::ffff:0:a00:1', 128)],
+    ['1:2:3:4:5:6:1.2.3.4', v6('1:2:3:4:5:6:102:304', 128)],
+    ['fe80::1.2.3.4%eth0', v6('fe80::102:304', 128)],
   ])('nameserver %s is %j', (value, cidr) => {
     expect(parseResolvConf(`nameserver ${value}\n`)).toEqual({ resolvers: [cidr], skipped: [] });
   });
@@ -1736,12 +1875,16 @@ describe('parseResolvConf: the nameservers DNS capture sends to the DNS port', (
     ['10.0.0.1%eth0'],
     ['127.0.0.11%lo'],
     ['10.1%eth0'],
-    // A dotted quad inside IPv6 is taken only as ::ffff:a.b.c.d (IPv4-mapped); ipaddr.js
-    // would read ::127.0.0.1 as mapped, and inet_pton refuses a leading 0 in it.
-    ['::127.0.0.1'],
-    ['::10.0.0.1'],
+    // inet_pton takes a dotted quad inside IPv6 only as four decimal parts, without a
+    // leading 0, and only at the end (glibc 2.36 refuses each of these).
     ['::ffff:010.0.0.1'],
+    ['::1.2.3.04'],
     ['::ffff:10.1'],
+    ['::ffff:10.0.0'],
+    ['::256.0.0.1'],
+    ['::1.2.3.4.5'],
+    ['::ffff:1.2.3.4:5'],
+    ['1:2:3:4:5:6:7:1.2.3.4'],
   ])('nameserver %s is no address: skipped, and returned to be logged', (value) => {
     expect(parseResolvConf(`nameserver ${value}\nnameserver 10.0.0.9\n`)).toEqual({
       resolvers: [v4('10.0.0.9', 32)],
