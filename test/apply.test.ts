@@ -15,12 +15,16 @@ import {
   fixture,
   golden,
   hooksFirst,
+  type IpSetup,
   LIVE_LEGACY,
   LIVE_NFT,
   notFound,
   POD_RESOLV_CONF,
+  RERUN_LEGACY,
+  RERUN_NFT,
   run,
   type Setup,
+  SIX_ON_LO,
   type TableKey,
 } from './fake-system.js';
 
@@ -43,8 +47,8 @@ const HOOK_IN =
 const HOOK_OUT =
   '-p tcp -m comment --comment "mesh-init: outbound TCP is checked for capture" -j ISTIO_OUTPUT';
 /**
- * What --cleanup asks ip first, per family, where TPROXY's rule and route are not
- * there: the rule is listed (no copy to delete), the route table shown (never made).
+ * What --cleanup asks ip after the tables, per family, where TPROXY's rule and route
+ * are not there: the rule is listed (no copy to delete), the route table shown (never made).
  */
 const ROUTE_LOOKUPS = (...families: ('-4' | '-6')[]) =>
   families.flatMap((f) => [
@@ -537,9 +541,9 @@ describe('what this run changed is put back, whatever fails after it', () => {
         answers: { 'ip6tables-nft-restore': exited(1, 'ip6tables-restore: line 9 failed\n') },
       });
       expect(result.code).toBe(4);
+      // TPROXY's rule and route are looked for only after the tables: never reached.
       expect(result.commands()).toEqual([
         ...reads,
-        ...ROUTE_LOOKUPS('-4', '-6'),
         'iptables-nft-restore --noflush --wait=10',
         'ip6tables-nft-restore --noflush --wait=10',
         'iptables-nft-restore --wait=10',
@@ -824,25 +828,104 @@ describe('--check', () => {
     ...['-x', '10.96.0.1,fd00:10:96::1', '--ipv6', 'true'],
   ];
 
+  // As a re-run leaves the pod: the hooks first, ::6 on lo where IPv6 is captured.
   it.each<[string, string[], Setup, boolean, string]>([
-    ['default, nft', [], LIVE_NFT, false, '; ipv6 not captured (no global IPv6 address)'],
-    ['default, nft, both families', [], LIVE_NFT, true, ''],
-    ['default, legacy chosen by auto, both families', [], LIVE_LEGACY, true, ''],
+    ['default, nft', [], RERUN_NFT, false, '; ipv6 not captured (no global IPv6 address)'],
+    ['default, nft, both families', [], RERUN_NFT, true, ''],
+    ['default, legacy chosen by auto, both families', [], RERUN_LEGACY, true, ''],
     ['varied, legacy', VARIED, legacyVaried, false, ''],
     ['varied, nft', VARIED, nftVaried, false, ''],
-    ['--ipv6 false', ['--ipv6', 'false'], LIVE_NFT, true, '; ipv6 not captured (--ipv6 false)'],
+    ['--ipv6 false', ['--ipv6', 'false'], RERUN_NFT, true, '; ipv6 not captured (--ipv6 false)'],
   ])(
     'in sync (%s): exit 0, nothing printed, nothing changed',
     async (_name, argv, setup, globalIpv6, note) => {
-      const result = await run(['--check', ...argv], setup, { globalIpv6 });
+      const result = await run(['--check', ...argv], setup, { globalIpv6, ip: SIX_ON_LO });
       expect(result.code).toBe(0);
       expect(result.stdout()).toBe('');
-      expect(result.commands().every((c) => /^ip6?tables-\w+-save( -t nat)?$/.test(c))).toBe(true);
+      // Only reads: the tables, and lo's addresses where IPv6 is captured.
+      const ipv6 = note === '';
+      expect(result.commands().filter((c) => !/^ip6?tables-\w+-save$/.test(c))).toEqual(
+        ipv6 ? ['ip -6 addr show dev lo'] : [],
+      );
       expect(result.stderrLines().at(-1)).toBe(
         `mesh-init: check: the live rules are the planned ones${note}`,
       );
     },
   );
+
+  // The fixtures as an older run left them: its OUTPUT hook behind Docker's jump. A
+  // re-run moves it first, so --check says it is not where a re-run puts it.
+  it.each<[string, Setup, string[]]>([
+    ['nft', LIVE_NFT, ['ipv4']],
+    ['legacy', LIVE_LEGACY, ['ipv4']],
+    ['nft, both families', LIVE_NFT, ['ipv4', 'ipv6']],
+  ])(
+    "the hooks behind Docker's jump (%s): exit 5, and after a re-run exit 0",
+    async (_name, setup, families) => {
+      const globalIpv6 = families.length === 2;
+      const checked = await run(['--check'], setup, { globalIpv6, ip: SIX_ON_LO });
+      expect(checked.code).toBe(5);
+      expect(checked.stdout()).toBe(
+        families
+          .map(
+            (f) =>
+              `${f} nat: jumps into owned chains:\n  they do not head their chains in plan order (a re-run moves them first)\n`,
+          )
+          .join(''),
+      );
+      expect(checked.restores()).toEqual([]);
+      const { kernel } = checked;
+      const again = await run([], setup, { kernel, globalIpv6 });
+      expect(again.code).toBe(0);
+      const after = await run(['--check'], setup, { kernel, globalIpv6 });
+      expect(after.code).toBe(0);
+      expect(after.stdout()).toBe('');
+    },
+  );
+
+  // Outside iptables: IPv6's passthrough source on lo, asked with `ip -6 addr show dev
+  // lo`, which only a capture of IPv6 needs.
+  it.each<[string, string[], boolean, NonNullable<FakeOptions['ip']>, string[]]>([
+    [
+      'IPv6 captured, ::6 missing',
+      [],
+      true,
+      {},
+      ['ipv6: ::6/128 is not on lo (the proxy cannot bind its passthrough source)'],
+    ],
+    [
+      'IPv6 captured, another address on lo',
+      [],
+      true,
+      { ipv6: { lo: ['::7/128'] } },
+      ['ipv6: ::6/128 is not on lo (the proxy cannot bind its passthrough source)'],
+    ],
+    ['IPv6 captured, ::6 there', [], true, SIX_ON_LO, []],
+    ['IPv6 not captured (no global address): not asked', [], false, {}, []],
+    ['--ipv6 false: not asked', ['--ipv6', 'false'], true, {}, []],
+  ])('%s', async (_name, argv, globalIpv6, ip, drift) => {
+    const result = await run(['--check', ...argv], RERUN_NFT, { globalIpv6, ip });
+    expect(result.code).toBe(drift.length === 0 ? 0 : 5);
+    expect(result.stdout()).toBe(drift.map((line) => `${line}\n`).join(''));
+    expect(result.commands().includes('ip -6 addr show dev lo')).toBe(
+      globalIpv6 && argv.length === 0,
+    );
+    expect(result.restores()).toEqual([]);
+    expect(result.kernel.loAddresses('ipv6')).toEqual(ip?.ipv6?.lo ?? []);
+  });
+
+  it("::6 missing comes after the tables' drift, and both count", async () => {
+    const result = await run(['--check', '-p', '15002'], RERUN_NFT, { globalIpv6: true });
+    expect(result.code).toBe(5);
+    const lines = result.stdout().split('\n').slice(0, -1);
+    expect(lines.at(0)).toBe('ipv4 nat: ISTIO_REDIRECT:');
+    expect(lines.at(-1)).toBe(
+      'ipv6: ::6/128 is not on lo (the proxy cannot bind its passthrough source)',
+    );
+    expect(result.stderrLines().at(-1)).toBe(
+      `mesh-init: check: the live rules differ from the planned ones (${lines.length} lines)`,
+    );
+  });
 
   // A pod set up by the mesh-init before c1467e4 put -x's RETURN before -q's jump is
   // drift, and a re-run puts the rules in Istio's order.
@@ -864,7 +947,7 @@ describe('--check', () => {
   ])(
     'the -q/-x order before c1467e4 (%s): exit 5, and a re-run repairs it',
     async (_name, setup) => {
-      const checked = await run(['--check', ...VARIED], setup);
+      const checked = await run(['--check', ...VARIED], setup, { ip: SIX_ON_LO });
       expect(checked.code).toBe(5);
       expect(checked.stdout()).toBe(
         'ipv4 nat: ISTIO_OUTPUT:\n  rules in another order\nipv6 nat: ISTIO_OUTPUT:\n  rules in another order\n',
@@ -878,7 +961,7 @@ describe('--check', () => {
   );
 
   it('drift: exit 5, the difference on stdout, nothing changed', async () => {
-    const result = await run(['--check', '-p', '15002'], LIVE_NFT);
+    const result = await run(['--check', '-p', '15002'], RERUN_NFT);
     expect(result.code).toBe(5);
     const redirect =
       '-A ISTIO_REDIRECT -p tcp -m comment --comment "mesh-init: outbound TCP goes to the proxy" -j REDIRECT --to-ports';
@@ -906,7 +989,10 @@ describe('--check', () => {
     expect(result.code).toBe(5);
     expect(result.stdout()).toContain('ipv4 nat: chain ISTIO_OUTPUT is missing\n');
     expect(result.stdout()).toContain('ipv6 nat: chain ISTIO_OUTPUT is missing\n');
-    expect(result.calls.filter((c) => !c.file.endsWith('-save'))).toEqual([]);
+    expect(result.stdout()).toMatch(/^ipv6: ::6\/128 is not on lo .*\n$/m);
+    expect(result.commands().filter((c) => !c.endsWith('-save'))).toEqual([
+      'ip -6 addr show dev lo',
+    ]);
   });
 
   it('a table that cannot be read exits 3', async () => {
@@ -934,13 +1020,13 @@ describe('--cleanup', () => {
   it('one restore per family with the cleanup text; foreign rules stay', async () => {
     const result = await run(['--cleanup'], LIVE_NFT, { globalIpv6: true });
     expect(result.code).toBe(0);
-    // TPROXY's policy route first, which is not there (cleanup does not know the old
-    // flags): looked up, nothing deleted. Nothing of mesh-init's in mangle or raw: nat
-    // alone is cleaned.
+    // Nothing of mesh-init's in mangle or raw: nat alone is cleaned. Then TPROXY's
+    // policy route, which is not there (cleanup does not know the old flags): looked
+    // up, nothing deleted.
     expect(result.commands().filter((c) => !c.endsWith('-save'))).toEqual([
-      ...ROUTE_LOOKUPS('-4', '-6'),
       'iptables-nft-restore --noflush --wait=10',
       'ip6tables-nft-restore --noflush --wait=10',
+      ...ROUTE_LOOKUPS('-4', '-6'),
     ]);
     expect(result.restores().map((c) => c.input)).toEqual([
       golden('cleanup.ipv4.golden'),
@@ -1083,8 +1169,23 @@ describe('TPROXY, DNS capture and --drop-invalid: nat, mangle and raw per family
   const RESOLV_CONF = 'nameserver 10.96.0.10\nnameserver fd00:10:96::a\n';
   const FRESH: Setup = {};
   const FORCED = ['--iptables-backend', 'nft'];
-  const RULE_V4 = 'fwmark 0x539 lookup 133';
+  /** TPROXY's rule as the fake lists it: mesh-init adds it at the fixed preference 32765. */
+  const RULE_V4 = '32765: fwmark 0x539 lookup 133';
   const ROUTE_V4 = 'local default dev lo table 133';
+  const ADD_RULE = (flag: '-4' | '-6') => `ip ${flag} rule add fwmark 1337 lookup 133 pref 32765`;
+  /** What a TPROXY run leaves outside iptables: rule and route per family, ::6 on lo. */
+  const ROUTED: NonNullable<FakeOptions['ip']> = {
+    ipv4: { rules: [{ mark: 1337, table: 133, pref: 32765 }], routes: [ROUTE_V4] },
+    ipv6: { rules: [{ mark: 1337, table: 133, pref: 32765 }], routes: [ROUTE_V4], lo: ['::6/128'] },
+  };
+  /** What --check asks ip of a TPROXY config, per family (IPv6 first asks lo). */
+  const ROUTING_READS = (...families: ('-4' | '-6')[]) => [
+    ...(families.includes('-6') ? ['ip -6 addr show dev lo'] : []),
+    ...families.flatMap((f) => [
+      `ip ${f} rule list fwmark 1337 table 133`,
+      `ip ${f} route show table 133`,
+    ]),
+  ];
 
   /** Every table's drift between the kernel and the plan of argv, as --check reports it. */
   const driftOfTables = async (
@@ -1124,10 +1225,10 @@ describe('TPROXY, DNS capture and --drop-invalid: nat, mangle and raw per family
       expect(result.commands()).toEqual([
         'ip -6 addr replace ::6/128 dev lo',
         'ip -4 rule list fwmark 1337 table 133',
-        'ip -4 rule add fwmark 1337 lookup 133',
+        ADD_RULE('-4'),
         'ip -4 route replace local default dev lo table 133',
         'ip -6 rule list fwmark 1337 table 133',
-        'ip -6 rule add fwmark 1337 lookup 133',
+        ADD_RULE('-6'),
         'ip -6 route replace local ::/0 dev lo table 133',
         'iptables-nft-restore --noflush --wait=10',
         'iptables-nft-restore --noflush --wait=10',
@@ -1177,20 +1278,21 @@ describe('TPROXY, DNS capture and --drop-invalid: nat, mangle and raw per family
           .join(''),
       ).not.toMatch(/^-[DXN] /m);
 
+      // --check reads rule and route too, and changes nothing.
       const checked = await run(['--check', ...TPROXY], FRESH, { kernel });
       expect(checked.code).toBe(0);
-      expect(checked.calls.every((c) => c.file.endsWith('-save'))).toBe(true);
+      expect(checked.commands().filter((c) => !c.endsWith('-save'))).toEqual(ROUTING_READS('-4'));
 
-      // Rule and route first, each only as listed, then the iptables cleanup.
+      // The iptables cleanup first, then rule and route, each only as found.
       const cleaned = await run(['--cleanup'], FRESH, { kernel });
       expect(cleaned.code).toBe(0);
       expect(cleaned.commands().filter((c) => !c.endsWith('-save'))).toEqual([
+        'iptables-nft-restore --noflush --wait=10',
+        'iptables-nft-restore --noflush --wait=10',
         'ip -4 rule list fwmark 1337 table 133',
-        'ip -4 rule del fwmark 1337 lookup 133',
         'ip -4 route show table 133',
+        'ip -4 rule del fwmark 1337 lookup 133',
         'ip -4 route del local default dev lo table 133',
-        'iptables-nft-restore --noflush --wait=10',
-        'iptables-nft-restore --noflush --wait=10',
       ]);
       expect(tablesOf(cleaned.restores())).toEqual(['ipv4 nat', 'ipv4 mangle']);
       expect(kernel.ipRules('ipv4')).toEqual([]);
@@ -1211,7 +1313,7 @@ describe('TPROXY, DNS capture and --drop-invalid: nat, mangle and raw per family
       const result = await run(argv, FRESH, { globalIpv6: true });
       expect(result.code).toBe(0);
       for (const family of ['ipv4', 'ipv6'] as const) {
-        expect(result.kernel.ipRules(family)).toEqual(['fwmark 0x1000 lookup 134']);
+        expect(result.kernel.ipRules(family)).toEqual(['32765: fwmark 0x1000 lookup 134']);
         expect(result.kernel.ipRoutes(family)).toEqual(['local default dev lo table 134']);
       }
       const mangle = result.restores().find((c) => c.input?.includes('*mangle'))?.input ?? '';
@@ -1234,15 +1336,15 @@ describe('TPROXY, DNS capture and --drop-invalid: nat, mangle and raw per family
     it('--cleanup -t -r (no -m TPROXY) removes the rule and route they name', async () => {
       const applied = await run([...TPROXY, '-t', '4096', '-r', '134'], FRESH);
       expect(applied.code).toBe(0);
-      expect(applied.kernel.ipRules('ipv4')).toEqual(['fwmark 0x1000 lookup 134']);
+      expect(applied.kernel.ipRules('ipv4')).toEqual(['32765: fwmark 0x1000 lookup 134']);
       const cleaned = await run(['--cleanup', '-t', '4096', '-r', '134'], FRESH, {
         kernel: applied.kernel,
       });
       expect(cleaned.code).toBe(0);
       expect(cleaned.commands().filter((c) => c.startsWith('ip '))).toEqual([
         'ip -4 rule list fwmark 4096 table 134',
-        'ip -4 rule del fwmark 4096 lookup 134',
         'ip -4 route show table 134',
+        'ip -4 rule del fwmark 4096 lookup 134',
         'ip -4 route del local default dev lo table 134',
       ]);
       expect(applied.kernel.ipRules('ipv4')).toEqual([]);
@@ -1261,8 +1363,9 @@ describe('TPROXY, DNS capture and --drop-invalid: nat, mangle and raw per family
       };
       const applied = await run(TPROXY, FRESH, { ip });
       expect(applied.code).toBe(0);
-      expect(applied.commands()).not.toContain('ip -4 rule add fwmark 1337 lookup 133');
-      expect(applied.kernel.ipRules('ipv4')).toEqual([RULE_V4, RULE_V4]);
+      expect(applied.commands().filter((c) => c.startsWith('ip -4 rule add'))).toEqual([]);
+      // Added without a preference, as `ip rule add` picks it: one below the lowest.
+      expect(applied.kernel.ipRules('ipv4')).toEqual(['32764: fwmark 0x539 lookup 133', RULE_V4]);
       const cleaned = await run(['--cleanup'], FRESH, { kernel: applied.kernel });
       expect(cleaned.code).toBe(0);
       // One delete per copy listed: none that fails on a copy no longer there.
@@ -1287,16 +1390,18 @@ describe('TPROXY, DNS capture and --drop-invalid: nat, mangle and raw per family
       };
       const applied = await run(TPROXY, FRESH, { ip });
       expect(applied.code).toBe(0);
-      // First match first: each `ip rule add` goes ahead of the rules before it.
+      expect(applied.commands()).toContain(ADD_RULE('-4'));
+      // First match first: the others' rules were added without a preference (32765,
+      // then 32764); ours takes the fixed 32765, behind the one already there.
       expect(applied.kernel.ipRules('ipv4')).toEqual([
+        '32764: fwmark 0x7 lookup 133',
+        '32765: fwmark 0x539 lookup 200',
         RULE_V4,
-        'fwmark 0x7 lookup 133',
-        'fwmark 0x539 lookup 200',
       ]);
       await run(['--cleanup'], FRESH, { kernel: applied.kernel });
       expect(applied.kernel.ipRules('ipv4')).toEqual([
-        'fwmark 0x7 lookup 133',
-        'fwmark 0x539 lookup 200',
+        '32764: fwmark 0x7 lookup 133',
+        '32765: fwmark 0x539 lookup 200',
       ]);
       expect(applied.kernel.ipRoutes('ipv4')).toEqual(['local default dev lo table 200']);
     });
@@ -1310,7 +1415,7 @@ describe('TPROXY, DNS capture and --drop-invalid: nat, mangle and raw per family
       [
         'ip rule add refused',
         ipFailing(['rule', 'add'], EPERM),
-        "cannot add TPROXY's ip rule (ip -4 rule add fwmark 1337 lookup 133): exit 2: RTNETLINK answers: Operation not permitted",
+        "cannot add TPROXY's ip rule (ip -4 rule add fwmark 1337 lookup 133 pref 32765): exit 2: RTNETLINK answers: Operation not permitted",
       ],
       ['ip missing', notFound, 'cannot run ip -4 rule list fwmark 1337 table 133: not found'],
     ])('%s: exit 3 before any restore, nothing applied', async (_name, answer, message) => {
@@ -1330,13 +1435,13 @@ describe('TPROXY, DNS capture and --drop-invalid: nat, mangle and raw per family
       expect(result.restores()).toEqual([]);
       expect(result.commands().filter((c) => c.startsWith('ip -4 rule'))).toEqual([
         'ip -4 rule list fwmark 1337 table 133',
-        'ip -4 rule add fwmark 1337 lookup 133',
+        ADD_RULE('-4'),
         'ip -4 rule del fwmark 1337 lookup 133',
       ]);
       expect(result.kernel.ipRules('ipv4')).toEqual([]);
       expect(result.stderrLines().slice(-2)).toEqual([
-        "mesh-init: cannot add TPROXY's ip rule (ip -6 rule add fwmark 1337 lookup 133): exit 2: RTNETLINK answers: Operation not permitted",
-        '  the ipv4 ip rule fwmark 1337 was taken back',
+        "mesh-init: cannot add TPROXY's ip rule (ip -6 rule add fwmark 1337 lookup 133 pref 32765): exit 2: RTNETLINK answers: Operation not permitted",
+        '  the ipv4 ip rule fwmark 1337 this run added was deleted again',
       ]);
     });
 
@@ -1351,7 +1456,7 @@ describe('TPROXY, DNS capture and --drop-invalid: nat, mangle and raw per family
       expect(result.restores()).toEqual([]);
       expect(result.commands()).toEqual([
         'ip -4 rule list fwmark 1337 table 133',
-        'ip -4 rule add fwmark 1337 lookup 133',
+        ADD_RULE('-4'),
         'ip -4 route replace local default dev lo table 133',
         'ip -4 rule del fwmark 1337 lookup 133',
       ]);
@@ -1359,7 +1464,7 @@ describe('TPROXY, DNS capture and --drop-invalid: nat, mangle and raw per family
       expect(result.kernel.ipRoutes('ipv4')).toEqual([]);
       expect(result.stderrLines().slice(-2)).toEqual([
         "mesh-init: cannot add TPROXY's route (ip -4 route replace local default dev lo table 133): exit 2: RTNETLINK answers: Operation not permitted",
-        '  the ipv4 ip rule fwmark 1337 was taken back',
+        '  the ipv4 ip rule fwmark 1337 this run added was deleted again',
       ]);
     });
 
@@ -1374,8 +1479,74 @@ describe('TPROXY, DNS capture and --drop-invalid: nat, mangle and raw per family
         'ip -4 route replace local default dev lo table 133',
       ]);
       expect(result.kernel.ipRules('ipv4')).toEqual([RULE_V4]);
-      expect(result.stderr()).not.toContain('taken back');
+      expect(result.stderr()).not.toContain('deleted again');
     });
+
+    // Runs racing in one pod both list no rule, then both add it. The rule has a fixed
+    // preference, so the kernel refuses the second, identical one (File exists): that
+    // run counts it as there, and not as its own, so its rollback leaves it alone.
+    /** `ip`, where another run adds the same rule just before this run's `ip rule add`. */
+    const racedBy =
+      (other: Answer = () => undefined): Answer =>
+      (call, kernel) => {
+        if (call.args[1] === 'rule' && call.args[2] === 'add') {
+          expect(kernel.run(call)?.exitCode).toBe(0);
+        }
+        return (typeof other === 'function' ? other(call, kernel) : other) ?? kernel.run(call);
+      };
+    const manglesRejected: Answer = (call, kernel) =>
+      call.input?.includes('*mangle')
+        ? exited(1, 'iptables-restore: line 30 failed\n')
+        : kernel.run(call);
+    it.each<[string, NonNullable<FakeOptions['answers']>, boolean, number, string[]]>([
+      ['nothing else fails', { ip: racedBy() }, false, 0, []],
+      [
+        'a restore then failing',
+        { ip: racedBy(), 'iptables-nft-restore': manglesRejected },
+        false,
+        4,
+        ['  ipv4 nat was put back as it was'],
+      ],
+      [
+        'the route then failing',
+        { ip: racedBy(ipFailing(['route', 'replace'], EPERM)) },
+        false,
+        3,
+        [
+          "mesh-init: cannot add TPROXY's route (ip -4 route replace local default dev lo table 133): exit 2: RTNETLINK answers: Operation not permitted",
+        ],
+      ],
+      [
+        'IPv6 then failing to add its own',
+        {
+          ip: racedBy((call, kernel) =>
+            call.args[0] === '-6' && call.args[2] === 'add' ? EPERM : kernel.run(call),
+          ),
+        },
+        true,
+        3,
+        [
+          "mesh-init: cannot add TPROXY's ip rule (ip -6 rule add fwmark 1337 lookup 133 pref 32765): exit 2: RTNETLINK answers: Operation not permitted",
+        ],
+      ],
+    ])(
+      'ip rule add answering File exists (a racing run added it): there, not ours; %s',
+      async (_name, answers, globalIpv6, code, tail) => {
+        const result = await run(TPROXY, FRESH, { globalIpv6, answers });
+        expect(result.code).toBe(code);
+        const add = result.commands().indexOf(ADD_RULE('-4'));
+        expect(result.outcomes[add]).toEqual(exited(2, 'RTNETLINK answers: File exists\n'));
+        // One rule, the other run's, whatever this run did after.
+        expect(result.kernel.ipRules('ipv4')).toEqual([RULE_V4]);
+        expect(result.commands().filter((c) => c.includes(' rule del '))).toEqual([]);
+        expect(result.stderr()).not.toContain('deleted again');
+        if (tail.length > 0) expect(result.stderrLines().slice(-tail.length)).toEqual(tail);
+        if (code === 0) {
+          expect(result.kernel.ipRoutes('ipv4')).toEqual([ROUTE_V4]);
+          expect(await driftOfTables(result, 'nft/ipv4', TPROXY)).toEqual([]);
+        }
+      },
+    );
 
     // README: "if a transaction then fails, the rule is deleted again when this run added it".
     it.each<[string, FakeOptions['ip'], string[], string[]]>([
@@ -1383,7 +1554,10 @@ describe('TPROXY, DNS capture and --drop-invalid: nat, mangle and raw per family
         'added by this run: taken back',
         {},
         [],
-        ['  the ipv4 ip rule fwmark 1337 was taken back', '  ipv4 nat was put back as it was'],
+        [
+          '  ipv4 nat was put back as it was',
+          '  the ipv4 ip rule fwmark 1337 this run added was deleted again',
+        ],
       ],
       [
         'there before the run: kept',
@@ -1414,10 +1588,12 @@ describe('TPROXY, DNS capture and --drop-invalid: nat, mangle and raw per family
         expect(result.kernel.ipRoutes('ipv4')).toEqual([ROUTE_V4]);
         const deletes = result.commands().filter((c) => c.startsWith('ip -4 rule del'));
         expect(deletes).toHaveLength(rules.length === 0 ? 1 : 0);
-        // The rule goes before the tables are put back.
+        // The rule goes after the tables are put back: nothing marks packets for it then.
         if (deletes.length > 0) {
-          const at = result.commands().indexOf('ip -4 rule del fwmark 1337 lookup 133');
-          expect(result.commands().slice(at + 1)).toEqual(['iptables-nft-restore --wait=10']);
+          expect(result.commands().slice(-2)).toEqual([
+            'iptables-nft-restore --wait=10',
+            'ip -4 rule del fwmark 1337 lookup 133',
+          ]);
         }
       },
     );
@@ -1435,8 +1611,8 @@ describe('TPROXY, DNS capture and --drop-invalid: nat, mangle and raw per family
       });
       expect(result.code).toBe(3);
       expect(result.stderrLines().slice(-2)).toEqual([
-        "mesh-init: cannot add TPROXY's ip rule (ip -6 rule add fwmark 1337 lookup 133): exit 2: RTNETLINK answers: Operation not permitted",
-        "  taking the ipv4 ip rule fwmark 1337 back failed too: cannot delete TPROXY's ip rule (ip -4 rule del fwmark 1337 lookup 133): exit 2: RTNETLINK answers: Operation not permitted",
+        "mesh-init: cannot add TPROXY's ip rule (ip -6 rule add fwmark 1337 lookup 133 pref 32765): exit 2: RTNETLINK answers: Operation not permitted",
+        "  the ipv4 ip rule fwmark 1337 this run added was deleted again: failed too: cannot delete TPROXY's ip rule (ip -4 rule del fwmark 1337 lookup 133): exit 2: RTNETLINK answers: Operation not permitted",
       ]);
       expect(result.kernel.ipRules('ipv4')).toEqual([RULE_V4]);
     });
@@ -1445,8 +1621,8 @@ describe('TPROXY, DNS capture and --drop-invalid: nat, mangle and raw per family
       const result = await run(['--cleanup'], LIVE_NFT, { answers: { ip: notFound } });
       expect(result.code).toBe(0);
       expect(result.commands().filter((c) => !c.endsWith('-save'))).toEqual([
-        'ip -4 rule list fwmark 1337 table 133',
         'iptables-nft-restore --noflush --wait=10',
+        'ip -4 rule list fwmark 1337 table 133',
       ]);
       expect(result.kernel.natText('nft/ipv4')).not.toContain('ISTIO_');
       expect(result.stderrLines().slice(-2)).toEqual([
@@ -1455,37 +1631,128 @@ describe('TPROXY, DNS capture and --drop-invalid: nat, mangle and raw per family
       ]);
     });
 
-    // First, so that a failure there leaves the chains as they were: exit 3.
-    it.each<[string, Answer, string]>([
+    // Rule and route go after the chains that mark packets for them, inside the
+    // rollback: a failure there puts the chains back, and adds back what was found of
+    // rule and route, after the tables. Exit 3, and the pod is captured as before.
+    const PUT_BACK = (...families: Family[]) =>
+      families.flatMap((f) => [
+        `  ${f} nat was put back as it was`,
+        `  ${f} mangle was put back as it was`,
+      ]);
+    const ADDED_BACK = (family: Family) => `  the ${family} TPROXY rule and route were added back`;
+    const ROUTE_DEL_EPERM = (flag: '-4' | '-6', any: string) =>
+      `cannot delete TPROXY's route (ip ${flag} route del local ${any} dev lo table 133): exit 2: RTNETLINK answers: Operation not permitted`;
+    it.each<[string, Answer, boolean, string[], string[]]>([
       [
-        'the rule cannot be listed',
+        'the rule cannot be listed: nothing found, nothing to add back',
         ipFailing(['rule', 'list'], EPERM),
-        "cannot list TPROXY's ip rule (ip -4 rule list fwmark 1337 table 133): exit 2: RTNETLINK answers: Operation not permitted",
+        false,
+        [
+          "mesh-init: cannot list TPROXY's ip rule (ip -4 rule list fwmark 1337 table 133): exit 2: RTNETLINK answers: Operation not permitted",
+          ...PUT_BACK('ipv4'),
+        ],
+        [],
       ],
       [
-        'the rule cannot be deleted',
+        'the rule cannot be deleted: it stays, the route is made sure of',
         ipFailing(['rule', 'del'], EPERM),
-        "cannot delete TPROXY's ip rule (ip -4 rule del fwmark 1337 lookup 133): exit 2: RTNETLINK answers: Operation not permitted",
+        false,
+        [
+          "mesh-init: cannot delete TPROXY's ip rule (ip -4 rule del fwmark 1337 lookup 133): exit 2: RTNETLINK answers: Operation not permitted",
+          ...PUT_BACK('ipv4'),
+          ADDED_BACK('ipv4'),
+        ],
+        [
+          'ip -4 rule list fwmark 1337 table 133',
+          'ip -4 route replace local default dev lo table 133',
+        ],
       ],
       [
-        'the route cannot be deleted',
+        'the route cannot be deleted: the rule deleted before it is added back',
         ipFailing(['route', 'del'], EPERM),
-        "cannot delete TPROXY's route (ip -4 route del local default dev lo table 133): exit 2: RTNETLINK answers: Operation not permitted",
+        false,
+        [`mesh-init: ${ROUTE_DEL_EPERM('-4', 'default')}`, ...PUT_BACK('ipv4'), ADDED_BACK('ipv4')],
+        [
+          'ip -4 rule list fwmark 1337 table 133',
+          ADD_RULE('-4'),
+          'ip -4 route replace local default dev lo table 133',
+        ],
+      ],
+      [
+        'the route cannot be deleted nor replaced: adding back failing too is said',
+        (call, kernel) =>
+          call.args.includes('route') && ['del', 'replace'].includes(call.args[2] ?? '')
+            ? EPERM
+            : kernel.run(call),
+        false,
+        [
+          `mesh-init: ${ROUTE_DEL_EPERM('-4', 'default')}`,
+          ...PUT_BACK('ipv4'),
+          `${ADDED_BACK('ipv4')}: failed too: cannot add TPROXY's route (ip -4 route replace local default dev lo table 133): exit 2: RTNETLINK answers: Operation not permitted`,
+        ],
+        [
+          'ip -4 rule list fwmark 1337 table 133',
+          ADD_RULE('-4'),
+          'ip -4 route replace local default dev lo table 133',
+        ],
+      ],
+      [
+        "IPv6's route cannot be deleted: IPv4's rule and route, already gone, are added back too",
+        ipFailing(['-6', 'route', 'del'], EPERM),
+        true,
+        [
+          `mesh-init: ${ROUTE_DEL_EPERM('-6', '::/0')}`,
+          ...PUT_BACK('ipv4', 'ipv6'),
+          ADDED_BACK('ipv4'),
+          ADDED_BACK('ipv6'),
+        ],
+        [
+          'ip -4 rule list fwmark 1337 table 133',
+          ADD_RULE('-4'),
+          'ip -4 route replace local default dev lo table 133',
+          'ip -6 rule list fwmark 1337 table 133',
+          ADD_RULE('-6'),
+          'ip -6 route replace local ::/0 dev lo table 133',
+        ],
       ],
     ])(
-      '--cleanup where %s: exit 3 before any restore, the chains stay',
-      async (_name, answer, message) => {
-        const applied = await run(TPROXY, FRESH);
+      '--cleanup where %s: exit 3, chains, rule and route as before',
+      async (_name, answer, globalIpv6, stderr, addedBack) => {
+        const applied = await run(TPROXY, FRESH, { globalIpv6 });
         expect(applied.code).toBe(0);
-        const before = applied.kernel.saveText('nft/ipv4');
+        const { kernel } = applied;
+        const keys = globalIpv6 ? (['nft/ipv4', 'nft/ipv6'] as const) : (['nft/ipv4'] as const);
+        const before = keys.map((key) => kernel.saveText(key));
         const cleaned = await run(['--cleanup'], FRESH, {
-          kernel: applied.kernel,
+          kernel,
+          globalIpv6,
           answers: { ip: answer },
         });
         expect(cleaned.code).toBe(3);
-        expect(cleaned.restores()).toEqual([]);
-        expect(applied.kernel.saveText('nft/ipv4')).toBe(before);
-        expect(cleaned.stderrLines().at(-1)).toBe(`mesh-init: ${message}`);
+        expect(cleaned.stderrLines().slice(-stderr.length)).toEqual(stderr);
+        // The tables were cleaned (nat and mangle of each family), then put back as read
+        // (without --noflush) ...
+        const tables = keys.length * 2;
+        expect(cleaned.restores().map((c) => c.args.includes('--noflush'))).toEqual([
+          ...Array<boolean>(tables).fill(true),
+          ...Array<boolean>(tables).fill(false),
+        ]);
+        expect(keys.map((key) => kernel.saveText(key))).toEqual(before);
+        for (const key of keys) expect(await driftOfTables(cleaned, key, TPROXY)).toEqual([]);
+        // ... and then rule and route added back where something of them was removed.
+        const commands = cleaned.commands();
+        const lastRestore = commands.map((c) => c.includes('-restore')).lastIndexOf(true);
+        expect(commands.slice(lastRestore + 1)).toEqual(addedBack);
+        for (const family of globalIpv6 ? (['ipv4', 'ipv6'] as const) : (['ipv4'] as const)) {
+          expect(kernel.ipRules(family)).toEqual([RULE_V4]);
+          expect(kernel.ipRoutes(family)).toEqual([ROUTE_V4]);
+        }
+        // Nothing was lost: a cleanup that works takes it all away.
+        const again = await run(['--cleanup'], FRESH, { kernel, globalIpv6 });
+        expect(again.code).toBe(0);
+        expect(kernel.ipRules('ipv4')).toEqual([]);
+        expect(kernel.ipRoutes('ipv4')).toEqual([]);
+        expect(ownedIn(kernel.saveText('nft/ipv4'))).toEqual([]);
       },
     );
 
@@ -1552,8 +1819,8 @@ describe('TPROXY, DNS capture and --drop-invalid: nat, mangle and raw per family
         .lastIndexOf(true);
       expect(commands.slice(lastRestore + 1)).toEqual([
         'ip -4 rule list fwmark 1337 table 133',
-        'ip -4 rule del fwmark 1337 lookup 133',
         'ip -4 route show table 133',
+        'ip -4 rule del fwmark 1337 lookup 133',
         'ip -4 route del local default dev lo table 133',
       ]);
       expect(again.stderrLines().slice(-2)).toEqual([
@@ -1623,7 +1890,7 @@ describe('TPROXY, DNS capture and --drop-invalid: nat, mangle and raw per family
     // no rule uses any more is left. An error line says so, and the pod still starts:
     // no rollback, exit 0.
     const STAYS =
-      "mesh-init: the ipv4 TPROXY route is no longer used but stays: cannot delete TPROXY's ip rule (ip -4 rule del fwmark 1337 lookup 133): exit 2: RTNETLINK answers: Operation not permitted";
+      "mesh-init: the ipv4 TPROXY rule and route are no longer used, and removing them failed (what is left stays): cannot delete TPROXY's ip rule (ip -4 rule del fwmark 1337 lookup 133): exit 2: RTNETLINK answers: Operation not permitted";
 
     it('removing the route failing: said as an error, the tables stay applied, exit 0', async () => {
       const first = await run(TPROXY, FRESH);
@@ -1649,6 +1916,43 @@ describe('TPROXY, DNS capture and --drop-invalid: nat, mangle and raw per family
         lines.findIndex((l) => l.startsWith('mesh-init: applied ipv4 ')),
       );
       expect(again.stderr()).not.toContain('put back');
+    });
+
+    // Whatever step fails, the message says rule and route, and what was not reached stays.
+    const STALE = (why: string) =>
+      `mesh-init: the ipv4 TPROXY rule and route are no longer used, and removing them failed (what is left stays): ${why}`;
+    it.each<[string, string[], string, string[], string[]]>([
+      [
+        'the rule cannot be listed: both stay',
+        ['rule', 'list'],
+        "cannot list TPROXY's ip rule (ip -4 rule list fwmark 1337 table 133): exit 2: RTNETLINK answers: Operation not permitted",
+        [RULE_V4],
+        [ROUTE_V4],
+      ],
+      [
+        'the rule cannot be deleted: both stay',
+        ['rule', 'del'],
+        "cannot delete TPROXY's ip rule (ip -4 rule del fwmark 1337 lookup 133): exit 2: RTNETLINK answers: Operation not permitted",
+        [RULE_V4],
+        [ROUTE_V4],
+      ],
+      [
+        'the route cannot be deleted: the rule is gone, the route stays',
+        ['route', 'del'],
+        "cannot delete TPROXY's route (ip -4 route del local default dev lo table 133): exit 2: RTNETLINK answers: Operation not permitted",
+        [],
+        [ROUTE_V4],
+      ],
+    ])('a stale rule and route where %s; exit 0', async (_name, words, why, rules, routes) => {
+      const first = await run(TPROXY, FRESH);
+      expect(first.code).toBe(0);
+      const { kernel } = first;
+      const again = await run([], FRESH, { kernel, answers: { ip: ipFailing(words, EPERM) } });
+      expect(again.code).toBe(0);
+      expect(again.stderrLines().at(-1)).toBe(STALE(why));
+      expect(kernel.ipRules('ipv4')).toEqual(rules);
+      expect(kernel.ipRoutes('ipv4')).toEqual(routes);
+      expect(ownedIn(kernel.saveText('nft/ipv4'))).not.toContain(':ISTIO_TPROXY');
     });
 
     it('removing the route failing: an error-level JSON line', async () => {
@@ -1749,11 +2053,14 @@ describe('TPROXY, DNS capture and --drop-invalid: nat, mangle and raw per family
         'legacy/ipv4': fixture('iptables-legacy-save-all-features.txt'),
         'nft/ipv4': '',
       };
-      const inSync = await run(['--check', ...ALL_FEATURES], setup, { resolvConf: RESOLV_CONF });
+      const inSync = await run(['--check', ...ALL_FEATURES], setup, {
+        resolvConf: RESOLV_CONF,
+        ip: ROUTED,
+      });
       expect(inSync.stdout()).toBe('');
       expect(inSync.code).toBe(0);
       const without = ALL_FEATURES.filter((a) => a !== '--drop-invalid' && a !== '--redirect-dns');
-      const result = await run(['--check', ...without], setup);
+      const result = await run(['--check', ...without], setup, { ip: ROUTED });
       expect(result.code).toBe(5);
       const out = result.stdout();
       expect(out).toContain('ipv4 nat: chain ISTIO_OUTPUT_DNS is not planned\n');
@@ -1768,8 +2075,9 @@ describe('TPROXY, DNS capture and --drop-invalid: nat, mangle and raw per family
           .filter((l) => /^ipv4 \w+: /.test(l))
           .map((l) => l.split(':')[0]),
       ).toEqual(expect.arrayContaining(['ipv4 nat', 'ipv4 mangle', 'ipv4 raw']));
+      expect(out).not.toContain('ipv4: ');
       expect(result.restores()).toEqual([]);
-      expect(result.calls.every((c) => c.file.endsWith('-save'))).toBe(true);
+      expect(result.commands().filter((c) => !c.endsWith('-save'))).toEqual(ROUTING_READS('-4'));
     });
   });
 
@@ -1783,10 +2091,21 @@ describe('TPROXY, DNS capture and --drop-invalid: nat, mangle and raw per family
     it.each<[string, string[], Setup, string[]]>([
       ['in sync, both families', ALL_FEATURES, setup, []],
       [
-        'another TPROXY mark: mangle drift in both families',
+        'another TPROXY mark: mangle drift in both families, and no rule for that mark',
         [...ALL_FEATURES, '-t', '1338'],
         setup,
-        ['ipv4 mangle: ISTIO_DIVERT:', 'ipv6 mangle: ISTIO_DIVERT:'],
+        [
+          'ipv4 mangle: ISTIO_DIVERT:',
+          'ipv4 mangle: ISTIO_TPROXY:',
+          'ipv4 mangle: ISTIO_INBOUND:',
+          'ipv4 mangle: ISTIO_OUTPUT:',
+          'ipv6 mangle: ISTIO_DIVERT:',
+          'ipv6 mangle: ISTIO_TPROXY:',
+          'ipv6 mangle: ISTIO_INBOUND:',
+          'ipv6 mangle: ISTIO_OUTPUT:',
+          'ipv4: ip rule "fwmark 1338 lookup 133" is missing',
+          'ipv6: ip rule "fwmark 1338 lookup 133" is missing',
+        ],
       ],
       [
         'another DNS port: nat and raw drift',
@@ -1795,6 +2114,7 @@ describe('TPROXY, DNS capture and --drop-invalid: nat, mangle and raw per family
         [
           'ipv4 nat: ISTIO_OUTPUT_DNS:',
           'ipv4 raw: ISTIO_OUTPUT_DNS:',
+          'ipv6 nat: ISTIO_OUTPUT_DNS:',
           'ipv6 raw: ISTIO_OUTPUT_DNS:',
         ],
       ],
@@ -1826,12 +2146,109 @@ describe('TPROXY, DNS capture and --drop-invalid: nat, mangle and raw per family
       const result = await run(['--check', ...argv], live, {
         globalIpv6: true,
         resolvConf: RESOLV_CONF,
+        ip: ROUTED,
       });
       expect(result.code).toBe(headers.length === 0 ? 0 : 5);
       const out = result.stdout().split('\n');
-      for (const header of headers) expect(out).toContain(header);
+      expect(out.filter((line) => line !== '' && !line.startsWith('  '))).toEqual(headers);
       expect(result.restores()).toEqual([]);
-      expect(result.calls.filter((c) => c.file === 'ip')).toEqual([]);
+      // Rule and route are read for the mark and table of the config; nothing is changed.
+      const mark = argv.includes('-t') ? '1338' : '1337';
+      expect(result.commands().filter((c) => c.startsWith('ip '))).toEqual(
+        ROUTING_READS('-4', '-6').map((c) => c.replace('fwmark 1337', `fwmark ${mark}`)),
+      );
+      expect(result.kernel.ipRules('ipv4')).toEqual([RULE_V4]);
+    });
+
+    // What a TPROXY run needs outside iptables, one piece gone at a time: each is drift
+    // (exit 5) until a re-run puts it back.
+    const RULE_GONE = (f: Family) => `${f}: ip rule "fwmark 1337 lookup 133" is missing`;
+    const ROUTE_GONE = (f: Family) => `${f}: route "local default dev lo table 133" is missing`;
+    const withoutIp = (edit: (ip: { [F in Family]: IpSetup }) => void) => {
+      const ip = structuredClone(ROUTED) as { [F in Family]: IpSetup };
+      edit(ip);
+      return ip;
+    };
+    it.each<[string, NonNullable<FakeOptions['ip']>, string[]]>([
+      ['all there', ROUTED, []],
+      [
+        'the IPv4 rule gone',
+        withoutIp((ip) => (ip.ipv4 = { ...ip.ipv4, rules: [] })),
+        [RULE_GONE('ipv4')],
+      ],
+      [
+        'the IPv6 route gone',
+        withoutIp((ip) => (ip.ipv6 = { ...ip.ipv6, routes: [] })),
+        [ROUTE_GONE('ipv6')],
+      ],
+      [
+        'rule and route gone in both families (a fresh namespace but for ::6)',
+        { ipv6: { lo: ['::6/128'] } },
+        [RULE_GONE('ipv4'), ROUTE_GONE('ipv4'), RULE_GONE('ipv6'), ROUTE_GONE('ipv6')],
+      ],
+      [
+        'the rule of another table, a route in another table',
+        withoutIp((ip) => {
+          ip.ipv4 = {
+            rules: [{ mark: 1337, table: 134 }],
+            routes: ['local default dev lo table 134'],
+          };
+        }),
+        [RULE_GONE('ipv4'), ROUTE_GONE('ipv4')],
+      ],
+      [
+        'a copy of the rule at another preference is the rule',
+        withoutIp(
+          (ip) => (ip.ipv4 = { ...ip.ipv4, rules: [{ mark: 1337, table: 133, pref: 100 }] }),
+        ),
+        [],
+      ],
+      [
+        '::6 gone from lo',
+        withoutIp((ip) => (ip.ipv6 = { ...ip.ipv6, lo: [] })),
+        ['ipv6: ::6/128 is not on lo (the proxy cannot bind its passthrough source)'],
+      ],
+    ])('TPROXY outside iptables, %s', async (_name, ip, drift) => {
+      const result = await run(['--check', ...ALL_FEATURES], setup, {
+        globalIpv6: true,
+        resolvConf: RESOLV_CONF,
+        ip,
+      });
+      expect(result.stdout()).toBe(drift.map((line) => `${line}\n`).join(''));
+      expect(result.code).toBe(drift.length === 0 ? 0 : 5);
+      if (drift.length === 0) return;
+      expect(result.stderrLines().at(-1)).toBe(
+        `mesh-init: check: the live rules differ from the planned ones (${drift.length} lines)`,
+      );
+      // A re-run puts back what is gone, and --check agrees.
+      const { kernel } = result;
+      const again = await run(ALL_FEATURES, setup, {
+        kernel,
+        globalIpv6: true,
+        resolvConf: RESOLV_CONF,
+      });
+      expect(again.code).toBe(0);
+      const after = await run(['--check', ...ALL_FEATURES], setup, {
+        kernel,
+        globalIpv6: true,
+        resolvConf: RESOLV_CONF,
+      });
+      expect(after.stdout()).toBe('');
+      expect(after.code).toBe(0);
+    });
+
+    it('TPROXY not planned: --check does not look at ip rules or routes', async () => {
+      const without = ALL_FEATURES.filter((a) => a !== 'TPROXY' && a !== '-m');
+      const result = await run(
+        ['--check', ...without],
+        { 'nft/ipv4': '', 'legacy/ipv4': '' },
+        {
+          resolvConf: RESOLV_CONF,
+        },
+      );
+      expect(result.code).toBe(5);
+      expect(result.commands().filter((c) => c.startsWith('ip '))).toEqual([]);
+      expect(result.stdout()).not.toMatch(/ip rule|route "/);
     });
   });
 
@@ -1870,19 +2287,20 @@ describe('TPROXY, DNS capture and --drop-invalid: nat, mangle and raw per family
       expect(result.stderrLines().slice(-5)).toEqual([
         'mesh-init: iptables-legacy-restore rejected the ipv4 rules (nothing of them was applied): exit 1: iptables-restore: line 9 failed',
         expect.stringMatching(/^ {2}line 9: /),
-        '  the ipv4 ip rule fwmark 1337 was taken back',
         '  ipv4 nat was put back as it was',
         '  ipv4 mangle was put back as it was',
+        '  the ipv4 ip rule fwmark 1337 this run added was deleted again',
       ]);
-      // The rule this run added goes first, then the tables; the route stays (see README).
+      // The tables first, so nothing marks packets for the rule this run added, which
+      // goes then; the route stays (see README).
       expect(result.kernel.ipRules('ipv4')).toEqual([]);
       expect(result.kernel.ipRoutes('ipv4')).toEqual([ROUTE_V4]);
       expect(result.commands().slice(-3)).toEqual([
+        'iptables-legacy-restore --wait=10',
+        'iptables-legacy-restore --wait=10',
         'ip -4 rule del fwmark 1337 lookup 133',
-        'iptables-legacy-restore --wait=10',
-        'iptables-legacy-restore --wait=10',
       ]);
-      expect(result.calls.at(-1)).toBe(restores[4]);
+      expect(result.calls.at(-2)).toBe(restores[4]);
     });
 
     it('a table the dump did not have (legacy loads raw only in use) is put back empty', async () => {
@@ -1913,12 +2331,14 @@ describe('TPROXY, DNS capture and --drop-invalid: nat, mangle and raw per family
       expect(parseNatState(result.kernel.saveText('legacy/ipv6'))).toEqual(
         parseNatState(fixture('ip6tables-nft-save-nat.txt')),
       );
-      expect(result.stderrLines().slice(-5)).toEqual([
+      expect(result.stderrLines().slice(-7)).toEqual([
         '  ipv4 nat was put back as it was',
         '  ipv4 mangle was put back as it was',
         '  ipv4 raw was put back as it was',
         '  ipv6 nat was put back as it was',
         '  ipv6 mangle was put back as it was',
+        '  the ipv4 ip rule fwmark 1337 this run added was deleted again',
+        '  the ipv6 ip rule fwmark 1337 this run added was deleted again',
       ]);
     });
 
@@ -1941,9 +2361,10 @@ describe('TPROXY, DNS capture and --drop-invalid: nat, mangle and raw per family
         ...['DROP_INVALID', 'DIVERT', 'TPROXY', 'INBOUND', 'OUTPUT'].map((c) => `-X ISTIO_${c}`),
       ]);
       expect(ownedIn(result.kernel.saveText('nft/ipv4'))).toEqual([]);
-      expect(result.stderrLines().slice(-2)).toEqual([
+      expect(result.stderrLines().slice(-3)).toEqual([
         "  ipv4 nat was put back: this run's jumps and mesh-init's chains were removed",
         "  ipv4 mangle was put back: this run's jumps and mesh-init's chains were removed",
+        '  the ipv4 ip rule fwmark 1337 this run added was deleted again',
       ]);
     });
   });
@@ -1963,9 +2384,9 @@ describe('TPROXY, DNS capture and --drop-invalid: nat, mangle and raw per family
         'mesh-init: dns: capturing DNS to 10.96.0.10, fd00:10:96::a (from /etc/resolv.conf)',
         'mesh-init: backend: nft (no rules in either backend, nft preferred)',
         'mesh-init: dry-run: would also run: ip -6 addr replace ::6/128 dev lo',
-        'mesh-init: dry-run: would also run: ip -4 rule add fwmark 1337 lookup 133 (unless listed)',
+        'mesh-init: dry-run: would also run: ip -4 rule add fwmark 1337 lookup 133 pref 32765 (unless listed)',
         'mesh-init: dry-run: would also run: ip -4 route replace local default dev lo table 133',
-        'mesh-init: dry-run: would also run: ip -6 rule add fwmark 1337 lookup 133 (unless listed)',
+        'mesh-init: dry-run: would also run: ip -6 rule add fwmark 1337 lookup 133 pref 32765 (unless listed)',
         'mesh-init: dry-run: would also run: ip -6 route replace local ::/0 dev lo table 133',
         'mesh-init: dry-run: printed the ipv4 and ipv6 text; nothing applied',
       ]);

@@ -684,6 +684,24 @@ export const LIVE_LEGACY: Setup = {
   'legacy/ipv6': fixture('ip6tables-nft-save-nat.txt'),
 };
 
+/**
+ * LIVE_NFT and LIVE_LEGACY as this mesh-init's re-run leaves them: its hooks ahead of
+ * Docker's jump (the fixtures hold an older run's order, which --check calls drift).
+ */
+export const RERUN_NFT: Setup = {
+  ...LIVE_NFT,
+  'nft/ipv4': hooksFirst(fixture('iptables-nft-save.txt')),
+  'nft/ipv6': hooksFirst(fixture('ip6tables-nft-save-nat.txt')),
+};
+export const RERUN_LEGACY: Setup = {
+  ...LIVE_LEGACY,
+  'legacy/ipv4': hooksFirst(fixture('iptables-legacy-save.txt')),
+  'legacy/ipv6': hooksFirst(fixture('ip6tables-nft-save-nat.txt')),
+};
+
+/** lo as an applying run with IPv6 leaves it: `::6/128` added (--check looks for it). */
+export const SIX_ON_LO: NonNullable<FakeOptions['ip']> = { ipv6: { lo: ['::6/128'] } };
+
 /** A pod's /etc/resolv.conf as Kubernetes writes it (ClusterFirst DNS). */
 export const POD_RESOLV_CONF = [
   'search default.svc.cluster.local svc.cluster.local cluster.local',
