@@ -2164,23 +2164,15 @@ describe('TPROXY, DNS capture and --drop-invalid: nat, mangle and raw per family
     // (exit 5) until a re-run puts it back.
     const RULE_GONE = (f: Family) => `${f}: ip rule "fwmark 1337 lookup 133" is missing`;
     const ROUTE_GONE = (f: Family) => `${f}: route "local default dev lo table 133" is missing`;
-    const withoutIp = (edit: (ip: { [F in Family]: IpSetup }) => void) => {
-      const ip = structuredClone(ROUTED) as { [F in Family]: IpSetup };
-      edit(ip);
-      return ip;
-    };
+    /** ROUTED with some of each family's pieces replaced. */
+    const routedWith = (ipv4: IpSetup, ipv6: IpSetup = {}) => ({
+      ipv4: { ...ROUTED.ipv4, ...ipv4 },
+      ipv6: { ...ROUTED.ipv6, ...ipv6 },
+    });
     it.each<[string, NonNullable<FakeOptions['ip']>, string[]]>([
       ['all there', ROUTED, []],
-      [
-        'the IPv4 rule gone',
-        withoutIp((ip) => (ip.ipv4 = { ...ip.ipv4, rules: [] })),
-        [RULE_GONE('ipv4')],
-      ],
-      [
-        'the IPv6 route gone',
-        withoutIp((ip) => (ip.ipv6 = { ...ip.ipv6, routes: [] })),
-        [ROUTE_GONE('ipv6')],
-      ],
+      ['the IPv4 rule gone', routedWith({ rules: [] }), [RULE_GONE('ipv4')]],
+      ['the IPv6 route gone', routedWith({}, { routes: [] }), [ROUTE_GONE('ipv6')]],
       [
         'rule and route gone in both families (a fresh namespace but for ::6)',
         { ipv6: { lo: ['::6/128'] } },
@@ -2188,24 +2180,20 @@ describe('TPROXY, DNS capture and --drop-invalid: nat, mangle and raw per family
       ],
       [
         'the rule of another table, a route in another table',
-        withoutIp((ip) => {
-          ip.ipv4 = {
-            rules: [{ mark: 1337, table: 134 }],
-            routes: ['local default dev lo table 134'],
-          };
+        routedWith({
+          rules: [{ mark: 1337, table: 134 }],
+          routes: ['local default dev lo table 134'],
         }),
         [RULE_GONE('ipv4'), ROUTE_GONE('ipv4')],
       ],
       [
         'a copy of the rule at another preference is the rule',
-        withoutIp(
-          (ip) => (ip.ipv4 = { ...ip.ipv4, rules: [{ mark: 1337, table: 133, pref: 100 }] }),
-        ),
+        routedWith({ rules: [{ mark: 1337, table: 133, pref: 100 }] }),
         [],
       ],
       [
         '::6 gone from lo',
-        withoutIp((ip) => (ip.ipv6 = { ...ip.ipv6, lo: [] })),
+        routedWith({}, { lo: [] }),
         ['ipv6: ::6/128 is not on lo (the proxy cannot bind its passthrough source)'],
       ],
     ])('TPROXY outside iptables, %s', async (_name, ip, drift) => {
