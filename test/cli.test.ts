@@ -10,6 +10,7 @@ import { FLAGS } from '../src/flags.js';
 import { VERSION } from '../src/version.js';
 import {
   exited,
+  FakeKernel,
   type FakeOptions,
   fakeSystem,
   fixture,
@@ -19,6 +20,7 @@ import {
   LIVE_NFT,
   NOW,
   notFound,
+  RERUN_NFT,
   run,
   type Setup,
 } from './fake-system.js';
@@ -418,6 +420,27 @@ describe('failures', () => {
       {},
       /^mesh-init: invalid --dns-port: it only goes with --redirect-dns/,
     ],
+    // DNS capture that could not work: 53 excluded, or a DNS port TCP capture uses too.
+    [
+      ['istio-iptables', ...ISTIO_INJECTOR, '--redirect-dns', '-o', '53'],
+      {},
+      /^mesh-init: conflicting --redirect-dns and --outbound-exclude-ports: port 53 is both captured and excluded\n$/,
+    ],
+    [
+      ISTIO_INJECTOR,
+      { ISTIO_META_DNS_CAPTURE: 'true', ISTIO_LOCAL_OUTBOUND_PORTS_EXCLUDE: '53' },
+      /^mesh-init: conflicting --redirect-dns \(from ISTIO_META_DNS_CAPTURE\) and --outbound-exclude-ports \(from ISTIO_LOCAL_OUTBOUND_PORTS_EXCLUDE\): port 53 is both captured and excluded\n$/,
+    ],
+    [
+      ['--redirect-dns', '-p', '15053'],
+      {},
+      /^mesh-init: conflicting --dns-port \(default 15053\) and --proxy-port: port 15053 cannot take both DNS and TCP capture\n$/,
+    ],
+    [
+      ['istio-iptables', ...ISTIO_INJECTOR, '--redirect-dns'],
+      { MESH_INIT_DNS_PORT: '15006' },
+      /^mesh-init: conflicting --dns-port \(from MESH_INIT_DNS_PORT\) and --inbound-capture-port: port 15006 cannot take both DNS and TCP capture\n$/,
+    ],
   ])('usage error %j %j exits 2 and runs nothing', async (argv, env, message) => {
     const result = await run(argv, LIVE_NFT, { env, globalIpv6: true });
     expect(result.code).toBe(2);
@@ -790,8 +813,25 @@ describe('--log-format', () => {
     ],
     // Drift is a result, not an error: its line is info, the diff goes to stdout.
     ['--check with drift', ['--check', '-p', '15002'], {}, 5, 'check'],
-    ['--check in sync', ['--check'], {}, 0, 'check'],
+    // In sync as a re-run leaves the pod (LIVE_NFT's hooks are behind Docker's jump).
+    ['--check in sync', ['--check'], { kernel: new FakeKernel(RERUN_NFT) }, 0, 'check'],
     ['--cleanup', ['--cleanup'], { globalIpv6: true }, 0, 'cleaned'],
+    // TPROXY's route goes after the tables: its failure puts them back, exit 3.
+    [
+      "--cleanup, TPROXY's route not removable",
+      ['--cleanup'],
+      {
+        kernel: new FakeKernel(LIVE_NFT, { ipv4: { routes: ['local default dev lo table 133'] } }),
+        answers: {
+          ip: (call, kernel) =>
+            call.args[2] === 'del'
+              ? exited(2, 'RTNETLINK answers: Operation not permitted\n')
+              : kernel.run(call),
+        },
+      },
+      3,
+      'failed',
+    ],
     ['--dry-run', ['--dry-run'], { globalIpv6: true }, 0, 'dry-run'],
     ['--skip-rule-apply', ['--skip-rule-apply', '--run-validation'], {}, 0, 'validated'],
     [
