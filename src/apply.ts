@@ -217,8 +217,9 @@ class Changes {
         notes.push(`putting ${key} back failed too, it keeps this run's rules: ${why}`);
       }
     }
-    // After the tables: the marking rules and the route they need come and go together.
-    for (const { note, undo } of this.undos) {
+    // After the tables: the marking rules and the route they need come and go
+    // together, so where a table keeps this run's rules the ip changes stay too.
+    for (const { note, undo } of stuck ? [] : this.undos) {
       try {
         await undo();
         notes.push(note);
@@ -229,6 +230,9 @@ class Changes {
     // Same error, so the same exit code, with what was put back; but a family that
     // could not be put back has rules applied, which only exit 4 may say.
     const first = error instanceof Error ? error.message : String(error);
+    if (stuck && this.undos.length > 0) {
+      notes.push('the ip rule and route stay as this run left them, for the rules it keeps');
+    }
     const message = [first, ...notes.map((note) => `  ${note}`)].join('\n');
     if (stuck) throw new RestoreError(message);
     if (!(error instanceof Error)) throw new Error(message);

@@ -24,6 +24,8 @@ function without(lines: readonly Line[], others: readonly Line[]): Line[] {
  * chains can be exactly right and still capture nothing.
  */
 function bypasses(live: TableState, prefix: string, plan: TablePlan): string[] {
+  // raw's jumps are about UDP (the DNS zones); nat's and mangle's about TCP.
+  const proto = plan.table === 'raw' ? 'udp' : 'tcp';
   const hooks = liveHooks(live, prefix, plan.chains);
   const found: string[] = [];
   for (const hook of hooks) {
@@ -33,15 +35,16 @@ function bypasses(live: TableState, prefix: string, plan: TablePlan): string[] {
       const at = tokens.indexOf('--comment');
       if (at > 1 && tokens[at - 1] === 'comment') tokens.splice(at - 2, 4);
       // `-m tcp` is what iptables-save adds to `-p tcp` by itself.
-      const what = tokens.join(' ').replace(/^-p tcp -m tcp /, '-p tcp ');
-      if (/^(-p (tcp|all) )?-j (RETURN|ACCEPT)$/.test(what)) {
+      const what = tokens.join(' ').replace(/^-p (tcp|udp) -m (tcp|udp) /, '-p $1 ');
+      if (new RegExp(`^(-p (${proto}|all) )?-j (RETURN|ACCEPT)$`).test(what)) {
         found.push(`  ! -A ${rule.chain} ${rule.spec}   (ahead of the jump into ${hook.target})`);
       }
     }
   }
+  const skipped = plan.table === 'raw' ? 'all UDP bypass the DNS zones' : 'all TCP bypass capture';
   return found.length === 0
     ? []
-    : [`${plan.family} ${plan.table}: rules that let all TCP bypass capture:`, ...found];
+    : [`${plan.family} ${plan.table}: rules that let ${skipped}:`, ...found];
 }
 
 /**

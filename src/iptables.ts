@@ -151,7 +151,6 @@ export async function addPassthroughAddress(run: RunCommand, address: string): P
 const ipFlag = (family: Family) => (family === 'ipv4' ? '-4' : '-6');
 const anyDestination = (family: Family) => (family === 'ipv4' ? 'default' : '::/0');
 
-/** `ip` argv of TPROXY's policy routing: marked packets look up a table whose only route is lo. */
 /**
  * The priority of TPROXY's rule: ahead of the main table (32766), and what `ip rule
  * add` picks by itself in a fresh pod (so the rule reads as Istio's). Fixed, so
@@ -159,6 +158,7 @@ const anyDestination = (family: Family) => (family === 'ipv4' ? 'default' : '::/
  */
 const LOCAL_RULE_PRIORITY = '32765';
 
+/** `ip` argv of TPROXY's policy routing: marked packets look up a table whose only route is lo. */
 function localRouteArgs(family: Family, { mark, routeTable }: TproxyRouting) {
   const table = String(routeTable);
   return {
@@ -170,6 +170,21 @@ function localRouteArgs(family: Family, { mark, routeTable }: TproxyRouting) {
     delRule: [ipFlag(family), 'rule', 'del', 'fwmark', String(mark), 'lookup', table],
     route: ['local', anyDestination(family), 'dev', 'lo', 'table', table],
   };
+}
+
+/**
+ * Whether TPROXY's table holds its local route. A table that was never made is
+ * "FIB table does not exist"; any other failure is an error, not a missing route.
+ */
+async function showsLocalRoute(run: RunCommand, family: Family, routing: TproxyRouting) {
+  const args = [ipFlag(family), 'route', 'show', 'table', String(routing.routeTable)];
+  const shown = await runIp(run, args);
+  if (shown.exitCode !== 0 && !/FIB table does not exist/i.test(shown.stderr)) {
+    throw new BackendError(
+      `cannot read TPROXY's route (ip ${args.join(' ')}): ${describeFailure(shown)}`,
+    );
+  }
+  return shown.exitCode === 0 && /^local (default|::\/0) dev lo\b/m.test(shown.stdout);
 }
 
 /** What addLocalRoute or removeLocalRoute runs, for --dry-run. */
@@ -266,10 +281,7 @@ export async function removeLocalRoute(
   }
   let removed = false;
   const copies = listed.stdout.split('\n').filter((line) => line.trim() !== '').length;
-  const table = String(routing.routeTable);
-  const shown = await runIp(run, [ipFlag(family), 'route', 'show', 'table', table]);
-  // A table that never existed: "FIB table does not exist" (IPv4), or nothing listed.
-  const routed = shown.exitCode === 0 && /^local (default|::\/0) dev lo\b/m.test(shown.stdout);
+  const routed = await showsLocalRoute(run, family, routing);
   if (copies > 0 || routed) onRemoving();
   for (let left = copies; left > 0; left--) {
     await ipOrThrow(run, args.delRule, "delete TPROXY's ip rule");
@@ -290,15 +302,7 @@ export async function readLocalRoute(
 ): Promise<{ rule: boolean; route: boolean }> {
   const args = localRouteArgs(family, routing);
   const rule = (await countLocalRules(run, args)) > 0;
-  const shown = await runIp(run, [
-    ipFlag(family),
-    'route',
-    'show',
-    'table',
-    String(routing.routeTable),
-  ]);
-  const route = shown.exitCode === 0 && /^local (default|::\/0) dev lo\b/m.test(shown.stdout);
-  return { rule, route };
+  return { rule, route: await showsLocalRoute(run, family, routing) };
 }
 
 /** Whether lo holds the IPv6 passthrough address (--check). */

@@ -1468,6 +1468,25 @@ describe('TPROXY, DNS capture and --drop-invalid: nat, mangle and raw per family
       ]);
     });
 
+    it('a table that cannot be put back keeps its TPROXY chains, so the rule it added stays too (exit 4)', async () => {
+      const result = await run([...FORCED, ...TPROXY], LIVE_NFT, {
+        globalIpv6: true,
+        answers: {
+          'ip6tables-nft-restore': exited(1, 'ip6tables-restore: line 2 failed\n'),
+          'iptables-nft-restore': (call) =>
+            call.args.includes('--noflush')
+              ? undefined
+              : exited(1, 'iptables-restore: line 2 failed\n'),
+        },
+      });
+      expect(result.code).toBe(4);
+      expect(result.kernel.ipRules('ipv4')).toEqual(['32765: fwmark 0x539 lookup 133']);
+      expect(result.commands()).not.toContain('ip -4 rule del fwmark 1337 lookup 133');
+      expect(result.stderr()).toContain(
+        '  the ip rule and route stay as this run left them, for the rules it keeps',
+      );
+    });
+
     it('ip route replace failing where the rule was there before the run: the rule stays', async () => {
       const result = await run([...FORCED, ...TPROXY], FRESH, {
         ip: { ipv4: { rules: [{ mark: 1337, table: 133 }] } },

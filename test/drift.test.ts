@@ -465,6 +465,14 @@ describe('findDrift: mangle and raw, over their real saves', () => {
     ['mangle', 'PREROUTING', 'ISTIO_INBOUND', '-A PREROUTING -p udp -j ACCEPT', []],
     ['mangle', 'OUTPUT', 'ISTIO_OUTPUT', '-A OUTPUT -p tcp -m tcp --dport 22 -j RETURN', []],
     ['raw', 'OUTPUT', 'ISTIO_OUTPUT_DNS', '-A OUTPUT -j ACCEPT', ['ISTIO_OUTPUT_DNS']],
+    [
+      'raw',
+      'OUTPUT',
+      'ISTIO_OUTPUT_DNS',
+      '-A OUTPUT -p udp -m udp -j RETURN',
+      ['ISTIO_OUTPUT_DNS'],
+    ],
+    ['raw', 'OUTPUT', 'ISTIO_OUTPUT_DNS', '-A OUTPUT -p tcp -m tcp -j ACCEPT', []],
     ['raw', 'PREROUTING', 'ISTIO_INBOUND', '-A PREROUTING -p udp -m udp --sport 53 -j RETURN', []],
     ['nat', 'OUTPUT', 'ISTIO_OUTPUT', '-A OUTPUT -p tcp -j RETURN', ['ISTIO_OUTPUT']],
   ])(
@@ -478,7 +486,13 @@ describe('findDrift: mangle and raw, over their real saves', () => {
       expect(drift).toEqual([
         `ipv4 ${table}: jumps into owned chains:`,
         ORDER,
-        ...(into.length === 0 ? [] : [`ipv4 ${table}: rules that let all TCP bypass capture:`]),
+        ...(into.length === 0
+          ? []
+          : [
+              table === 'raw'
+                ? `ipv4 ${table}: rules that let all UDP bypass the DNS zones:`
+                : `ipv4 ${table}: rules that let all TCP bypass capture:`,
+            ]),
         ...into.map((chain) => `  ! ${rule}   (ahead of the jump into ${chain})`),
       ]);
     },

@@ -198,3 +198,25 @@ describe('readLocalRoute and hasPassthroughAddress: what --check sees', () => {
     );
   });
 });
+
+describe('reading the route table: only "FIB table does not exist" means no route', () => {
+  const denied = exited(2, 'RTNETLINK answers: Operation not permitted\n');
+  const failShow = (call: Call) =>
+    call.args[1] === 'route' && call.args[2] === 'show' ? denied : undefined;
+
+  it.each([
+    ['readLocalRoute (--check)', (run: RunCommand) => readLocalRoute(run, 'ipv4', ROUTING)],
+    ['removeLocalRoute (--cleanup)', (run: RunCommand) => removeLocalRoute(run, 'ipv4', ROUTING)],
+  ])('%s: any other failure is an error, not a missing route', async (_name, call) => {
+    const ip = ipOf({ ipv4: { rules: [RULE], routes: [ROUTE] } }, failShow);
+    await expect(call(ip.run)).rejects.toThrow(
+      "cannot read TPROXY's route (ip -4 route show table 133): exit 2: RTNETLINK answers: Operation not permitted",
+    );
+    expect(ip.kernel.ipRules('ipv4')).toEqual(['32765: fwmark 0x539 lookup 133']);
+  });
+
+  it('a table never made reads as no route', async () => {
+    const ip = ipOf();
+    expect(await readLocalRoute(ip.run, 'ipv4', ROUTING)).toEqual({ rule: false, route: false });
+  });
+});
