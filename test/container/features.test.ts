@@ -2,7 +2,11 @@
 // namespaces: TPROXY inbound capture (a transparent listener sees the original
 // destination), DNS capture with Docker's embedded resolver on 127.0.0.11 (the
 // "resolver on lo" case), and --drop-invalid. Every pod and the peer that talks to
-// them sit on one internal Docker network.
+// them sit on one internal Docker network, dual-stack, so TPROXY and --drop-invalid
+// are proved over IPv6 too (mesh-init's `--ipv6 auto` sees the pod's global IPv6
+// address and programs ip6tables as well). DNS capture has no IPv6 case: Docker's
+// embedded DNS listens on 127.0.0.11 only, so a pod's resolv.conf names no IPv6
+// resolver to capture.
 //
 // Node has no setsockopt() for IP_TRANSPARENT and no raw sockets, and the mesh-init
 // image has no Perl: the transparent listener and the sender of an INVALID segment
@@ -63,6 +67,17 @@ function packetsOf(save: string, why: string): number {
 /** Drops counters, so `toContain` can name a rule as `iptables-save` prints it. */
 const withoutCounters = (save: string) => save.replace(/^\[\d+:\d+\] /gm, '');
 
+/** The pod's address in `family`; the cluster is dual-stack, so a pod without IPv6 is a failure. */
+function addressOf(pod: Pod, family: 4 | 6): string {
+  const address = family === 4 ? pod.ip : pod.ipv6;
+  if (address === undefined) throw new Error(`pod ${pod.name} has no IPv${family} address`);
+  return address;
+}
+
+/** `address:port`, or `[address]:port` for IPv6, as socket-tools.pl reports an endpoint. */
+const endpoint = (address: string, port: number | string) =>
+  address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
+
 describe.runIf(missing === undefined)("issue #5's features in Docker pods", () => {
   const perl = base ?? 'unreachable';
   let cluster: Cluster;
@@ -84,7 +99,7 @@ describe.runIf(missing === undefined)("issue #5's features in Docker pods", () =
   }
 
   beforeAll(async () => {
-    cluster = await Cluster.create();
+    cluster = await Cluster.create({ ipv6: true });
     peer = await cluster.startPod('peer');
     peerApp = await cluster.startInPod(peer, {
       role: 'app',
@@ -104,11 +119,11 @@ describe.runIf(missing === undefined)("issue #5's features in Docker pods", () =
     beforeAll(async () => {
       ({ pod } = await startMeshedPod('tproxy', args));
       // The inbound side of a TPROXY proxy: IP_TRANSPARENT needs CAP_NET_ADMIN, which
-      // only root's processes get from Docker, as in the kernel suite.
-      const [started] = await Promise.all([
-        cluster.startSidecars(pod),
+      // only root's processes get from Docker, as in the kernel suite. One listener a
+      // family, as the kernel suite's: the IPv6 one is IPv6-only on the same port.
+      const inbound = (role: string, address: string) =>
         cluster.startInPod(pod, {
-          role: 'inbound',
+          role,
           image: perl,
           user: '0:0',
           capabilities: ['NET_ADMIN'],
@@ -117,18 +132,24 @@ describe.runIf(missing === undefined)("issue #5's features in Docker pods", () =
             '/opt/mesh-test/socket-tools.pl',
             'transparent',
             String(INBOUND_PORT),
+            address,
           ],
-        }),
+        });
+      const [started] = await Promise.all([
+        cluster.startSidecars(pod),
+        inbound('inbound', '0.0.0.0'),
+        inbound('inbound6', '::'),
       ]);
       sidecars = started;
     });
 
+    const ip = async (...command: string[]) => {
+      const result = await sidecars.app.exec(['ip', ...command]);
+      expect(result.exitCode, result.stderr).toBe(0);
+      return result.stdout;
+    };
+
     it('adds the policy route (fwmark 1337 lookup 133, local default dev lo) and the mangle rules, and --check agrees', async () => {
-      const ip = async (...command: string[]) => {
-        const result = await sidecars.app.exec(['ip', ...command]);
-        expect(result.exitCode, result.stderr).toBe(0);
-        return result.stdout;
-      };
       expect((await ip('rule', 'list')).match(/fwmark 0x539 lookup 133\b/g)).toHaveLength(1);
       expect(await ip('route', 'show', 'table', '133')).toMatch(/^local default dev lo\b/);
 
@@ -149,14 +170,36 @@ describe.runIf(missing === undefined)("issue #5's features in Docker pods", () =
       expect(checked.exitCode, checked.stdout + checked.stderr).toBe(0);
     });
 
-    it.each([8080, 9090])(
-      "another pod's connection to port %i lands on the transparent listener, destination and source kept",
-      async (port) => {
+    it('IPv6: adds the same policy route with ip -6 and TPROXY to :: in ip6tables mangle', async () => {
+      expect((await ip('-6', 'rule', 'list')).match(/fwmark 0x539 lookup 133\b/g)).toHaveLength(1);
+      expect(await ip('-6', 'route', 'show', 'table', '133')).toMatch(
+        /^local (default|::\/0) dev lo\b/,
+      );
+      const mangle = withoutCounters(await cluster.saveTable(pod, 'mangle', 'nft', 6));
+      expect(mangle).toMatch(/^-A PREROUTING -p tcp .*-j ISTIO_INBOUND$/m);
+      expect(mangle).toMatch(
+        new RegExp(
+          `^-A ISTIO_TPROXY .*-j TPROXY --on-port ${INBOUND_PORT} --on-ip :: --tproxy-mark 0x539/0xffffffff$`,
+          'm',
+        ),
+      );
+    });
+
+    it.each([
+      [4, 8080],
+      [4, 9090],
+      [6, 8080],
+    ] as const)(
+      "IPv%i: another pod's connection to port %i lands on the transparent listener, destination and source kept",
+      async (family, port) => {
         // Without TPROXY, 8080 would reach the echo server and 9090 would be refused.
-        expect(await cluster.probe(peerApp, ['read', pod.ip, String(port)])).toEqual({
+        const to = addressOf(pod, family);
+        expect(await cluster.probe(peerApp, ['read', to, String(port)])).toEqual({
           server: 'transparent',
-          local: `${pod.ip}:${port}`,
-          peer: expect.stringMatching(new RegExp(`^${literal(peer.ip)}:\\d+$`)),
+          local: endpoint(to, port),
+          peer: expect.stringMatching(
+            new RegExp(`^${literal(endpoint(addressOf(peer, family), ''))}\\d+$`),
+          ),
         });
       },
     );
@@ -305,26 +348,42 @@ describe.runIf(missing === undefined)("issue #5's features in Docker pods", () =
       expect(without.stdout).toContain('DROP_INVALID');
     });
 
-    it("drops another pod's SYN+FIN segment, and a request still goes through the proxy", async () => {
-      const packets = async () => packetsOf(await cluster.saveTable(pod, 'mangle', 'nft'), DROPPED);
-      const before = await packets();
-      const sent = await cluster.runInPod(peer, {
-        role: `invalid-${randomUUID().slice(0, 4)}`,
-        image: perl,
-        user: '0:0',
-        capabilities: ['NET_RAW'],
-        entrypoint: ['perl', '/opt/mesh-test/socket-tools.pl', 'invalid', peer.ip, pod.ip, '8080'],
-      });
-      expect(sent, sent.stderr).toMatchObject({ exitCode: 0, stdout: '{"sent":1}\n' });
-      await expect.poll(packets).toBe(before + 1);
+    // Each family's segment meets its own table's rule (iptables or ip6tables mangle),
+    // and the request after it resolves the pod's name in that family only.
+    it.each([4, 6] as const)(
+      "IPv%i: drops another pod's SYN+FIN segment, and a request still goes through the proxy",
+      async (family) => {
+        const packets = async () =>
+          packetsOf(await cluster.saveTable(pod, 'mangle', 'nft', family), DROPPED);
+        const before = await packets();
+        const sent = await cluster.runInPod(peer, {
+          role: `invalid-${randomUUID().slice(0, 4)}`,
+          image: perl,
+          user: '0:0',
+          capabilities: ['NET_RAW'],
+          entrypoint: [
+            'perl',
+            '/opt/mesh-test/socket-tools.pl',
+            'invalid',
+            addressOf(peer, family),
+            addressOf(pod, family),
+            '8080',
+          ],
+        });
+        expect(sent, sent.stderr).toMatchObject({ exitCode: 0, stdout: '{"sent":1}\n' });
+        await expect.poll(packets).toBe(before + 1);
 
-      const agent = marker('after-invalid');
-      const answer = await cluster.httpGet(peerApp, 'http://drop-invalid:8080/', agent);
-      expect(answer.status).toBe(200);
-      expect(answer.body).toMatch(/^x-request-id=/m); // the proxy added it
-      const log = await cluster.waitForAccessLog(sidecars, agent);
-      expect(log.filter((line) => line.includes(agent))).toHaveLength(1);
-      expect(await packets()).toBe(before + 1);
-    });
+        const agent = marker(`after-invalid-v${family}`);
+        const answer = await cluster.httpGet(peerApp, 'http://drop-invalid:8080/', agent, {
+          family,
+        });
+        expect(answer.error).toBeUndefined();
+        expect(answer.status).toBe(200);
+        expect(answer.body).toMatch(/^x-request-id=/m); // the proxy added it
+        const log = await cluster.waitForAccessLog(sidecars, agent);
+        expect(log.filter((line) => line.includes(agent))).toHaveLength(1);
+        expect(await packets()).toBe(before + 1);
+      },
+    );
   });
 });

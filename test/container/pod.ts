@@ -333,21 +333,25 @@ export class Cluster {
   }
 
   /**
-   * One table of the pod as one backend's `iptables-save -c` prints it, counters
-   * included, read as `natTables` does.
+   * One table of the pod as one backend's `iptables-save -c` (`ip6tables-save -c`
+   * for family 6) prints it, counters included, read as `natTables` does.
    */
   async saveTable(
     pod: Pod,
     table: 'nat' | 'mangle' | 'raw',
     backend: 'legacy' | 'nft',
+    family: 4 | 6 = 4,
   ): Promise<string> {
+    const tool = family === 4 ? 'iptables' : 'ip6tables';
     const result = await this.runInPod(pod, {
-      role: `save-${table}-${backend}-${randomUUID().slice(0, 4)}`,
-      entrypoint: [`iptables-${backend}-save`, '-c', '-t', table],
+      role: `save-${tool}-${table}-${backend}-${randomUUID().slice(0, 4)}`,
+      entrypoint: [`${tool}-${backend}-save`, '-c', '-t', table],
       capabilities: ['NET_ADMIN', 'NET_RAW'],
     });
     if (result.exitCode !== 0) {
-      throw new Error(`reading the ${table} table failed (${result.exitCode}): ${result.stderr}`);
+      throw new Error(
+        `reading the ${tool} ${table} table failed (${result.exitCode}): ${result.stderr}`,
+      );
     }
     return result.stdout;
   }
