@@ -192,7 +192,8 @@ describe.runIf(missing === undefined)("issue #5's features in Docker pods", () =
     ] as const)(
       "IPv%i: another pod's connection to port %i lands on the transparent listener, destination and source kept",
       async (family, port) => {
-        // Without TPROXY, 8080 would reach the echo server and 9090 would be refused.
+        // With REDIRECT instead (same -z), the connection would land here too, but on the
+        // listener's own port: `local` is what only TPROXY keeps.
         const to = addressOf(pod, family);
         expect(await cluster.probe(peerApp, ['read', to, String(port)])).toEqual({
           server: 'transparent',
