@@ -1,5 +1,5 @@
 import { type Choice, chooseBackend, type Probe } from './backend.js';
-import { type Backend, type Config, parseResolvConf, withResolvers } from './config.js';
+import { type Backend, type Config, withResolvers } from './config.js';
 import { findDrift } from './drift.js';
 import {
   BackendError,
@@ -33,6 +33,7 @@ import {
   type Transaction,
 } from './reconcile.js';
 import { renderRestore } from './render.js';
+import { parseResolvConf } from './resolv.js';
 import {
   chainName,
   type Family,
@@ -84,8 +85,8 @@ function stateOf(live: Live | undefined, family: Family, table: Table): TableSta
 }
 
 /**
- * Finds the backend and reads the live nat table of each family with it. Once a
- * run has chosen its backend (`chosen`), every later read sticks to it.
+ * Finds the backend and reads every table of each family with it. Once a run has
+ * chosen its backend (`chosen`), every later read sticks to it.
  */
 async function readLive(
   config: Config,
@@ -101,7 +102,7 @@ async function readLive(
   } else if (config.backend === 'auto') {
     // The whole IPv4 dump of each backend both picks the backend and gives the state.
     const order: Backend[] = ['nft', 'legacy'];
-    const dumps = await Promise.all(order.map((b) => save(run, b, 'ipv4', 'all')));
+    const dumps = await Promise.all(order.map((b) => save(run, b, 'ipv4')));
     const probes = dumps.map(
       (dump, i): Probe =>
         dump.ok
@@ -126,28 +127,49 @@ function holdsOwned(live: TableState, prefix: string, table: Table): boolean {
   );
 }
 
+/** A table a run deals with: its plan (none where mesh-init's chains must go) and what is live. */
+interface TableWork {
+  readonly family: Family;
+  readonly table: Table;
+  readonly plan: TablePlan | undefined;
+  readonly state: TableState;
+}
+
 /**
- * Config + live state → the transactions, a table of a family each. Pure. Apply
- * writes the planned tables and clears mesh-init's chains from tables no longer
- * planned (a re-run with fewer features); cleanup clears nat and every table
- * that holds something of mesh-init's.
+ * The tables a run deals with, per family: those the config plans (none for
+ * cleanup), nat always, and every other table that holds something of mesh-init's
+ * (a re-run with fewer features, or cleanup, clears it).
  */
+function tablesToReconcile(
+  config: Config,
+  families: readonly Family[],
+  live: Live | undefined,
+): TableWork[] {
+  return families.flatMap((family) => {
+    const plans = config.mode === 'cleanup' ? [] : planTables(config, family);
+    return TABLES.flatMap((table): TableWork[] => {
+      const state = stateOf(live, family, table);
+      const plan = plans.find((p) => p.table === table);
+      const wanted = plan !== undefined || table === 'nat';
+      return wanted || holdsOwned(state, config.chainPrefix, table)
+        ? [{ family, table, plan, state }]
+        : [];
+    });
+  });
+}
+
+/** Config + live state → the transactions, a table of a family each. Pure. */
 export function planFamilies(
   config: Config,
   families: readonly Family[],
   live: Live | undefined,
 ): Transaction[] {
   const prefix = config.chainPrefix;
-  return families.flatMap((family) => {
-    const plans = config.mode === 'cleanup' ? [] : planTables(config, family);
-    return TABLES.flatMap((table): Transaction[] => {
-      const state = stateOf(live, family, table);
-      const plan = plans.find((p) => p.table === table);
-      if (plan !== undefined) return [planTransaction(plan, state, prefix)];
-      if (table !== 'nat' && !holdsOwned(state, prefix, table)) return [];
-      return [planCleanup(family, table, state, prefix)];
-    });
-  });
+  return tablesToReconcile(config, families, live).map(({ family, table, plan, state }) =>
+    plan === undefined
+      ? planCleanup(family, table, state, prefix)
+      : planTransaction(plan, state, prefix),
+  );
 }
 
 interface Baseline {
@@ -176,7 +198,7 @@ class Changes {
     private readonly deps: Deps,
   ) {}
 
-  /** Applies one family's transaction and remembers how to put it back. */
+  /** Applies one table's transaction and remembers how to put that table back. */
   async apply(tx: Transaction, live: Live | undefined): Promise<void> {
     await restore(this.deps.run, this.backend, tx.family, renderRestore(tx), this.options(true));
     const key = `${tx.family} ${tx.table}`;
@@ -196,7 +218,7 @@ class Changes {
     this.undos.push({ note, undo });
   }
 
-  /** Puts back every family this run changed, then throws `error` with what happened. */
+  /** Puts back every table this run changed, then the ip changes, and throws `error` with what happened. */
   async putBack(error: unknown): Promise<never> {
     if (this.baselines.size === 0 && this.undos.length === 0) throw error;
     const notes: string[] = [];
@@ -245,18 +267,11 @@ class Changes {
   }
 }
 
+/** Each table's drift; a table holding mesh-init's chains but planned empty shows them all. */
 function driftOf(config: Config, families: Family[], live: Live): string[] {
-  const prefix = config.chainPrefix;
-  return families.flatMap((family) => {
-    const plans = planTables(config, family);
-    return TABLES.flatMap((table) => {
-      const state = stateOf(live, family, table);
-      const plan: TablePlan | undefined =
-        plans.find((p) => p.table === table) ??
-        (holdsOwned(state, prefix, table) ? { family, table, chains: [], rules: [] } : undefined);
-      return plan === undefined ? [] : findDrift(plan, state, prefix);
-    });
-  });
+  return tablesToReconcile(config, families, live).flatMap(({ family, table, plan, state }) =>
+    findDrift(plan ?? { family, table, chains: [], rules: [] }, state, config.chainPrefix),
+  );
 }
 
 async function runValidation(config: Config, deps: Deps, log: Logger): Promise<void> {
@@ -299,13 +314,13 @@ async function printDryRun(config: Config, families: Family[], deps: Deps, log: 
     ...(families.includes('ipv6') && config.mode === 'apply'
       ? [`ip -6 addr replace ${INBOUND_PASSTHROUGH.ipv6.address}/128 dev lo`]
       : []),
-    ...(routesLocally(config)
-      ? families.flatMap((family) =>
-          localRouteCommands(family, config.tproxy, config.mode === 'cleanup' ? 'remove' : 'add'),
-        )
-      : staleRouteFamilies(config, families, live).flatMap((family) =>
-          localRouteCommands(family, config.tproxy, 'remove'),
-        )),
+    ...(config.mode === 'cleanup'
+      ? families.flatMap((family) => localRouteCommands(family, config.tproxy, 'remove'))
+      : usesTproxy(config)
+        ? families.flatMap((family) => localRouteCommands(family, config.tproxy, 'add'))
+        : staleRouteFamilies(config, families, live).flatMap((family) =>
+            localRouteCommands(family, config.tproxy, 'remove'),
+          )),
   ];
   for (const command of commands) log.info('dry-run', `dry-run: would also run: ${command}`);
   log.info('dry-run', `dry-run: printed the ${families.join(' and ')} text; nothing applied`, {
@@ -325,7 +340,7 @@ async function routingDrift(config: Config, families: Family[], deps: Deps): Pro
       );
     }
   }
-  if (!routesLocally(config)) return drift;
+  if (!usesTproxy(config)) return drift;
   const { mark, routeTable } = config.tproxy;
   for (const family of families) {
     const found = await readLocalRoute(deps.run, family, config.tproxy);
@@ -359,7 +374,7 @@ async function checkDrift(config: Config, families: Family[], deps: Deps, log: L
   return EXIT_DRIFT;
 }
 
-/** --cleanup: one transaction per family removes mesh-init's chains and jumps. */
+/** --cleanup: one transaction per table and family removes mesh-init's chains and jumps, then TPROXY's route. */
 async function cleanUp(config: Config, families: Family[], deps: Deps, log: Logger) {
   const live = await readLive(config, families, deps.run);
   backendLine(log, live.choice);
@@ -407,7 +422,7 @@ async function applyRules(config: Config, families: Family[], deps: Deps, log: L
     await addPassthroughAddress(deps.run, INBOUND_PASSTHROUGH.ipv6.address);
   }
   const changes = new Changes(config, choice.backend, deps);
-  if (routesLocally(config)) {
+  if (usesTproxy(config)) {
     for (const family of families) {
       try {
         await addLocalRoute(deps.run, family, config.tproxy, () =>
@@ -493,17 +508,14 @@ function staleRouteFamilies(
   families: readonly Family[],
   live: Live | undefined,
 ): Family[] {
-  if (routesLocally(config) || live === undefined) return [];
+  if (usesTproxy(config) || live === undefined) return [];
   const tproxy = chainName(config.chainPrefix, 'TPROXY');
   return families.filter((family) => stateOf(live, family, 'mangle').chains.includes(tproxy));
 }
 
-/** TPROXY marks packets that a policy route sends to lo; cleanup removes that route either way. */
-function routesLocally(config: Config): boolean {
-  return (
-    config.mode === 'cleanup' ||
-    (config.inboundMode === 'tproxy' && config.inboundPorts.kind !== 'none')
-  );
+/** TPROXY marks inbound packets that a policy route then delivers to lo. */
+function usesTproxy(config: Config): boolean {
+  return config.inboundMode === 'tproxy' && config.inboundPorts.kind !== 'none';
 }
 
 /**

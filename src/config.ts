@@ -238,56 +238,6 @@ function overlap(a: readonly number[], b: readonly number[]): number | undefined
   return a.find((port) => b.includes(port));
 }
 
-export interface Resolvers {
-  /** Where the C library sends queries, as host CIDRs of the family it uses. */
-  readonly resolvers: readonly Cidr[];
-  /** `nameserver` values no address could be made of, for the log. */
-  readonly skipped: readonly string[];
-}
-
-/** An IPv6 text with its trailing dotted quad (inet_pton takes only four decimal parts) as two hex groups. */
-function withoutDottedQuad(text: string): string | undefined {
-  const at = text.lastIndexOf(':');
-  const quad = text.slice(at + 1);
-  if (!quad.includes('.')) return text;
-  if (!ipaddr.IPv4.isValidFourPartDecimal(quad)) return undefined;
-  const [a = 0, b = 0, c = 0, d = 0] = quad.split('.').map(Number);
-  const hex = (n: number) => n.toString(16);
-  return `${text.slice(0, at + 1)}${hex(a * 256 + b)}:${hex(c * 256 + d)}`;
-}
-
-/** A nameserver value the way the C library reads it (inet_aton / inet_pton, zone ignored). */
-function nameserverAddress(value: string): Cidr | undefined {
-  if (ipaddr.IPv4.isValid(value)) {
-    // inet_aton's forms too: 010.0.0.1 is 8.0.0.1, as the C library reads it.
-    return { family: 'ipv4', address: ipaddr.IPv4.parse(value).toString(), prefix: 32 };
-  }
-  // Only IPv6 has zones (fe80::1%eth0); the address alone still matches.
-  const [host = ''] = value.split('%');
-  if (!ipaddr.IPv6.isValid(host) || withoutDottedQuad(host) === undefined) return undefined;
-  // ipaddr.js reads every embedded dotted quad (::127.0.0.1) as IPv4-mapped: the
-  // quad is written as its two hex groups first, so only ::ffff:0:0/96 is mapped.
-  const v6 = ipaddr.IPv6.parse(withoutDottedQuad(host) ?? '');
-  if (v6.isIPv4MappedAddress()) {
-    return { family: 'ipv4', address: v6.toIPv4Address().toString(), prefix: 32 };
-  }
-  return { family: 'ipv6', address: v6.toString(), prefix: 128 };
-}
-
-/** The `nameserver` lines of a resolv.conf. A link-local address's zone is dropped: its address still matches. */
-export function parseResolvConf(text: string): Resolvers {
-  const resolvers: Cidr[] = [];
-  const skipped: string[] = [];
-  for (const line of text.split('\n')) {
-    const [keyword, value = ''] = line.trim().split(/\s+/);
-    if (keyword !== 'nameserver') continue;
-    const cidr = nameserverAddress(value);
-    if (cidr === undefined) skipped.push(value);
-    else if (!resolvers.some((r) => r.address === cidr.address)) resolvers.push(cidr);
-  }
-  return { resolvers, skipped };
-}
-
 /** The config with the pod's resolvers (from its resolv.conf) for DNS capture. */
 export function withResolvers(config: Config, resolvers: readonly Cidr[]): Config {
   if (config.dns.capture === 'off') return config;
@@ -302,15 +252,13 @@ export function validateConfig(options: GivenOptions): Config {
   const get = (name: string): GivenOption | undefined => options.get(name);
 
   const mode = get('inbound-interception-mode');
-  const inboundMode =
-    mode === undefined || String(mode.value).trim() === ''
-      ? 'redirect'
-      : parseChoice({ ...mode, value: String(mode.value).trim() }, [
-            'REDIRECT',
-            'TPROXY',
-          ] as const) === 'TPROXY'
-        ? 'tproxy'
-        : 'redirect';
+  const modeText = String(mode?.value ?? '').trim();
+  // An empty -m (or an empty variable) is the default, REDIRECT.
+  const chosenMode =
+    mode && modeText !== ''
+      ? parseChoice({ ...mode, value: modeText }, ['REDIRECT', 'TPROXY'] as const)
+      : 'REDIRECT';
+  const inboundMode = chosenMode === 'TPROXY' ? 'tproxy' : 'redirect';
   const markOption = get('inbound-tproxy-mark');
   const tableOption = get('inbound-tproxy-route-table');
   // They also name the rule and route that --cleanup, or a re-run without -m TPROXY,

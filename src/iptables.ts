@@ -49,15 +49,10 @@ export interface Saved {
   readonly failure: string;
 }
 
-/** Runs `*-save`, all tables or only nat. Never throws: callers decide what a failure means. */
-export async function save(
-  run: RunCommand,
-  backend: Backend,
-  family: Family,
-  tables: 'all' | 'nat',
-): Promise<Saved> {
+/** Runs `*-save` of every table. Never throws: callers decide what a failure means. */
+export async function save(run: RunCommand, backend: Backend, family: Family): Promise<Saved> {
   const file = binaryFor(backend, family, 'save');
-  const result = await run(file, tables === 'nat' ? ['-t', 'nat'] : []);
+  const result = await run(file, []);
   const ok = result.exitCode === 0;
   return { ok, stdout: result.stdout, failure: ok ? '' : `${file} ${describeFailure(result)}` };
 }
@@ -68,13 +63,13 @@ export async function saveOrThrow(
   backend: Backend,
   family: Family,
 ): Promise<string> {
-  const saved = await save(run, backend, family, 'all');
+  const saved = await save(run, backend, family);
   if (!saved.ok) throw new BackendError(`cannot read the ${family} tables: ${saved.failure}`);
   return saved.stdout;
 }
 
 export interface RestoreOptions {
-  /** `--noflush`: change only what the text says (apply, cleanup); without it the nat table is replaced (rollback). */
+  /** `--noflush`: change only what the text says (apply, cleanup); without it the text's table is replaced (rollback). */
   readonly noflush: boolean;
   readonly retry: RetryPolicy;
   readonly sleep: (ms: number) => Promise<void>;
@@ -85,7 +80,7 @@ const isBusy = (result: CommandResult) =>
   /xtables lock|Resource temporarily unavailable|Device or resource busy/i.test(result.stderr);
 
 /**
- * Feeds one family's text to `*-restore`: one kernel transaction, all or nothing.
+ * Feeds one table's text to `*-restore`: one kernel transaction, all or nothing.
  * A busy lock or table is tried again (--max-retries, --retry-interval); a rejected
  * ruleset is not, and the error shows the offending line of the text.
  */

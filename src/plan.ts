@@ -14,6 +14,30 @@ import {
   type Target,
 } from './rules.js';
 
+/** What arrives on a -c interface is never captured: first in an inbound chain (nat's, or mangle's). */
+function excludedInterfacesIn(config: Config, chain: ChainRef): Rule[] {
+  return config.excludeInterfaces.map(
+    (name): Rule => ({
+      chain,
+      matches: [arrivingOn(name)],
+      target: RETURN,
+      why: EXCLUDED_INTERFACE,
+    }),
+  );
+}
+
+/** The -d ports are never captured inbound: ahead of the inbound capture rules. */
+function excludedPortsIn(config: Config, chain: ChainRef): Rule[] {
+  return config.inboundExcludePorts.map(
+    (port): Rule => ({
+      chain,
+      matches: dport('tcp', port),
+      target: RETURN,
+      why: 'inbound port excluded by --inbound-exclude-ports',
+    }),
+  );
+}
+
 /** Addresses that differ between the families; everything else in the plan is shared. */
 const LOOPBACK: Record<Family, Cidr> = {
   ipv4: { family: 'ipv4', address: '127.0.0.1', prefix: 32 },
@@ -33,8 +57,10 @@ const jump = (chain: OwnedChain): Target => ({ kind: 'jump', chain });
 const RETURN: Target = { kind: 'return' };
 const tcp: Match = { kind: 'protocol', proto: 'tcp' };
 const udp: Match = { kind: 'protocol', proto: 'udp' };
-const fromLo: Match = { kind: 'inInterface', name: 'lo' };
-const toLo: Match = { kind: 'outInterface', name: 'lo' };
+const arrivingOn = (name: string): Match => ({ kind: 'inInterface', name });
+const leavingOn = (name: string): Match => ({ kind: 'outInterface', name });
+const fromLo = arrivingOn('lo');
+const toLo = leavingOn('lo');
 const DNS_PORT = 53;
 const dport = (proto: Protocol, port: number): Match[] => [
   { kind: 'protocol', proto },
@@ -51,20 +77,19 @@ function proxyOwners(config: Config): { by: 'uid' | 'gid'; id: number }[] {
 function inboundRules(config: Config, family: Family): Rule[] {
   const chain = owned('INBOUND');
   const selection = config.inboundPorts;
-  const on = (name: string): Match => ({ kind: 'inInterface', name });
   const include = config.outboundIncludeCidrs;
   // VMs behind the pod (Istio's -k) send through it: their TCP is outbound traffic,
   // captured by the outbound rules' -i choice, and never inbound.
   const virt = config.kubeVirtInterfaces.flatMap((name): Rule[] => [
     ...(include.kind === 'all'
-      ? [{ chain, matches: [tcp, on(name)], target: jump('REDIRECT'), why: KUBE_VIRT }]
+      ? [{ chain, matches: [tcp, arrivingOn(name)], target: jump('REDIRECT'), why: KUBE_VIRT }]
       : include.kind === 'only'
         ? include.cidrs
             .filter((cidr) => cidr.family === family)
             .map(
               (cidr): Rule => ({
                 chain,
-                matches: [tcp, on(name), { kind: 'destination', cidr }],
+                matches: [tcp, arrivingOn(name), { kind: 'destination', cidr }],
                 target: jump('REDIRECT'),
                 why: KUBE_VIRT,
               }),
@@ -72,7 +97,7 @@ function inboundRules(config: Config, family: Family): Rule[] {
         : []),
     {
       chain,
-      matches: [on(name)],
+      matches: [arrivingOn(name)],
       target: RETURN,
       why: 'a --kube-virt-interfaces interface is not inbound',
     },
@@ -82,14 +107,6 @@ function inboundRules(config: Config, family: Family): Rule[] {
     selection.kind === 'none' || config.inboundMode === 'tproxy'
       ? []
       : [
-          ...config.inboundExcludePorts.map(
-            (port): Rule => ({
-              chain,
-              matches: dport('tcp', port),
-              target: RETURN,
-              why: 'inbound port excluded by --inbound-exclude-ports',
-            }),
-          ),
           ...(selection.kind === 'all'
             ? [
                 {
@@ -110,14 +127,14 @@ function inboundRules(config: Config, family: Family): Rule[] {
         ];
   if (virt.length === 0 && inbound.length === 0) return [];
   // As in Istio, a -k interface wins over a -c one that matches it too (eth+ and eth1).
+  // Without inbound capture there is nothing for -d to exclude.
   return [
     ...virt,
-    ...config.excludeInterfaces.map(
-      (name): Rule => ({ chain, matches: [on(name)], target: RETURN, why: EXCLUDED_INTERFACE }),
-    ),
+    ...excludedInterfacesIn(config, chain),
+    ...(inbound.length > 0 ? excludedPortsIn(config, chain) : []),
     ...inbound,
     {
-      chain: { kind: 'builtin', name: 'PREROUTING' },
+      chain: builtin('PREROUTING'),
       matches: [tcp],
       target: jump('INBOUND'),
       why: 'inbound TCP is checked for capture',
@@ -127,7 +144,6 @@ function inboundRules(config: Config, family: Family): Rule[] {
 
 function outboundRules(config: Config, family: Family, dns: readonly Rule[]): Rule[] {
   const chain = owned('OUTPUT');
-  const lo: Match = { kind: 'outInterface', name: 'lo' };
   const owners = proxyOwners(config);
   const ofFamily = (cidrs: readonly Cidr[]) => cidrs.filter((cidr) => cidr.family === family);
   const include = config.outboundIncludeCidrs;
@@ -136,7 +152,7 @@ function outboundRules(config: Config, family: Family, dns: readonly Rule[]): Ru
     ...config.excludeInterfaces.map(
       (name): Rule => ({
         chain,
-        matches: [{ kind: 'outInterface', name }],
+        matches: [leavingOn(name)],
         target: RETURN,
         why: EXCLUDED_INTERFACE,
       }),
@@ -155,7 +171,7 @@ function outboundRules(config: Config, family: Family, dns: readonly Rule[]): Ru
       // The proxy hands inbound connections to the app from this source address;
       // they are already proxied and must not be captured again.
       chain,
-      matches: [lo, { kind: 'source', cidr: INBOUND_PASSTHROUGH[family] }],
+      matches: [toLo, { kind: 'source', cidr: INBOUND_PASSTHROUGH[family] }],
       target: RETURN,
       why: 'inbound passthrough from the proxy goes straight to the app',
     },
@@ -166,7 +182,7 @@ function outboundRules(config: Config, family: Family, dns: readonly Rule[]): Ru
       ({ by, id }): Rule => ({
         chain,
         matches: [
-          lo,
+          toLo,
           { kind: 'destination', cidr: LOOPBACK[family], negate: true },
           // The proxy's own DNS queries to a resolver on lo (127.0.0.53) are not inbound.
           ...(dns.length > 0
@@ -201,7 +217,7 @@ function outboundRules(config: Config, family: Family, dns: readonly Rule[]): Ru
     {
       // Containers of one pod talk over localhost (or their own pod IP) without the proxy, by design.
       chain,
-      matches: [lo],
+      matches: [toLo],
       target: RETURN,
       why: 'loopback traffic inside the pod is not intercepted',
     },
@@ -241,7 +257,7 @@ function outboundRules(config: Config, family: Family, dns: readonly Rule[]): Ru
     rule.matches.some((match) => match.kind === 'protocol' && match.proto === 'udp'),
   );
   rules.push({
-    chain: { kind: 'builtin', name: 'OUTPUT' },
+    chain: builtin('OUTPUT'),
     matches: seesUdp ? [] : [tcp],
     target: jump('OUTPUT'),
     why: seesUdp
@@ -295,10 +311,10 @@ function loopbackResolvers(config: Config, family: Family): Cidr[] {
 }
 
 /**
- * The whole nat-table plan of one IP family. Pure: the same config gives the same
+ * The nat table of one IP family: REDIRECT capture, and DNS capture's redirect. Pure: the same config gives the same
  * plan, and the family only picks addresses and filters CIDRs.
  */
-export function planRules(config: Config, family: Family): TablePlan {
+export function planNat(config: Config, family: Family): TablePlan {
   const redirects: Rule[] = [
     {
       chain: owned('REDIRECT'),
@@ -457,7 +473,6 @@ function tproxyRules(config: Config, family: Family): Rule[] {
   const selfMark = mark + 1;
   const inbound = owned('INBOUND');
   const out = owned('OUTPUT');
-  const on = (name: string): Match => ({ kind: 'inInterface', name });
   const notLoopback: Match = { kind: 'destination', cidr: LOOPBACK[family], negate: true };
   const capture = (extra: Match[], why: string): Rule => ({
     chain: inbound,
@@ -508,30 +523,17 @@ function tproxyRules(config: Config, family: Family): Rule[] {
       target: RETURN,
       why: 'loopback traffic inside the pod is not intercepted',
     },
+    // -k interfaces carry a VM's outbound traffic, which nat redirects.
     ...config.kubeVirtInterfaces.map(
       (name): Rule => ({
         chain: inbound,
-        matches: [on(name)],
+        matches: [arrivingOn(name)],
         target: RETURN,
         why: 'a --kube-virt-interfaces interface is not inbound',
       }),
     ),
-    ...config.excludeInterfaces.map(
-      (name): Rule => ({
-        chain: inbound,
-        matches: [on(name)],
-        target: RETURN,
-        why: EXCLUDED_INTERFACE,
-      }),
-    ),
-    ...config.inboundExcludePorts.map(
-      (port): Rule => ({
-        chain: inbound,
-        matches: dport('tcp', port),
-        target: RETURN,
-        why: 'inbound port excluded by --inbound-exclude-ports',
-      }),
-    ),
+    ...excludedInterfacesIn(config, inbound),
+    ...excludedPortsIn(config, inbound),
     // Conntrack state, as Istio has it now: a socket match would miss the replies to
     // the proxy's own connections over lo (marked below), which TPROXY then drops.
     {
@@ -583,7 +585,7 @@ function tproxyRules(config: Config, family: Family): Rule[] {
 /** Every table's plan for one family; nat always, mangle and raw when a feature needs them. */
 export function planTables(config: Config, family: Family): TablePlan[] {
   const plans: Record<Table, TablePlan | undefined> = {
-    nat: planRules(config, family),
+    nat: planNat(config, family),
     mangle: planMangle(config, family),
     raw: planRaw(config, family),
   };

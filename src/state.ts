@@ -75,14 +75,6 @@ export function parseTableState(save: string, table: Table): TableState {
   return { chains, rules };
 }
 
-/** The nat table's state; most of mesh-init lives there. */
-export const parseNatState = (save: string): TableState => parseTableState(save, 'nat');
-
-/** Whether a dump has the table at all (legacy lists only tables in use). */
-export function hasTable(save: string, table: Table): boolean {
-  return save.split('\n').some((line) => line.trim() === `*${table}`);
-}
-
 /**
  * One table's section of a dump, to restore it as it was (without --noflush); an
  * empty table where the dump had none.

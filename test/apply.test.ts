@@ -1,11 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { findDrift } from '../src/drift.js';
 import type { CommandResult } from '../src/iptables.js';
-import { planRules, planTables } from '../src/plan.js';
+import { planNat, planTables } from '../src/plan.js';
 import { planTransaction, planUndo } from '../src/reconcile.js';
 import { renderRestore } from '../src/render.js';
 import { type Family, TABLES } from '../src/rules.js';
-import { EMPTY_STATE, parseNatState, parseTableState, tableSection } from '../src/state.js';
+import { EMPTY_STATE, parseTableState, tableSection } from '../src/state.js';
 import { configFrom, withResolvConf } from './config-from.js';
 import {
   type Answer,
@@ -36,7 +36,7 @@ async function driftIn(
 ) {
   const family: Family = key.endsWith('ipv6') ? 'ipv6' : 'ipv4';
   const config = await configFrom(argv);
-  return findDrift(planRules(config, family), stateOf(system, key), config.chainPrefix);
+  return findDrift(planNat(config, family), stateOf(system, key), config.chainPrefix);
 }
 
 /** The `*nat … COMMIT` lines of a dump, as iptables-save printed them. */
@@ -70,7 +70,7 @@ function failing(times: number, result: ReturnType<typeof exited>): Answer {
 
 /** What the kernel holds for one table, read like mesh-init reads it. */
 const stateOf = (system: { kernel: { natText: (key: TableKey) => string } }, key: TableKey) =>
-  parseNatState(system.kernel.natText(key));
+  parseTableState(system.kernel.natText(key), 'nat');
 
 describe('a busy xtables lock is waited for and tried again', () => {
   it.each<[string, string[], number, string, { code: number; tries: number; sleeps: number[] }]>([
@@ -292,7 +292,9 @@ describe('all or nothing across families: a later family failing puts the earlie
       // Exactly the nat section of the IPv4 dump read at the start (the whole dump of
       // the nft backend, other tables and comments left out).
       expect(ipv4[1]?.input).toBe(natLinesOf(fixture('iptables-nft-save.txt')));
-      expect(stateOf(result, 'nft/ipv4')).toEqual(parseNatState(fixture('iptables-nft-save.txt')));
+      expect(stateOf(result, 'nft/ipv4')).toEqual(
+        parseTableState(fixture('iptables-nft-save.txt'), 'nat'),
+      );
       // The rollback is the last thing run: no read-back, no retry.
       expect(result.calls.at(-1)).toBe(ipv4[1]);
       // The note is indented under the error it follows.
@@ -314,7 +316,7 @@ describe('all or nothing across families: a later family failing puts the earlie
     expect(rollback?.args).toEqual(['--wait=10']);
     expect(rollback?.input).toBe(natLinesOf(fixture('iptables-legacy-save.txt')));
     expect(stateOf(result, 'legacy/ipv4')).toEqual(
-      parseNatState(fixture('iptables-legacy-save.txt')),
+      parseTableState(fixture('iptables-legacy-save.txt'), 'nat'),
     );
   });
 
@@ -405,7 +407,9 @@ describe('all or nothing across families: a later family failing puts the earlie
     });
     expect(result.code).toBe(4);
     expect(result.stderrLines().at(-1)).toBe('  ipv4 nat was put back as it was');
-    expect(stateOf(result, 'nft/ipv4')).toEqual(parseNatState(fixture('iptables-nft-save.txt')));
+    expect(stateOf(result, 'nft/ipv4')).toEqual(
+      parseTableState(fixture('iptables-nft-save.txt'), 'nat'),
+    );
   });
 });
 
@@ -431,7 +435,7 @@ describe('what this run changed is put back, whatever fails after it', () => {
   /** The undo of the unread first try's IPv4 text: what it added, taken back. */
   const undoOfFirstTry = async () => {
     const config = await configFrom(FORCED);
-    const fresh = planTransaction(planRules(config, 'ipv4'), EMPTY_STATE, config.chainPrefix);
+    const fresh = planTransaction(planNat(config, 'ipv4'), EMPTY_STATE, config.chainPrefix);
     return renderRestore(planUndo(fresh));
   };
 
@@ -523,7 +527,9 @@ describe('what this run changed is put back, whatever fails after it', () => {
     expect(result.outcomes[result.calls.length - 3]?.stderr).toContain('Bad rule');
     expect(result.sleeps).toEqual([500]);
     expect(result.restores().at(-1)?.input).toBe(natLinesOf(fixture('iptables-nft-save.txt')));
-    expect(stateOf(result, 'nft/ipv4')).toEqual(parseNatState(fixture('iptables-nft-save.txt')));
+    expect(stateOf(result, 'nft/ipv4')).toEqual(
+      parseTableState(fixture('iptables-nft-save.txt'), 'nat'),
+    );
     expect(result.stderrLines().slice(-2)).toEqual([
       'mesh-init: cannot read the ipv4 tables: iptables-nft-save not found',
       '  ipv4 nat was put back as it was',
@@ -549,7 +555,9 @@ describe('what this run changed is put back, whatever fails after it', () => {
         'iptables-nft-restore --wait=10',
       ]);
       expect(result.restores().at(-1)?.input).toBe(natLinesOf(fixture('iptables-nft-save.txt')));
-      expect(stateOf(result, 'nft/ipv4')).toEqual(parseNatState(fixture('iptables-nft-save.txt')));
+      expect(stateOf(result, 'nft/ipv4')).toEqual(
+        parseTableState(fixture('iptables-nft-save.txt'), 'nat'),
+      );
       expect(result.stderrLines().slice(-3)).toEqual([
         'mesh-init: ip6tables-nft-restore rejected the ipv6 rules (nothing of them was applied): exit 1: ip6tables-restore: line 9 failed',
         expect.stringMatching(/^ {2}line 9: /),
@@ -1036,7 +1044,7 @@ describe('--cleanup', () => {
       ['nft/ipv4', 'iptables-nft-save.txt'],
       ['nft/ipv6', 'ip6tables-nft-save-nat.txt'],
     ] as const) {
-      const before = parseNatState(fixture(save));
+      const before = parseTableState(fixture(save), 'nat');
       const after = stateOf(result, key);
       expect(after.chains).toEqual(before.chains.filter((c) => !c.startsWith('ISTIO_')));
       expect(after.rules).toEqual(
@@ -1598,8 +1606,8 @@ describe('TPROXY, DNS capture and --drop-invalid: nat, mangle and raw per family
         });
         expect(result.code).toBe(4);
         expect(result.stderrLines().slice(-notes.length)).toEqual(notes);
-        expect(parseNatState(result.kernel.saveText('nft/ipv4'))).toEqual(
-          parseNatState(fixture('iptables-nft-save.txt')),
+        expect(parseTableState(result.kernel.saveText('nft/ipv4'), 'nat')).toEqual(
+          parseTableState(fixture('iptables-nft-save.txt'), 'nat'),
         );
         expect(result.kernel.tableNames('nft/ipv4')).toEqual(['filter', 'nat']);
         expect(result.kernel.ipRules('ipv4')).toEqual(rules);
@@ -2335,8 +2343,8 @@ describe('TPROXY, DNS capture and --drop-invalid: nat, mangle and raw per family
           ownedIn(result.kernel.saveText(key)).filter((c) => !/INBOUND|OUTPUT|REDIRECT/.test(c)),
         ).toEqual([]);
       }
-      expect(parseNatState(result.kernel.saveText('legacy/ipv6'))).toEqual(
-        parseNatState(fixture('ip6tables-nft-save-nat.txt')),
+      expect(parseTableState(result.kernel.saveText('legacy/ipv6'), 'nat')).toEqual(
+        parseTableState(fixture('ip6tables-nft-save-nat.txt'), 'nat'),
       );
       expect(result.stderrLines().slice(-7)).toEqual([
         '  ipv4 nat was put back as it was',

@@ -1,5 +1,6 @@
 import { parseCommandLine } from '../src/args.js';
-import { type Config, parseResolvConf, validateConfig, withResolvers } from '../src/config.js';
+import { type Config, validateConfig, withResolvers } from '../src/config.js';
+import { parseResolvConf } from '../src/resolv.js';
 
 export type Env = Record<string, string>;
 

@@ -3,9 +3,10 @@
  * whose message names the flag (and the variable) and the bad value.
  */
 import { describe, expect, it } from 'vitest';
-import { type Config, parseResolvConf, withResolvers } from '../src/config.js';
+import { type Config, withResolvers } from '../src/config.js';
 import { UsageError } from '../src/errors.js';
 import { FLAGS } from '../src/flags.js';
+import { parseResolvConf } from '../src/resolv.js';
 import { configFrom, type Env } from './config-from.js';
 
 /** The error configFrom throws, checked to be a UsageError; fails the test when nothing is thrown. */

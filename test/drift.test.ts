@@ -15,11 +15,11 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { findDrift } from '../src/drift.js';
-import { planRules, planTables } from '../src/plan.js';
+import { planNat, planTables } from '../src/plan.js';
 import { planTransaction } from '../src/reconcile.js';
 import { renderRestore } from '../src/render.js';
 import { type Family, TABLES, type Table, type TablePlan } from '../src/rules.js';
-import { canonicalRule, EMPTY_STATE, parseNatState, parseTableState } from '../src/state.js';
+import { canonicalRule, EMPTY_STATE, parseTableState } from '../src/state.js';
 import { configFrom, withResolvConf } from './config-from.js';
 import { beforeC1467e4, hooksFirst } from './fake-system.js';
 
@@ -237,8 +237,8 @@ describe('findDrift: no drift where iptables-save holds what was planned', () =>
     ['varied', VARIED, 'ipv6', 'ip6tables-nft-save-nat-varied.txt', (s) => s],
   ])('%s config (%s) over %s %s', async (_name, argv, family, save, edit) => {
     const config = await configFrom(argv);
-    const live = parseNatState(edit(fixture(save)));
-    expect(findDrift(planRules(config, family), live, 'ISTIO_')).toEqual([]);
+    const live = parseTableState(edit(fixture(save)), 'nat');
+    expect(findDrift(planNat(config, family), live, 'ISTIO_')).toEqual([]);
   });
 
   // As an older run left them: the OUTPUT hook appended behind Docker's DNS jump. The
@@ -247,8 +247,8 @@ describe('findDrift: no drift where iptables-save holds what was planned', () =>
   it.each(DOCKER_SAVES)(
     "the default config over %s %s as read (the hook behind Docker's jump): the jumps do not lead",
     async (family, save) => {
-      const live = parseNatState(fixture(save));
-      expect(findDrift(planRules(await configFrom([]), family), live, 'ISTIO_')).toEqual([
+      const live = parseTableState(fixture(save), 'nat');
+      expect(findDrift(planNat(await configFrom([]), family), live, 'ISTIO_')).toEqual([
         `${family} nat: jumps into owned chains:`,
         '  they do not head their chains in plan order (a re-run moves them first)',
       ]);
@@ -264,8 +264,8 @@ describe('findDrift: no drift where iptables-save holds what was planned', () =>
     ['ipv6', 'ip6tables-legacy-save-nat-varied.txt'],
     ['ipv6', 'ip6tables-nft-save-nat-varied.txt'],
   ])('the order before c1467e4 (%s, %s) is drift: rules in another order', async (family, save) => {
-    const live = parseNatState(beforeC1467e4(save));
-    expect(findDrift(planRules(await configFrom(VARIED), family), live, 'ISTIO_')).toEqual([
+    const live = parseTableState(beforeC1467e4(save), 'nat');
+    expect(findDrift(planNat(await configFrom(VARIED), family), live, 'ISTIO_')).toEqual([
       `${family} nat: ISTIO_OUTPUT:`,
       '  rules in another order',
     ]);
@@ -289,8 +289,8 @@ describe('findDrift: no drift where iptables-save holds what was planned', () =>
     ['ipv6', 'ip6tables-nft-save-nat-any-cidr.txt'],
   ])('-i 0.0.0.0/0,::/0 (%s) over %s', async (family, save) => {
     const config = await configFrom(['-i', '0.0.0.0/0,::/0']);
-    const live = parseNatState(fixture(save));
-    expect(findDrift(planRules(config, family), live, 'ISTIO_')).toEqual([]);
+    const live = parseTableState(fixture(save), 'nat');
+    expect(findDrift(planNat(config, family), live, 'ISTIO_')).toEqual([]);
   });
 
   it.each<[Family, string, string]>([
@@ -299,9 +299,7 @@ describe('findDrift: no drift where iptables-save holds what was planned', () =>
   ])('the planned %s rules hold %s, %s has no /0', async (family, match, save) => {
     // Guards the test above against passing only because nothing renders a /0 match.
     const config = await configFrom(['-i', '0.0.0.0/0,::/0']);
-    const rendered = renderRestore(
-      planTransaction(planRules(config, family), EMPTY_STATE, 'ISTIO_'),
-    );
+    const rendered = renderRestore(planTransaction(planNat(config, family), EMPTY_STATE, 'ISTIO_'));
     expect(rendered).toContain(` ${match} `);
     expect(fixture(save)).not.toContain('/0 ');
   });
@@ -549,7 +547,10 @@ describe('findDrift: what it reports', () => {
    * changed line by line.
    */
   const live = (edit: (lines: string[]) => string[]) =>
-    parseNatState(edit(hooksFirst(fixture('iptables-legacy-save.txt')).split('\n')).join('\n'));
+    parseTableState(
+      edit(hooksFirst(fixture('iptables-legacy-save.txt')).split('\n')).join('\n'),
+      'nat',
+    );
   const drop =
     (...gone: string[]) =>
     (lines: string[]) =>
@@ -645,7 +646,7 @@ describe('findDrift: what it reports', () => {
       ],
     ],
   ])('%s', async (_name, edit, expected) => {
-    const plan = planRules(await configFrom([]), 'ipv4');
+    const plan = planNat(await configFrom([]), 'ipv4');
     expect(findDrift(plan, live(edit), 'ISTIO_')).toEqual(expected);
   });
 
@@ -653,7 +654,7 @@ describe('findDrift: what it reports', () => {
     const state = live((lines) =>
       addAfter(HOOK_OUT, HOOK_IN)(drop(':ISTIO_REDIRECT - [0:0]', REDIRECT, LO_RETURN)(lines)),
     );
-    expect(findDrift(planRules(await configFrom([]), 'ipv4'), state, 'ISTIO_')).toEqual([
+    expect(findDrift(planNat(await configFrom([]), 'ipv4'), state, 'ISTIO_')).toEqual([
       'ipv4 nat: chain ISTIO_REDIRECT is missing',
       'ipv4 nat: jumps into owned chains:',
       `  - ${HOOK_IN}`,
@@ -665,7 +666,7 @@ describe('findDrift: what it reports', () => {
   });
 
   it('an empty namespace: every chain missing, every rule planned', async () => {
-    const plan = planRules(await configFrom([]), 'ipv6');
+    const plan = planNat(await configFrom([]), 'ipv6');
     const drift = findDrift(plan, EMPTY_STATE, 'ISTIO_');
     expect(drift.slice(0, 4)).toEqual([
       'ipv6 nat: chain ISTIO_INBOUND is missing',
@@ -680,7 +681,7 @@ describe('findDrift: what it reports', () => {
   it('another prefix: the ISTIO_ rules are foreign, the MESH_ chains missing', async () => {
     const config = await configFrom(['--chain-prefix', 'MESH_']);
     const drift = findDrift(
-      planRules(config, 'ipv4'),
+      planNat(config, 'ipv4'),
       live((l) => l),
       'MESH_',
     );
@@ -703,7 +704,7 @@ describe('findDrift: what it reports', () => {
     'a rule of others ahead of the jump: %s → bypass reported: %s',
     async (_name, rule, bypass) => {
       const state = live((lines) => lines.flatMap((l) => (l === HOOK_OUT ? [rule, l] : [l])));
-      const drift = findDrift(planRules(await configFrom([]), 'ipv4'), state, 'ISTIO_');
+      const drift = findDrift(planNat(await configFrom([]), 'ipv4'), state, 'ISTIO_');
       // Any rule ahead: the jump no longer heads OUTPUT, which a re-run mends.
       expect(drift).toEqual([
         'ipv4 nat: jumps into owned chains:',
@@ -720,12 +721,12 @@ describe('findDrift: what it reports', () => {
 
   it('the same rule after the jump is no bypass', async () => {
     const state = live(addAfter(HOOK_OUT, '-A OUTPUT -p tcp -j RETURN'));
-    expect(findDrift(planRules(await configFrom([]), 'ipv4'), state, 'ISTIO_')).toEqual([]);
+    expect(findDrift(planNat(await configFrom([]), 'ipv4'), state, 'ISTIO_')).toEqual([]);
   });
 
   it('a changed config is drift: -p 15002 over the default rules', async () => {
     const drift = findDrift(
-      planRules(await configFrom(['-p', '15002']), 'ipv4'),
+      planNat(await configFrom(['-p', '15002']), 'ipv4'),
       live((l) => l),
       'ISTIO_',
     );

@@ -8,7 +8,7 @@
 import ipaddr from 'ipaddr.js';
 import { describe, expect, it } from 'vitest';
 import type { Config } from '../src/config.js';
-import { planMangle, planRaw, planRules, planTables } from '../src/plan.js';
+import { planMangle, planNat, planRaw, planTables } from '../src/plan.js';
 import { planTransaction } from '../src/reconcile.js';
 import { renderRestore, renderRule } from '../src/render.js';
 import {
@@ -26,7 +26,7 @@ import { EMPTY_STATE } from '../src/state.js';
 import { configFrom, type Env, withResolvConf } from './config-from.js';
 
 const textFor = (config: Config, family: Family) =>
-  renderRestore(planTransaction(planRules(config, family), EMPTY_STATE, config.chainPrefix));
+  renderRestore(planTransaction(planNat(config, family), EMPTY_STATE, config.chainPrefix));
 
 /** What dry-run prints for a fresh namespace: the text of every table the plan writes. */
 const tablesTextFor = (config: Config, family: Family) =>
@@ -235,7 +235,7 @@ const everyPlan = async (): Promise<{ argv: string[]; config: Config; plan: Tabl
   const plans = [];
   for (const argv of VARIED) {
     const config = await configOf(argv);
-    for (const family of FAMILIES) plans.push({ argv, config, plan: planRules(config, family) });
+    for (const family of FAMILIES) plans.push({ argv, config, plan: planNat(config, family) });
   }
   return plans;
 };
@@ -260,7 +260,7 @@ describe('plan properties', () => {
       ...['-x', '10.96.0.1,fd00:10:96::1,fd00:10:96::2'],
     ]);
     for (const family of FAMILIES) {
-      const plan = planRules(config, family);
+      const plan = planNat(config, family);
       const cidrs = plan.rules.flatMap(cidrsOf);
       expect(cidrs.length).toBeGreaterThan(2);
       for (const cidr of cidrs) expect(cidr.family).toBe(family);
@@ -269,14 +269,14 @@ describe('plan properties', () => {
       else expect(text).not.toMatch(/-[sd] [0-9a-f]*:/);
     }
     // Each family keeps all of its own CIDRs, in order.
-    expect(planRules(config, 'ipv4').rules.flatMap(cidrsOf)).toEqual(
+    expect(planNat(config, 'ipv4').rules.flatMap(cidrsOf)).toEqual(
       expect.arrayContaining([
         { family: 'ipv4', address: '10.96.0.0', prefix: 12 },
         { family: 'ipv4', address: '192.168.0.0', prefix: 16 },
         { family: 'ipv4', address: '10.96.0.1', prefix: 32 },
       ]),
     );
-    expect(planRules(config, 'ipv6').rules.flatMap(cidrsOf)).toEqual(
+    expect(planNat(config, 'ipv6').rules.flatMap(cidrsOf)).toEqual(
       expect.arrayContaining([
         { family: 'ipv6', address: 'fd00:10:96::', prefix: 112 },
         { family: 'ipv6', address: 'fd00:10:96::1', prefix: 128 },
@@ -288,7 +288,7 @@ describe('plan properties', () => {
   it('the family picks loopback and the inbound passthrough source', async () => {
     const config = await configFrom([]);
     const addresses = (family: Family) =>
-      planRules(config, family)
+      planNat(config, family)
         .rules.flatMap(cidrsOf)
         .map((c) => `${c.address}/${c.prefix}`);
     expect(new Set(addresses('ipv4'))).toEqual(new Set(['127.0.0.1/32', '127.0.0.6/32']));
@@ -301,7 +301,7 @@ describe('plan properties', () => {
       if (config.outboundIncludeCidrs.kind === 'only' || config.outboundExcludeCidrs.length > 0)
         continue;
       const shape = (family: Family) =>
-        planRules(config, family).rules.map((r) => ({
+        planNat(config, family).rules.map((r) => ({
           ...r,
           matches: r.matches.map((m) => ('cidr' in m ? { ...m, cidr: 'X' } : m)),
         }));
@@ -359,7 +359,7 @@ describe('plan properties', () => {
   });
 
   it('the proxy port and the inbound capture port are the redirect targets', async () => {
-    const plan = planRules(await configFrom(['-p', '15001', '-z', '15006']), 'ipv4');
+    const plan = planNat(await configFrom(['-p', '15001', '-z', '15006']), 'ipv4');
     expect(ownedRules(plan, 'REDIRECT').map((r) => r.target)).toEqual([
       { kind: 'redirect', toPort: 15001 },
     ]);
@@ -384,7 +384,7 @@ describe('plan properties', () => {
 
   it('inbound: PREROUTING is hooked for TCP only, and not at all with -b ""', async () => {
     const hooks = async (argv: string[]) =>
-      planRules(await configFrom(argv), 'ipv4').rules.filter(
+      planNat(await configFrom(argv), 'ipv4').rules.filter(
         (r) => r.chain.kind === 'builtin' && r.chain.name === 'PREROUTING',
       );
     expect(await hooks([])).toEqual([
@@ -395,7 +395,7 @@ describe('plan properties', () => {
     ]);
     expect(await hooks(['-b', ''])).toEqual([]);
     expect(await hooks(['-b', '', '-d', '22'])).toEqual([]);
-    const none = planRules(await configFrom(['-b', '', '-d', '22']), 'ipv4');
+    const none = planNat(await configFrom(['-b', '', '-d', '22']), 'ipv4');
     expect(ownedRules(none, 'INBOUND')).toEqual([]);
   });
 
@@ -404,7 +404,7 @@ describe('plan properties', () => {
       ['-d', '22,15090'],
       ['-b', '8080,9090', '-d', '22,15090'],
     ]) {
-      const rules = ownedRules(planRules(await configFrom(argv), 'ipv4'), 'INBOUND');
+      const rules = ownedRules(planNat(await configFrom(argv), 'ipv4'), 'INBOUND');
       const firstJump = rules.findIndex((r) => r.target.kind === 'jump');
       const returns = rules.flatMap((r, i) => (r.target.kind === 'return' ? [i] : []));
       expect(returns).toHaveLength(2);
@@ -413,7 +413,7 @@ describe('plan properties', () => {
   });
 
   it('inbound: a port list captures only those ports, "*" captures all TCP', async () => {
-    const only = ownedRules(planRules(await configFrom(['-b', '8080,9090']), 'ipv4'), 'INBOUND');
+    const only = ownedRules(planNat(await configFrom(['-b', '8080,9090']), 'ipv4'), 'INBOUND');
     expect(only.map((r) => r.matches)).toEqual([
       [
         { kind: 'protocol', proto: 'tcp' },
@@ -424,7 +424,7 @@ describe('plan properties', () => {
         { kind: 'destinationPort', port: 9090 },
       ],
     ]);
-    const all = ownedRules(planRules(await configFrom(['-b', '*']), 'ipv4'), 'INBOUND');
+    const all = ownedRules(planNat(await configFrom(['-b', '*']), 'ipv4'), 'INBOUND');
     expect(all.map((r) => r.matches)).toEqual([[{ kind: 'protocol', proto: 'tcp' }]]);
   });
 
@@ -448,7 +448,7 @@ describe('plan properties', () => {
   // As in Istio: an excluded destination stays excluded even on an included port.
   it('outbound: -x CIDRs are excluded before -q ports are captured', async () => {
     const rules = ownedRules(
-      planRules(await configFrom(['-x', '10.0.0.0/8', '-q', '443']), 'ipv4'),
+      planNat(await configFrom(['-x', '10.0.0.0/8', '-q', '443']), 'ipv4'),
       'OUTPUT',
     );
     const exclude = rules.findIndex(
@@ -495,7 +495,7 @@ describe('plan properties', () => {
   });
 
   it('outbound: -i "" leaves no rule that captures outbound traffic', async () => {
-    const plan = planRules(await configFrom(['-i', '']), 'ipv4');
+    const plan = planNat(await configFrom(['-i', '']), 'ipv4');
     expect(
       ownedRules(plan, 'OUTPUT').filter(
         (r) => r.target.kind === 'jump' && r.target.chain === 'REDIRECT',
@@ -518,7 +518,7 @@ describe('plan properties', () => {
   });
 
   it('outbound: each -o port returns for both TCP and UDP', async () => {
-    const rules = ownedRules(planRules(await configFrom(['-o', '22,3306']), 'ipv6'), 'OUTPUT');
+    const rules = ownedRules(planNat(await configFrom(['-o', '22,3306']), 'ipv6'), 'OUTPUT');
     const excluded = rules
       .filter(
         (r) => r.target.kind === 'return' && r.matches.some((m) => m.kind === 'destinationPort'),
@@ -538,8 +538,8 @@ describe('plan properties', () => {
     const config = await configFrom(['-o', '22', '-i', '10.0.0.0/8,fd00::/8', '-u', '1,2']);
     const before = structuredClone(config);
     for (const family of FAMILIES) {
-      expect(planRules(config, family)).toEqual(planRules(config, family));
-      expect(planRules(config, family).family).toBe(family);
+      expect(planNat(config, family)).toEqual(planNat(config, family));
+      expect(planNat(config, family).family).toBe(family);
     }
     expect(config).toEqual(before);
   });
@@ -603,8 +603,8 @@ describe('plan properties: interfaces (-c, -k)', () => {
       const n = config.excludeInterfaces.length;
       expect(n).toBeGreaterThan(0);
       for (const family of FAMILIES) {
-        const withC = planRules({ ...config, kubeVirtInterfaces: [] }, family);
-        const without = planRules(plain, family);
+        const withC = planNat({ ...config, kubeVirtInterfaces: [] }, family);
+        const without = planNat(plain, family);
         expect(ownedRules(withC, 'OUTPUT').slice(n)).toEqual(ownedRules(without, 'OUTPUT'));
         const inbound = ownedRules(without, 'INBOUND');
         expect(ownedRules(withC, 'INBOUND').slice(inbound.length > 0 ? n : 0)).toEqual(inbound);
@@ -616,7 +616,7 @@ describe('plan properties: interfaces (-c, -k)', () => {
   });
 
   it('-c with -b "": nothing inbound to exclude from, so no PREROUTING hook', async () => {
-    const plan = planRules(await configFrom(['-c', 'eth1', '-b', '']), 'ipv4');
+    const plan = planNat(await configFrom(['-c', 'eth1', '-b', '']), 'ipv4');
     expect(ownedRules(plan, 'INBOUND')).toEqual([]);
     expect(plan.rules.filter((r) => r.chain.kind === 'builtin').map((r) => r.chain)).toEqual([
       { kind: 'builtin', name: 'OUTPUT' },
@@ -663,7 +663,7 @@ describe('plan properties: interfaces (-c, -k)', () => {
 
   it('-k follows -i: all TCP, only the CIDRs of the plan family, or none', async () => {
     const jumps = async (argv: string[], family: Family) =>
-      ownedRules(planRules(await configFrom(['-k', 'eth1', ...argv]), family), 'INBOUND')
+      ownedRules(planNat(await configFrom(['-k', 'eth1', ...argv]), family), 'INBOUND')
         .filter((r) => r.target.kind === 'jump' && r.target.chain === 'REDIRECT')
         .map((r) => r.matches);
     const tcp: Match = { kind: 'protocol', proto: 'tcp' };
@@ -682,7 +682,7 @@ describe('plan properties: interfaces (-c, -k)', () => {
       [tcp, onIn('eth1'), to({ family: 'ipv6', address: 'fd00::', prefix: 64 })],
     ]);
     // Only IPv4 CIDRs: the ipv6 plan has nothing of the VM's to capture, only the RETURN.
-    const v6 = planRules(await configFrom(['-k', 'eth1', '-i', '10.96.0.0/12']), 'ipv6');
+    const v6 = planNat(await configFrom(['-k', 'eth1', '-i', '10.96.0.0/12']), 'ipv6');
     expect(ownedRules(v6, 'INBOUND').map((r) => [r.matches, r.target])).toEqual([
       [[onIn('eth1')], RETURN],
       [[tcp], { kind: 'jump', chain: 'IN_REDIRECT' }],
@@ -696,7 +696,7 @@ describe('plan properties: interfaces (-c, -k)', () => {
         ['-k', 'eth1', '-b', '', '-d', '22'],
         ['-k', 'eth1', '-b', '', '-i', '10.96.0.0/12'],
       ]) {
-        const plan = planRules(await configFrom(argv), family);
+        const plan = planNat(await configFrom(argv), family);
         expect(
           plan.rules.filter((r) => r.chain.kind === 'builtin' && r.chain.name === 'PREROUTING'),
         ).toEqual([
@@ -732,8 +732,8 @@ describe('plan properties: interfaces (-c, -k)', () => {
     for (const argv of VARIED.filter((a) => a.includes('-k'))) {
       const config = await configFrom(argv);
       for (const family of FAMILIES) {
-        const withK = planRules(config, family);
-        const withoutK = planRules({ ...config, kubeVirtInterfaces: [] }, family);
+        const withK = planNat(config, family);
+        const withoutK = planNat({ ...config, kubeVirtInterfaces: [] }, family);
         const outbound = (p: TablePlan) =>
           p.rules.filter(
             (r) =>
@@ -782,9 +782,9 @@ describe('plan properties: every table (TPROXY, DNS capture, --drop-invalid)', (
               (t === 'raw' && dns),
           ),
         );
-        // planTables is planRules, planMangle and planRaw, in TABLES order.
+        // planTables is planNat, planMangle and planRaw, in TABLES order.
         expect(planTables(config, family)).toEqual(
-          [planRules(config, family), planMangle(config, family), planRaw(config, family)].filter(
+          [planNat(config, family), planMangle(config, family), planRaw(config, family)].filter(
             (p) => p !== undefined,
           ),
         );
@@ -963,7 +963,7 @@ describe('plan properties: every table (TPROXY, DNS capture, --drop-invalid)', (
       ]) {
         const config = await configOf(argv);
         for (const family of FAMILIES) {
-          const nat = planRules(config, family);
+          const nat = planNat(config, family);
           const inbound = ownedRules(nat, 'INBOUND');
           expect(
             inbound.every((r) => r.target.kind !== 'jump' || r.target.chain !== 'IN_REDIRECT'),
@@ -974,7 +974,7 @@ describe('plan properties: every table (TPROXY, DNS capture, --drop-invalid)', (
             virt ? 1 : 0,
           );
           // The outbound side is REDIRECT's, unchanged.
-          const redirect = planRules({ ...config, inboundMode: 'redirect' }, family);
+          const redirect = planNat({ ...config, inboundMode: 'redirect' }, family);
           expect(ownedRules(nat, 'OUTPUT')).toEqual(ownedRules(redirect, 'OUTPUT'));
         }
       }
@@ -1041,7 +1041,7 @@ describe('plan properties: every table (TPROXY, DNS capture, --drop-invalid)', (
       '%s (%s): TCP and UDP to each resolver go to the DNS port',
       async (_name, resolvConf, family, resolvers) => {
         const config = await configOf(['--redirect-dns', '--dns-port', '15054'], resolvConf);
-        const rules = ownedRules(planRules(config, family), 'OUTPUT_DNS');
+        const rules = ownedRules(planNat(config, family), 'OUTPUT_DNS');
         expect(rules.map((r) => [r.matches, r.target])).toEqual(
           resolvers.flatMap((cidr) => {
             const [address = '', prefix = ''] = cidr.split('/');
@@ -1067,7 +1067,7 @@ describe('plan properties: every table (TPROXY, DNS capture, --drop-invalid)', (
       async (_name, resolvConf) => {
         const config = await configOf(['--redirect-dns'], resolvConf);
         const off = { ...config, dns: { capture: 'off' } as const };
-        expect(planRules(config, 'ipv6')).toEqual(planRules(off, 'ipv6'));
+        expect(planNat(config, 'ipv6')).toEqual(planNat(off, 'ipv6'));
         expect(planRaw(config, 'ipv6')).toBeUndefined();
       },
     );
@@ -1075,7 +1075,7 @@ describe('plan properties: every table (TPROXY, DNS capture, --drop-invalid)', (
     it('--capture-all-dns: port 53 to any address, in both families, whatever resolv.conf says', async () => {
       const config = await configOf(['--redirect-dns', '--capture-all-dns'], '');
       for (const family of FAMILIES) {
-        const rules = ownedRules(planRules(config, family), 'OUTPUT_DNS');
+        const rules = ownedRules(planNat(config, family), 'OUTPUT_DNS');
         expect(rules.map((r) => r.matches)).toEqual([
           [tcp, port53],
           [udp, port53],

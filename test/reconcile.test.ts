@@ -6,7 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { planMangle, planRules, planTables } from '../src/plan.js';
+import { planMangle, planNat, planTables } from '../src/plan.js';
 import { liveHooks, planCleanup, planTransaction, planUndo } from '../src/reconcile.js';
 import { renderRestore } from '../src/render.js';
 import {
@@ -18,7 +18,7 @@ import {
   type Table,
   type TablePlan,
 } from '../src/rules.js';
-import { EMPTY_STATE, parseNatState, parseTableState, type TableState } from '../src/state.js';
+import { EMPTY_STATE, parseTableState, type TableState } from '../src/state.js';
 import { configFrom, withResolvConf } from './config-from.js';
 import { FakeKernel, hooksFirst } from './fake-system.js';
 
@@ -82,7 +82,7 @@ const VARIED = [
 ];
 
 const unhooked = (state: TableState, prefix = 'ISTIO_') =>
-  planTransaction(planRules(DEFAULT, 'ipv4'), state, prefix).unhook.map(
+  planTransaction(planNat(DEFAULT, 'ipv4'), state, prefix).unhook.map(
     (r) => `-A ${r.chain} ${r.spec}`,
   );
 
@@ -139,16 +139,16 @@ describe('unhook', () => {
   });
 
   it('an empty namespace has nothing to unhook', () => {
-    expect(planTransaction(planRules(DEFAULT, 'ipv4'), EMPTY_STATE, 'ISTIO_').unhook).toEqual([]);
+    expect(planTransaction(planNat(DEFAULT, 'ipv4'), EMPTY_STATE, 'ISTIO_').unhook).toEqual([]);
   });
 
   it('a re-run over its own result keeps its hooks and refills only the owned chains', async () => {
     for (const argv of [[], ['-o', '22'], ['-b', ''], ['--chain-prefix', 'MESH_']]) {
       const config = await configFrom(argv);
       for (const family of ['ipv4', 'ipv6'] as const) {
-        const plan = planRules(config, family);
+        const plan = planNat(config, family);
         const first = renderRestore(planTransaction(plan, EMPTY_STATE, config.chainPrefix));
-        const live = parseNatState(savedAfter(first));
+        const live = parseTableState(savedAfter(first), 'nat');
         const again = planTransaction(plan, live, config.chainPrefix);
         expect(again.unhook).toEqual([]);
         expect(again.recreate).toEqual([]);
@@ -162,7 +162,7 @@ describe('unhook', () => {
 describe('order of the planned rules', () => {
   it('rules of owned chains first, hooks last, each group in plan order', async () => {
     for (const argv of [[], ['-b', '8080', '-o', '22', '-q', '443'], ['-b', '']]) {
-      const plan = planRules(await configFrom(argv), 'ipv6');
+      const plan = planNat(await configFrom(argv), 'ipv6');
       const tx = planTransaction(plan, EMPTY_STATE, 'ISTIO_');
       const owned = plan.rules.filter((r) => r.chain.kind === 'owned');
       const hooks = plan.rules.filter((r) => r.chain.kind === 'builtin');
@@ -182,7 +182,7 @@ describe('order of the planned rules', () => {
 
   it('the plan puts a hook before owned rules, so the reordering is needed', async () => {
     // Guards the test above against passing only because the plan is already ordered.
-    const plan = planRules(await configFrom([]), 'ipv4');
+    const plan = planNat(await configFrom([]), 'ipv4');
     const firstHook = plan.rules.findIndex((r) => r.chain.kind === 'builtin');
     const lastOwned = plan.rules.map((r) => r.chain.kind === 'owned').lastIndexOf(true);
     expect(firstHook).toBeLessThan(lastOwned);
@@ -213,7 +213,7 @@ describe('planCleanup', () => {
   ])(
     'over %s: declares every owned chain, unhooks every live hook, removes every owned chain',
     (name) => {
-      const state = parseNatState(fixture(name));
+      const state = parseTableState(fixture(name), 'nat');
       const family = name.startsWith('ip6') ? 'ipv6' : 'ipv4';
       const tx = planCleanup(family, 'nat', state, 'ISTIO_');
       expect(tx).toEqual({
@@ -365,9 +365,9 @@ describe('hooks that are already right and head their chains stay in place', () 
   ] as const)(
     '%s config %j over %s (%s): nothing to unhook, no hook inserted',
     async (_n, argv, save, family, docker) => {
-      const plan = planRules(await configFrom(argv), family);
+      const plan = planNat(await configFrom(argv), family);
       const text = docker ? hooksFirst(fixture(save)) : fixture(save);
-      const tx = planTransaction(plan, parseNatState(text), 'ISTIO_');
+      const tx = planTransaction(plan, parseTableState(text, 'nat'), 'ISTIO_');
       expect(tx.unhook).toEqual([]);
       expect(tx.recreate).toEqual([]);
       expect(tx.rules).toEqual(plan.rules.filter((r) => r.chain.kind === 'owned'));
@@ -382,8 +382,8 @@ describe('hooks that are already right and head their chains stay in place', () 
   ] as const)(
     "hooks an older run appended behind Docker's jump (%s, %s): moved to the top",
     (save, family, docker) => {
-      const plan = planRules(DEFAULT, family);
-      const live = parseNatState(fixture(save));
+      const plan = planNat(DEFAULT, family);
+      const live = parseTableState(fixture(save), 'nat');
       expect(targetsIn(live, 'OUTPUT')).toEqual([docker, 'ISTIO_OUTPUT']);
       const tx = planTransaction(plan, live, 'ISTIO_');
       // Exactly right, and yet all deleted, the chains recreated, the hooks inserted.
@@ -391,7 +391,7 @@ describe('hooks that are already right and head their chains stay in place', () 
       expect(tx.recreate).toEqual(NAT_CHAINS);
       expect(hooksOf({ ...plan, rules: tx.rules })).toEqual(hooksOf(plan));
       // The table the text leaves, read back: mesh-init's jump first, Docker's after.
-      const after = parseNatState(savedOver(fixture(save), family, renderRestore(tx)));
+      const after = parseTableState(savedOver(fixture(save), family, renderRestore(tx)), 'nat');
       expect(targetsIn(after, 'OUTPUT')).toEqual(['ISTIO_OUTPUT', docker]);
       expect(targetsIn(after, 'PREROUTING')).toEqual(['ISTIO_INBOUND']);
       expect(
@@ -414,7 +414,7 @@ describe('hooks that are already right and head their chains stay in place', () 
       true,
     ],
   ])('right hooks %s: kept only where they lead', (_name, rules, kept) => {
-    const plan = planRules(DEFAULT, 'ipv4');
+    const plan = planNat(DEFAULT, 'ipv4');
     const tx = planTransaction(plan, natState(...rules), 'ISTIO_');
     expect(tx.unhook.map((r) => `-A ${r.chain} ${r.spec}`)).toEqual(
       kept ? [] : [HOOK_IN, HOOK_OUT],
@@ -449,12 +449,12 @@ describe('hooks that are already right and head their chains stay in place', () 
 
   it('kept in the other order, around a foreign rule', () => {
     const tx = planTransaction(
-      planRules(DEFAULT, 'ipv4'),
+      planNat(DEFAULT, 'ipv4'),
       natState(HOOK_OUT, DOCKER, HOOK_IN),
       'ISTIO_',
     );
     expect(tx.unhook).toEqual([]);
-    expect(hooksOf({ ...planRules(DEFAULT, 'ipv4'), rules: tx.rules })).toEqual([]);
+    expect(hooksOf({ ...planNat(DEFAULT, 'ipv4'), rules: tx.rules })).toEqual([]);
   });
 
   it.each<[string, string[]]>([
@@ -464,7 +464,7 @@ describe('hooks that are already right and head their chains stay in place', () 
     ['a hook from another kernel chain too', [HOOK_IN, HOOK_OUT, '-A INPUT -j ISTIO_INBOUND']],
     ['a hook without its comment', [HOOK_IN, '-A OUTPUT -p tcp -j ISTIO_OUTPUT']],
   ])('replaced, all of them: %s', (_name, rules) => {
-    const plan = planRules(DEFAULT, 'ipv4');
+    const plan = planNat(DEFAULT, 'ipv4');
     const tx = planTransaction(plan, natState(DOCKER, ...rules), 'ISTIO_');
     expect(tx.unhook.map((r) => `-A ${r.chain} ${r.spec}`)).toEqual(rules);
     expect(tx.recreate).toEqual(NAT_CHAINS);
@@ -472,7 +472,7 @@ describe('hooks that are already right and head their chains stay in place', () 
   });
 
   it('a changed config replaces hooks that no longer fit', async () => {
-    const plan = planRules(await configFrom(['-o', '53']), 'ipv4');
+    const plan = planNat(await configFrom(['-o', '53']), 'ipv4');
     const tx = planTransaction(plan, natState(HOOK_IN, HOOK_OUT), 'ISTIO_');
     expect(tx.unhook.map((r) => `-A ${r.chain} ${r.spec}`)).toEqual([HOOK_IN, HOOK_OUT]);
     expect(hooksOf({ ...plan, rules: tx.rules })).toEqual(hooksOf(plan));
@@ -490,7 +490,7 @@ describe('an owned chain a foreign chain jumps into', () => {
     ['hooks to replace', ['-A FOREIGN -j ISTIO_OUTPUT', HOOK_OUT]],
     ['a foreign chain of another prefix', ['-A MESH_OUTPUT -p udp -j ISTIO_OUTPUT']],
   ])('is declared and refilled, not recreated: %s', (_name, rules) => {
-    const plan = planRules(DEFAULT, 'ipv4');
+    const plan = planNat(DEFAULT, 'ipv4');
     const tx = planTransaction(plan, natState(...rules), 'ISTIO_');
     expect(tx.recreate).toEqual(others);
     expect(tx.declare).toEqual(plan.chains);
@@ -511,7 +511,7 @@ describe('an owned chain a foreign chain jumps into', () => {
     ['a jump within the owned chains', ['-A ISTIO_INBOUND -j ISTIO_OUTPUT']],
     ['a foreign chain jumping elsewhere', ['-A FOREIGN -j RETURN', '-A FOREIGN -j DOCKER_OUTPUT']],
   ])('%s: every owned chain is still recreated', (_name, rules) => {
-    const tx = planTransaction(planRules(DEFAULT, 'ipv4'), natState(...rules), 'ISTIO_');
+    const tx = planTransaction(planNat(DEFAULT, 'ipv4'), natState(...rules), 'ISTIO_');
     expect(tx.recreate).toEqual(NAT_CHAINS);
   });
 });
@@ -522,7 +522,7 @@ describe('planUndo: takes back an applied transaction without reading the table'
     async (argv) => {
       const config = await configFrom(argv);
       for (const family of ['ipv4', 'ipv6'] as const) {
-        const applied = planTransaction(planRules(config, family), EMPTY_STATE, config.chainPrefix);
+        const applied = planTransaction(planNat(config, family), EMPTY_STATE, config.chainPrefix);
         const undo = planUndo(applied);
         expect(undo).toEqual({
           ...planCleanup(family, 'nat', EMPTY_STATE, config.chainPrefix),
@@ -540,8 +540,8 @@ describe('planUndo: takes back an applied transaction without reading the table'
   );
 
   it('deletes exactly the hooks a read of the applied table would find', () => {
-    const applied = planTransaction(planRules(DEFAULT, 'ipv4'), EMPTY_STATE, 'ISTIO_');
-    const live = parseNatState(savedAfter(renderRestore(applied)));
+    const applied = planTransaction(planNat(DEFAULT, 'ipv4'), EMPTY_STATE, 'ISTIO_');
+    const live = parseTableState(savedAfter(renderRestore(applied)), 'nat');
     expect(planUndo(applied).unhook.map((r) => `${r.chain} ${r.spec}`)).toEqual(
       liveHooks(live, 'ISTIO_', OWNED_CHAINS.nat).map((r) => `${r.chain} ${r.spec}`),
     );
@@ -632,11 +632,12 @@ describe('a re-run with fewer features: chains no longer planned go', () => {
 
   it('DNS capture dropped: ISTIO_OUTPUT_DNS leaves nat with its jump', async () => {
     const withDns = withResolvConf(await configFrom(['--redirect-dns']), 'nameserver 10.0.0.10\n');
-    const live = parseNatState(
-      savedAfter(renderRestore(planTransaction(planRules(withDns, 'ipv4'), EMPTY_STATE, prefix))),
+    const live = parseTableState(
+      savedAfter(renderRestore(planTransaction(planNat(withDns, 'ipv4'), EMPTY_STATE, prefix))),
+      'nat',
     );
     expect(live.chains).toContain('ISTIO_OUTPUT_DNS');
-    const tx = planTransaction(planRules(DEFAULT, 'ipv4'), live, prefix);
+    const tx = planTransaction(planNat(DEFAULT, 'ipv4'), live, prefix);
     expect(tx.declare).toEqual([...NAT_CHAINS, 'OUTPUT_DNS']);
     expect(tx.remove).toEqual(['OUTPUT_DNS']);
     // The jump into it is in ISTIO_OUTPUT, which is emptied by its declaration.

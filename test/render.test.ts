@@ -6,11 +6,11 @@
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { planMangle, planRaw, planRules } from '../src/plan.js';
+import { planMangle, planNat, planRaw } from '../src/plan.js';
 import { planCleanup, planTransaction, planUndo, type Transaction } from '../src/reconcile.js';
 import { renderRestore, renderRule, restoreCommandFor, ruleSpec } from '../src/render.js';
 import { type Cidr, type Family, type Match, OWNED_CHAINS, type Rule } from '../src/rules.js';
-import { EMPTY_STATE, parseNatState } from '../src/state.js';
+import { EMPTY_STATE, parseTableState } from '../src/state.js';
 import { configFrom, withResolvConf } from './config-from.js';
 import { FakeKernel, hooksFirst } from './fake-system.js';
 
@@ -307,10 +307,11 @@ describe('ruleSpec', () => {
     ]) {
       const config = await configFrom(argv);
       for (const family of ['ipv4', 'ipv6'] as const) {
-        const plan = planRules(config, family);
+        const plan = planNat(config, family);
         // iptables-save lists an inserted rule as -A too, in its place.
-        const live = parseNatState(
+        const live = parseTableState(
           asAppended(renderRestore(planTransaction(plan, EMPTY_STATE, config.chainPrefix))),
+          'nat',
         );
         const specs = plan.rules.map((r) => ruleSpec(r, config.chainPrefix, family));
         for (const [i, rule] of plan.rules.entries()) {
@@ -338,7 +339,7 @@ describe('restoreCommandFor', () => {
 describe('renderRestore layout', () => {
   it('header, *nat, the owned chains, deletions, recreation, rules, COMMIT, one final newline', async () => {
     const config = await configFrom(['--chain-prefix', 'MESH_']);
-    const state = parseNatState(
+    const state = parseTableState(
       [
         '*nat',
         ':PREROUTING ACCEPT [0:0]',
@@ -350,9 +351,10 @@ describe('renderRestore layout', () => {
         'COMMIT',
         '',
       ].join('\n'),
+      'nat',
     );
     for (const family of ['ipv4', 'ipv6'] as const) {
-      const tx = planTransaction(planRules(config, family), state, 'MESH_');
+      const tx = planTransaction(planNat(config, family), state, 'MESH_');
       const text = renderRestore(tx);
       expect(text.endsWith('COMMIT\n')).toBe(true);
       expect(text.endsWith('\n\n')).toBe(false);
@@ -393,7 +395,7 @@ describe('renderRestore layout', () => {
   // text may depend on nothing but the transaction (no clock, counter or mutation).
   it('renders the same text for equal transactions and changes neither', async () => {
     const config = await configFrom(['-o', '22', '-i', '10.0.0.0/8']);
-    const planned = () => planTransaction(planRules(config, 'ipv4'), EMPTY_STATE, 'ISTIO_');
+    const planned = () => planTransaction(planNat(config, 'ipv4'), EMPTY_STATE, 'ISTIO_');
     const tx = planned();
     const before = structuredClone(tx);
     const deepFreeze = (value: unknown): void => {
@@ -498,8 +500,8 @@ describe('re-run over live rules (golden)', () => {
     '$name ($family) over $save',
     async ({ name, argv, family, save, lead, deleted, hooked, kept }) => {
       const config = await configFrom(argv);
-      const state = parseNatState(lead ? hooksFirst(fixture(save)) : fixture(save));
-      const text = renderRestore(planTransaction(planRules(config, family), state, 'ISTIO_'));
+      const state = parseTableState(lead ? hooksFirst(fixture(save)) : fixture(save), 'nat');
+      const text = renderRestore(planTransaction(planNat(config, family), state, 'ISTIO_'));
       await expect(text).toMatchFileSnapshot(`./golden/${name}.${family}.golden`);
 
       const lines = text.split('\n');
@@ -522,9 +524,7 @@ describe('re-run over live rules (golden)', () => {
       );
       // Apart from the deletions, and the hooks it keeps with the chains it then need
       // not recreate, it is the text for an empty namespace.
-      const fresh = renderRestore(
-        planTransaction(planRules(config, family), EMPTY_STATE, 'ISTIO_'),
-      );
+      const fresh = renderRestore(planTransaction(planNat(config, family), EMPTY_STATE, 'ISTIO_'));
       expect(lines.filter((l) => !l.startsWith('-D '))).toEqual(
         fresh
           .split('\n')
@@ -539,7 +539,9 @@ describe('cleanup over live rules (golden)', () => {
     ['ipv4', 'iptables-legacy-save.txt'],
     ['ipv6', 'ip6tables-nft-save-nat.txt'],
   ])('cleanup (%s) over %s', async (family, save) => {
-    const text = renderRestore(planCleanup(family, 'nat', parseNatState(fixture(save)), 'ISTIO_'));
+    const text = renderRestore(
+      planCleanup(family, 'nat', parseTableState(fixture(save), 'nat'), 'ISTIO_'),
+    );
     await expect(text).toMatchFileSnapshot(`./golden/cleanup.${family}.golden`);
 
     const lines = text.slice(0, -1).split('\n');

@@ -6,15 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import type { Table } from '../src/rules.js';
-import {
-  countRules,
-  EMPTY_STATE,
-  hasTable,
-  parseNatState,
-  parseTableState,
-  tableSection,
-  tokenize,
-} from '../src/state.js';
+import { countRules, EMPTY_STATE, parseTableState, tableSection, tokenize } from '../src/state.js';
 
 const fixture = (name: string) =>
   readFileSync(new URL(`./fixtures/${name}`, import.meta.url), 'utf8');
@@ -33,11 +25,11 @@ const NAT_CHAINS = [
   'ISTIO_REDIRECT',
 ];
 
-describe('parseNatState', () => {
+describe('parseTableState: nat', () => {
   it.each([['iptables-legacy-save.txt'], ['iptables-nft-save.txt'], ['iptables-nft-save-nat.txt']])(
     'reads only the nat table of %s',
     (name) => {
-      const state = parseNatState(fixture(name));
+      const state = parseTableState(fixture(name), 'nat');
       expect(state.chains).toEqual(NAT_CHAINS);
       expect(state.rules).toHaveLength(19);
       // The filter and mangle tables have rules in INPUT/OUTPUT/PREROUTING; none leak in.
@@ -60,7 +52,7 @@ describe('parseNatState', () => {
   );
 
   it('keeps a spec exactly as printed, escaped quotes included, for a later -D', () => {
-    const state = parseNatState(fixture('iptables-legacy-save.txt'));
+    const state = parseTableState(fixture('iptables-legacy-save.txt'), 'nat');
     expect(state.rules).toContainEqual({
       chain: 'POSTROUTING',
       spec: '-s 10.244.0.0/16 -m comment --comment "cni: masquerade \\"pod\\" traffic" -j MASQUERADE',
@@ -74,7 +66,7 @@ describe('parseNatState', () => {
   });
 
   it('the target is the token after the last -j, outside quotes', () => {
-    const state = parseNatState(
+    const state = parseTableState(
       [
         '*nat',
         ':OUTPUT ACCEPT [0:0]',
@@ -83,6 +75,7 @@ describe('parseNatState', () => {
         '-A OUTPUT -p tcp -j REDIRECT --to-ports 15001',
         'COMMIT',
       ].join('\n'),
+      'nat',
     );
     expect(state.rules.map((r) => r.target)).toEqual(['ACCEPT', undefined, 'REDIRECT']);
   });
@@ -106,17 +99,17 @@ describe('parseNatState', () => {
       'COMMIT',
       '# Warning: iptables-legacy tables present, use iptables-legacy-save to see them',
     ].join('\n');
-    expect(parseNatState(save)).toEqual({
+    expect(parseTableState(save, 'nat')).toEqual({
       chains: ['OUTPUT'],
       rules: [{ chain: 'OUTPUT', spec: '-j ISTIO_OUTPUT', target: 'ISTIO_OUTPUT' }],
     });
   });
 
   it('nothing to read is the empty state', () => {
-    expect(parseNatState('')).toEqual(EMPTY_STATE);
-    expect(parseNatState(fixture('iptables-legacy-save.txt').split('*nat')[0] ?? '')).toEqual(
-      EMPTY_STATE,
-    );
+    expect(parseTableState('', 'nat')).toEqual(EMPTY_STATE);
+    expect(
+      parseTableState(fixture('iptables-legacy-save.txt').split('*nat')[0] ?? '', 'nat'),
+    ).toEqual(EMPTY_STATE);
   });
 });
 
@@ -210,30 +203,6 @@ describe('parseTableState', () => {
     );
     expect(new Set(targets('raw'))).toEqual(new Set(['CT']));
   });
-
-  it('parseNatState is the nat table', () => {
-    for (const name of ['iptables-legacy-save.txt', 'ip6tables-nft-save-all-features.txt']) {
-      expect(parseNatState(fixture(name))).toEqual(parseTableState(fixture(name), 'nat'));
-    }
-  });
-});
-
-describe('hasTable', () => {
-  it.each<[string, Table, boolean]>([
-    ['iptables-legacy-save.txt', 'nat', true],
-    ['iptables-legacy-save.txt', 'mangle', true],
-    ['iptables-legacy-save.txt', 'raw', false],
-    ['iptables-nft-save.txt', 'mangle', false],
-    ['iptables-nft-save-all-features.txt', 'raw', true],
-  ])('%s has %s: %s', (name, table, has) => {
-    expect(hasTable(fixture(name), table)).toBe(has);
-  });
-
-  it('a table named only in a comment or a rule is not there', () => {
-    expect(
-      hasTable('# *raw\n*nat\n-A OUTPUT -m comment --comment "*raw" -j RETURN\nCOMMIT\n', 'raw'),
-    ).toBe(false);
-  });
 });
 
 describe('tableSection', () => {
@@ -307,7 +276,7 @@ describe('tableSection', () => {
   ])('a section without COMMIT (%s) is closed with one', (_name, dump) => {
     const section = tableSection(dump, 'nat');
     expect(section).toBe('*nat\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -j ISTIO_OUTPUT\nCOMMIT\n');
-    expect(parseNatState(section)).toEqual(parseNatState(dump));
+    expect(parseTableState(section, 'nat')).toEqual(parseTableState(dump, 'nat'));
   });
 
   // Restoring it without --noflush empties the table: it was empty (or not there) when read.
