@@ -4,7 +4,7 @@
 import { build } from 'esbuild';
 
 await build({
-  entryPoints: ['src/main.ts'],
+  entryPoints: ['src/cli/main.ts'],
   outfile: 'dist/mesh-init.cjs',
   bundle: true,
   platform: 'node',

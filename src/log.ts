@@ -1,4 +1,4 @@
-import type { Config } from './config.js';
+import type { Config } from './config/config.js';
 
 /** One line per event on stderr: `mesh-init: <message>`, or a JSON object per line. */
 export interface Logger {

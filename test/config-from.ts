@@ -1,6 +1,6 @@
-import { parseCommandLine } from '../src/args.js';
-import { type Config, validateConfig, withResolvers } from '../src/config.js';
-import { parseResolvConf } from '../src/resolv.js';
+import { parseCommandLine } from '../src/cli/args.js';
+import { type Config, validateConfig, withResolvers } from '../src/config/config.js';
+import { parseResolvConf } from '../src/config/resolv.js';
 
 export type Env = Record<string, string>;
 

@@ -35,15 +35,15 @@
  * else it does not know throws: a fake that accepts anything would hide a wrong command.
  */
 import { readFileSync } from 'node:fs';
-import type { Deps } from '../src/apply.js';
-import { main } from '../src/cli.js';
-import type { Backend, Config } from '../src/config.js';
-import type { CommandResult } from '../src/iptables.js';
-import type { Family } from '../src/rules.js';
-import type { ValidationResult } from '../src/validate.js';
+import { main } from '../src/cli/cli.js';
+import type { Deps } from '../src/commands/run.js';
+import type { Backend, Config } from '../src/config/config.js';
+import type { Family } from '../src/config/net.js';
+import type { CommandResult } from '../src/system/exec.js';
+import type { ValidationResult } from '../src/system/probe.js';
 
 export const fixture = (name: string) =>
-  readFileSync(new URL(`./fixtures/${name}`, import.meta.url), 'utf8');
+  readFileSync(new URL(`./fixtures/iptables/${name}`, import.meta.url), 'utf8');
 
 export type TableKey = `${Backend}/${Family}`;
 /** Text each backend and family starts with, as `*-save` printed it (any tables). */
@@ -807,7 +807,7 @@ export async function run(
 }
 
 export const golden = (name: string) =>
-  readFileSync(new URL(`./golden/${name}`, import.meta.url), 'utf8');
+  readFileSync(new URL(`./golden/iptables/${name}`, import.meta.url), 'utf8');
 
 /**
  * A varied save as the mesh-init before c1467e4 left it: in ISTIO_OUTPUT the -q jump came

@@ -3,7 +3,7 @@
  * and the `config:` line every run starts with.
  */
 import { describe, expect, it } from 'vitest';
-import { FLAGS } from '../src/flags.js';
+import { FLAGS } from '../src/config/flags.js';
 import { createLogger, describeConfig, formatConfig } from '../src/log.js';
 import { configFrom, type Env } from './config-from.js';
 

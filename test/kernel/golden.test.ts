@@ -10,7 +10,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Pod } from './pod.js';
 import { kernelSuite } from './suite.js';
 
-const DIR = new URL('../golden/', import.meta.url);
+const DIR = new URL('../golden/iptables/', import.meta.url);
 const fresh = readdirSync(DIR)
   .filter((name) => name.endsWith('.golden'))
   .map((name) => ({ name, text: readFileSync(new URL(name, DIR), 'utf8') }))

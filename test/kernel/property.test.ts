@@ -8,8 +8,8 @@
 import { execa } from 'execa';
 import fc from 'fast-check';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { main } from '../../src/cli.js';
-import { FLAGS } from '../../src/flags.js';
+import { main } from '../../src/cli/cli.js';
+import { FLAGS } from '../../src/config/flags.js';
 import { Pod } from './pod.js';
 import { kernelSuite } from './suite.js';
 

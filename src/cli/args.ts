@@ -1,0 +1,132 @@
+import yargs, { type Argv } from 'yargs';
+import { FLAGS, type FlagSpec } from '../config/flags.js';
+import { UsageError } from '../errors.js';
+
+/** What the command line and the environment said, before validation. */
+export interface GivenOption {
+  readonly value: string | boolean;
+  /** How the user wrote it: `--proxy-port`, or `--proxy-port (from ENVOY_PORT)`. */
+  readonly origin: string;
+  readonly fromEnv: boolean;
+}
+
+export type GivenOptions = ReadonlyMap<string, GivenOption>;
+
+export type Parsed =
+  | { readonly kind: 'help'; readonly text: string }
+  | { readonly kind: 'version' }
+  | { readonly kind: 'run'; readonly options: GivenOptions };
+
+function buildParser(argv: readonly string[]): Argv {
+  let parser = yargs([...argv])
+    .scriptName('mesh-init')
+    .usage(
+      "mesh-init [options]\n\nRedirect the pod's inbound and outbound TCP to the sidecar proxy with one atomic iptables-restore per IP family, then exit.\nEvery option can also be set by the environment variables named in brackets; a flag beats its variable.",
+    )
+    .parserConfiguration({
+      'parse-numbers': false,
+      'parse-positional-numbers': false,
+      'boolean-negation': true,
+      'camel-case-expansion': false,
+    })
+    .strict()
+    .help(false)
+    .version(false)
+    .exitProcess(false)
+    .wrap(100)
+    .fail((message, error) => {
+      throw new UsageError(message || error?.message || 'invalid command line');
+    })
+    .option('help', { alias: 'h', type: 'boolean', describe: 'show this help' })
+    .option('version', { type: 'boolean', describe: 'show the version' });
+  for (const flag of FLAGS) {
+    parser = parser.option(flag.name, {
+      type: flag.type,
+      describe: `${flag.describe} [default: ${flag.defaultText}]${flag.env.length > 0 ? ` [env: ${flag.env.join(', ')}]` : ''}`,
+      ...(flag.short ? { alias: flag.short } : {}),
+    });
+  }
+  return parser;
+}
+
+function fromEnv(flag: FlagSpec, env: Readonly<Record<string, string | undefined>>) {
+  for (const name of flag.env) {
+    const value = env[name];
+    if (value !== undefined) return { name, value };
+  }
+  return undefined;
+}
+
+function parseBooleanEnv(flag: FlagSpec, variable: string, value: string): boolean {
+  const v = value.trim().toLowerCase();
+  if (v === 'true' || v === '1') return true;
+  if (v === 'false' || v === '0' || v === '') return false;
+  throw new UsageError(
+    `invalid --${flag.name} (from ${variable}): expected true, false, 1 or 0, got "${value}"`,
+  );
+}
+
+/**
+ * The first flag written twice, in any of its spellings (`-n --no-dry-run`, `-p 1 --proxy-port 2`).
+ * yargs would quietly merge or keep the last one; a repeated flag is more likely a
+ * templating mistake than an intent, so it is refused.
+ */
+function repeatedFlag(argv: readonly string[]): string | undefined {
+  const seen = new Set<string>();
+  for (let i = 0; i < argv.length; i++) {
+    const token = argv[i] ?? '';
+    if (token === '--') break;
+    let flag: FlagSpec | undefined;
+    let attached = false;
+    if (token.startsWith('--')) {
+      const [name = '', ...value] = token.slice(2).split('=');
+      const negated = name.startsWith('no-');
+      attached = value.length > 0 || negated; // `--no-x` takes no value
+      flag = FLAGS.find((f) => f.name === name || `no-${f.name}` === name);
+    } else if (/^-[A-Za-z]/.test(token)) {
+      flag = FLAGS.find((f) => f.short === token[1]);
+      attached = token.length > 2;
+    }
+    if (flag === undefined) continue;
+    if (seen.has(flag.name)) return flag.name;
+    seen.add(flag.name);
+    if (flag.type === 'string' && !attached) i++; // the next token is its value
+  }
+  return undefined;
+}
+
+/** Parses argv (strict: unknown flags are errors) and fills in from the environment. */
+export async function parseCommandLine(
+  argv: readonly string[],
+  env: Readonly<Record<string, string | undefined>>,
+): Promise<Parsed> {
+  // Istio's injector names the program first (`istio-iptables -p 15001 …`).
+  if (argv[0] === 'istio-iptables') argv = argv.slice(1);
+  const repeated = repeatedFlag(argv);
+  if (repeated !== undefined) throw new UsageError(`invalid --${repeated}: given more than once`);
+  const parser = buildParser(argv);
+  const args = parser.parseSync() as Record<string, unknown>;
+  if (args.help === true) return { kind: 'help', text: await parser.getHelp() };
+  if (args.version === true) return { kind: 'version' };
+
+  const options = new Map<string, GivenOption>();
+  for (const flag of FLAGS) {
+    const value = args[flag.name];
+    if (typeof value === 'string' || typeof value === 'boolean') {
+      options.set(flag.name, { value, origin: `--${flag.name}`, fromEnv: false });
+      continue;
+    }
+    const variable = fromEnv(flag, env);
+    if (variable === undefined) continue;
+    const origin = `--${flag.name} (from ${variable.name})`;
+    options.set(flag.name, {
+      value:
+        flag.type === 'boolean'
+          ? parseBooleanEnv(flag, variable.name, variable.value)
+          : variable.value,
+      origin,
+      fromEnv: true,
+    });
+  }
+  return { kind: 'run', options };
+}

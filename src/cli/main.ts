@@ -1,0 +1,25 @@
+import { readFile } from 'node:fs/promises';
+import { networkInterfaces } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { runCommand } from '../system/exec.js';
+import { hasGlobalIpv6 } from '../system/interfaces.js';
+import { validateRedirect } from '../system/probe.js';
+import { main } from './cli.js';
+
+// The only module that touches `process`. Until main() settles the exit is a
+// failure: a run that never finishes must not let the pod start uncaptured.
+process.exitCode = 1;
+void main(process.argv.slice(2), process.env, {
+  run: runCommand,
+  hasGlobalIpv6: () => hasGlobalIpv6(networkInterfaces()),
+  stdout: (text) => process.stdout.write(text),
+  stderr: (text) => process.stderr.write(text),
+  sleep: (ms) => sleep(ms),
+  now: () => new Date(),
+  random: Math.random,
+  readResolvConf: () => readFile('/etc/resolv.conf', 'utf8'),
+  validate: (config) =>
+    validateRedirect(config, { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 }),
+}).then((code) => {
+  process.exitCode = code;
+});

@@ -1,0 +1,1483 @@
+/**
+ * The plan of each meaningful configuration, pinned as the exact restore text of
+ * every table it writes (golden files under test/golden/iptables, `npm run update-golden`
+ * rewrites them), plus the properties of the plan data that a golden cannot state
+ * clearly: the nat table's, then those of mangle (TPROXY, --drop-invalid) and raw
+ * (the conntrack zones of DNS capture).
+ */
+import ipaddr from 'ipaddr.js';
+import { describe, expect, it } from 'vitest';
+import { planTransaction } from '../../src/backends/iptables/reconcile.js';
+import { renderRestore, renderRule } from '../../src/backends/iptables/render.js';
+import { EMPTY_STATE } from '../../src/backends/iptables/state.js';
+import type { Config } from '../../src/config/config.js';
+import type { Cidr, Family } from '../../src/config/net.js';
+import { planMangle, planNat, planRaw, planTables } from '../../src/plan/plan.js';
+import {
+  chainName,
+  type Match,
+  OWNED_CHAINS,
+  type OwnedChain,
+  type Rule,
+  TABLES,
+  type TablePlan,
+} from '../../src/plan/rules.js';
+import { configFrom, type Env, withResolvConf } from '../config-from.js';
+
+const textFor = (config: Config, family: Family) =>
+  renderRestore(planTransaction(planNat(config, family), EMPTY_STATE, config.chainPrefix));
+
+/** What dry-run prints for a fresh namespace: the text of every table the plan writes. */
+const tablesTextFor = (config: Config, family: Family) =>
+  planTables(config, family)
+    .map((plan) => renderRestore(planTransaction(plan, EMPTY_STATE, config.chainPrefix)))
+    .join('');
+
+/**
+ * A pod's resolv.conf with a resolver of each family, and one value that is no
+ * address (a port written BIND's way): the C library skips it, so does the plan.
+ */
+const RESOLV_CONF = [
+  'search default.svc.cluster.local svc.cluster.local cluster.local',
+  'nameserver 10.96.0.10',
+  'nameserver fd00:10:96::a',
+  'nameserver 10.96.0.11#53',
+  'options ndots:5',
+  '',
+].join('\n');
+
+/** Docker's embedded DNS, on lo behind a DNAT of Docker's. */
+const DOCKER_RESOLV_CONF = 'nameserver 127.0.0.11\noptions ndots:0\n';
+
+/** argv → Config, with the resolvers of RESOLV_CONF as the shell gives them to --redirect-dns. */
+const configOf = async (argv: readonly string[], resolvConf = RESOLV_CONF) =>
+  withResolvConf(await configFrom(argv), resolvConf);
+
+/** The nat chains of a plan without DNS capture, in declaration order. */
+const NAT_CHAINS: readonly OwnedChain[] = ['INBOUND', 'REDIRECT', 'IN_REDIRECT', 'OUTPUT'];
+
+const ISTIO_INJECTOR = [
+  ...['-p', '15001', '-z', '15006', '-u', '1337', '-m', 'REDIRECT'],
+  ...['-i', '*', '-x', '', '-b', '*', '-d', '15090,15021,15020'],
+];
+
+const TPROXY_INJECTOR = ISTIO_INJECTOR.map((arg) => (arg === 'REDIRECT' ? 'TPROXY' : arg));
+
+/**
+ * One golden per meaningful configuration and family: test/golden/iptables/<name>.<family>.golden,
+ * every table the plan writes (nat alone for most), as dry-run prints it for a fresh pod.
+ */
+const GOLDEN: readonly {
+  name: string;
+  argv: string[];
+  families: Family[];
+  /** The pod's /etc/resolv.conf, for --redirect-dns. */
+  resolvConf?: string;
+}[] = [
+  { name: 'default', argv: ['-p', '15001', '-u', '1337'], families: ['ipv4', 'ipv6'] },
+  { name: 'istio-injector', argv: ISTIO_INJECTOR, families: ['ipv4', 'ipv6'] },
+  { name: 'inbound-ports', argv: ['-b', '8080,9090'], families: ['ipv4'] },
+  { name: 'inbound-ports-with-exclude', argv: ['-b', '*', '-d', '22,15090'], families: ['ipv4'] },
+  { name: 'no-inbound', argv: ['-b', ''], families: ['ipv4'] },
+  {
+    name: 'outbound-include-cidrs',
+    argv: ['-i', '10.96.0.0/12,fd00:10:96::/112', '-x', '10.96.0.1/32'],
+    families: ['ipv4', 'ipv6'],
+  },
+  {
+    name: 'outbound-only-ipv6-cidrs',
+    argv: ['-i', 'fd00:10:96::/112', '-x', 'fd00:10:96::1'],
+    families: ['ipv4', 'ipv6'],
+  },
+  { name: 'no-outbound', argv: ['-i', ''], families: ['ipv4'] },
+  { name: 'outbound-exclude-ports', argv: ['-o', '22,3306'], families: ['ipv4', 'ipv6'] },
+  { name: 'outbound-include-ports', argv: ['-q', '443'], families: ['ipv4'] },
+  {
+    name: 'outbound-include-ports-no-outbound',
+    argv: ['-i', '', '-q', '443,8443'],
+    families: ['ipv4'],
+  },
+  // Istio's order: the -x RETURN before the -q jump, so an excluded destination stays
+  // excluded on an included port.
+  {
+    name: 'outbound-exclude-cidrs-include-ports',
+    argv: ['-x', '10.96.0.1/32,fd00:10:96::1', '-q', '443'],
+    families: ['ipv4', 'ipv6'],
+  },
+  { name: 'owners', argv: ['-u', '1337,0', '-g', '1337,1338'], families: ['ipv4', 'ipv6'] },
+  { name: 'chain-prefix', argv: ['--chain-prefix', 'MESH_'], families: ['ipv4'] },
+  // Istio's -c: an excluded interface RETURNs first in both owned chains.
+  { name: 'exclude-interfaces', argv: ['-c', 'eth1'], families: ['ipv4', 'ipv6'] },
+  // Istio's -k: TCP arriving on a VM's interface is outbound traffic of the VM.
+  { name: 'kube-virt-interfaces', argv: ['-k', 'eth1'], families: ['ipv4', 'ipv6'] },
+  {
+    name: 'kube-virt-interfaces-include-cidrs',
+    argv: ['-k', 'eth1', '-i', '10.96.0.0/12,fd00::/64'],
+    families: ['ipv4', 'ipv6'],
+  },
+  // No inbound capture, yet PREROUTING stays hooked for the VM's traffic.
+  { name: 'kube-virt-interfaces-no-inbound', argv: ['-k', 'eth1', '-b', ''], families: ['ipv4'] },
+  // TPROXY: inbound capture moves from nat to mangle; nat keeps the outbound rules.
+  { name: 'tproxy', argv: TPROXY_INJECTOR, families: ['ipv4', 'ipv6'] },
+  // Only some ports, another mark (and mark + 1) and route table.
+  {
+    name: 'tproxy-inbound-ports',
+    argv: ['-m', 'TPROXY', '-b', '8080,9090', '-t', '4096', '-r', '134'],
+    families: ['ipv4'],
+  },
+  // -c and -k in both tables: nat keeps the -k rules, mangle RETURNs for both.
+  {
+    name: 'tproxy-interfaces',
+    argv: ['-m', 'TPROXY', '-k', 'eth1', '-c', 'eth2'],
+    families: ['ipv4'],
+  },
+  // Nothing inbound to capture: no mangle table at all (and no policy route).
+  { name: 'tproxy-no-inbound', argv: ['-m', 'TPROXY', '-b', ''], families: ['ipv4'] },
+  // DNS to the resolvers of resolv.conf (each family its own) goes to 15053; raw zones.
+  { name: 'dns', argv: ['--redirect-dns'], families: ['ipv4', 'ipv6'], resolvConf: RESOLV_CONF },
+  {
+    name: 'dns-owners',
+    argv: ['--redirect-dns', '-u', '1337,0', '-g', '1338'],
+    families: ['ipv4'],
+    resolvConf: RESOLV_CONF,
+  },
+  // DNS to any address, to another port.
+  {
+    name: 'dns-capture-all',
+    argv: ['--redirect-dns', '--capture-all-dns', '--dns-port', '15054'],
+    families: ['ipv4', 'ipv6'],
+  },
+  // A Docker container's resolv.conf: the resolver on lo gets a raw rule of its own.
+  {
+    name: 'dns-docker',
+    argv: ['--redirect-dns'],
+    families: ['ipv4'],
+    resolvConf: DOCKER_RESOLV_CONF,
+  },
+  {
+    name: 'dns-capture-all-docker',
+    argv: ['--redirect-dns', '--capture-all-dns'],
+    families: ['ipv4'],
+    resolvConf: DOCKER_RESOLV_CONF,
+  },
+  { name: 'drop-invalid', argv: ['--drop-invalid'], families: ['ipv4', 'ipv6'] },
+  // Issue 5 all at once: nat, mangle (--drop-invalid first) and raw.
+  {
+    name: 'all-features',
+    argv: [...TPROXY_INJECTOR, '--redirect-dns', '--drop-invalid'],
+    families: ['ipv4', 'ipv6'],
+    resolvConf: RESOLV_CONF,
+  },
+  {
+    name: 'all-features-capture-all-dns',
+    argv: [
+      '-m',
+      'TPROXY',
+      '--redirect-dns',
+      '--capture-all-dns',
+      '--drop-invalid',
+      '--chain-prefix',
+      'ABCDEFGHIJKLMNOP',
+    ],
+    families: ['ipv4'],
+  },
+];
+
+describe('golden restore text per configuration', () => {
+  const cases = GOLDEN.flatMap(({ name, argv, families, resolvConf }) =>
+    families.map((family) => ({ name, argv, family, resolvConf })),
+  );
+  it.each(cases)('$name ($family): $argv', async ({ name, argv, family, resolvConf }) => {
+    const text = tablesTextFor(await configOf(argv, resolvConf ?? ''), family);
+    await expect(text).toMatchFileSnapshot(`../golden/iptables/${name}.${family}.golden`);
+  });
+});
+
+/** Configurations that exercise every branch of the planner, for the property tests. */
+const VARIED: readonly string[][] = [
+  [],
+  ISTIO_INJECTOR,
+  ['-b', '8080,9090', '-d', '22'],
+  ['-b', ''],
+  ['-i', '10.96.0.0/12,fd00:10:96::/112', '-x', '10.96.0.1/32,fd00:10:96::1'],
+  ['-i', ''],
+  ['-o', '22,3306', '-q', '443'],
+  ['-i', '', '-x', '10.96.0.0/12,fd00:10:96::/112', '-q', '443,8443'],
+  ['-u', '1337,0', '-g', '1337,1338'],
+  ['--chain-prefix', 'MESH_'],
+  ['--chain-prefix', 'ABCDEFGHIJKLMNOP'],
+  ['-c', 'eth1,veth+', '-d', '22'],
+  ['-c', 'eth1', '-b', ''],
+  ['-k', 'eth1,eth2', '-c', 'eth3', '-b', '8080', '-d', '22'],
+  ['-k', 'eth1', '-i', '10.96.0.0/12,fd00::/64', '-c', 'eth2', '-o', '53'],
+  ['-k', 'eth1', '-b', ''],
+  ['-k', 'veth+', '-i', ''],
+  // Issue 5: the nat properties hold with TPROXY and DNS capture too.
+  ['-m', 'TPROXY', '-z', '15006', '-d', '22'],
+  ['-m', 'TPROXY', '-k', 'eth1', '-c', 'eth2', '-b', '8080'],
+  ['-m', 'TPROXY', '-b', ''],
+  ['--redirect-dns'],
+  ['--redirect-dns', '--capture-all-dns', '-u', '1337,0', '-o', '22'],
+  [
+    '--drop-invalid',
+    '-m',
+    'TPROXY',
+    '--redirect-dns',
+    '-c',
+    'eth1',
+    '--chain-prefix',
+    'ABCDEFGHIJKLMNOP',
+  ],
+];
+const FAMILIES: readonly Family[] = ['ipv4', 'ipv6'];
+const everyPlan = async (): Promise<{ argv: string[]; config: Config; plan: TablePlan }[]> => {
+  const plans = [];
+  for (const argv of VARIED) {
+    const config = await configOf(argv);
+    for (const family of FAMILIES) plans.push({ argv, config, plan: planNat(config, family) });
+  }
+  return plans;
+};
+
+function cidrsOf(rule: Rule): Cidr[] {
+  return rule.matches.flatMap((m) =>
+    m.kind === 'source' || m.kind === 'destination' ? [m.cidr] : [],
+  );
+}
+
+/** Restore text with every `-I CHAIN N` written as `-A CHAIN`, to find a rendered rule in it. */
+const asAppended = (text: string) => text.replace(/^-I (\S+) \d+ /gm, '-A $1 ');
+
+const ownedRules = (plan: TablePlan, chain: string) =>
+  plan.rules.filter((r) => r.chain.kind === 'owned' && r.chain.name === chain);
+const isProtocol = (m: Match, proto: string) => m.kind === 'protocol' && m.proto === proto;
+
+describe('plan properties', () => {
+  it('IPv4 CIDRs never appear in the ipv6 plan, nor IPv6 CIDRs in the ipv4 plan', async () => {
+    const config = await configFrom([
+      ...['-i', '10.96.0.0/12,fd00:10:96::/112,192.168.0.0/16'],
+      ...['-x', '10.96.0.1,fd00:10:96::1,fd00:10:96::2'],
+    ]);
+    for (const family of FAMILIES) {
+      const plan = planNat(config, family);
+      const cidrs = plan.rules.flatMap(cidrsOf);
+      expect(cidrs.length).toBeGreaterThan(2);
+      for (const cidr of cidrs) expect(cidr.family).toBe(family);
+      const text = textFor(config, family);
+      if (family === 'ipv6') expect(text).not.toMatch(/-[sd] \d+\.\d+\.\d+\.\d+/);
+      else expect(text).not.toMatch(/-[sd] [0-9a-f]*:/);
+    }
+    // Each family keeps all of its own CIDRs, in order.
+    expect(planNat(config, 'ipv4').rules.flatMap(cidrsOf)).toEqual(
+      expect.arrayContaining([
+        { family: 'ipv4', address: '10.96.0.0', prefix: 12 },
+        { family: 'ipv4', address: '192.168.0.0', prefix: 16 },
+        { family: 'ipv4', address: '10.96.0.1', prefix: 32 },
+      ]),
+    );
+    expect(planNat(config, 'ipv6').rules.flatMap(cidrsOf)).toEqual(
+      expect.arrayContaining([
+        { family: 'ipv6', address: 'fd00:10:96::', prefix: 112 },
+        { family: 'ipv6', address: 'fd00:10:96::1', prefix: 128 },
+        { family: 'ipv6', address: 'fd00:10:96::2', prefix: 128 },
+      ]),
+    );
+  });
+
+  it('the family picks loopback and the inbound passthrough source', async () => {
+    const config = await configFrom([]);
+    const addresses = (family: Family) =>
+      planNat(config, family)
+        .rules.flatMap(cidrsOf)
+        .map((c) => `${c.address}/${c.prefix}`);
+    expect(new Set(addresses('ipv4'))).toEqual(new Set(['127.0.0.1/32', '127.0.0.6/32']));
+    expect(new Set(addresses('ipv6'))).toEqual(new Set(['::1/128', '::6/128']));
+  });
+
+  it('the family is a parameter: both plans have the same shape', async () => {
+    for (const argv of VARIED) {
+      const config = await configFrom(argv);
+      if (config.outboundIncludeCidrs.kind === 'only' || config.outboundExcludeCidrs.length > 0)
+        continue;
+      const shape = (family: Family) =>
+        planNat(config, family).rules.map((r) => ({
+          ...r,
+          matches: r.matches.map((m) => ('cidr' in m ? { ...m, cidr: 'X' } : m)),
+        }));
+      expect(shape('ipv6')).toEqual(shape('ipv4'));
+    }
+  });
+
+  it('every rule has a non-empty why, rendered as its mesh-init comment', async () => {
+    for (const { config, plan } of await everyPlan()) {
+      for (const rule of plan.rules) {
+        expect(rule.why.trim()).not.toBe('');
+        // render.ts puts why between double quotes without escaping.
+        expect(rule.why).not.toMatch(/["\\\n]/);
+        expect(renderRule(rule, config.chainPrefix, plan.family)).toContain(
+          ` -m comment --comment "mesh-init: ${rule.why}" -j `,
+        );
+      }
+      // Rules of owned chains are appended, the jumps from the kernel's chains inserted.
+      const lines = textFor(config, plan.family)
+        .split('\n')
+        .filter((l) => l.startsWith('-A ') || l.startsWith('-I '));
+      expect(lines).toHaveLength(plan.rules.length);
+      for (const line of lines) expect(line).toMatch(/ -m comment --comment "mesh-init: [^"]+" /);
+    }
+  });
+
+  it('owned chains all share the prefix; only PREROUTING and OUTPUT are hooked', async () => {
+    for (const { config, plan } of await everyPlan()) {
+      const prefix = config.chainPrefix;
+      // ISTIO_OUTPUT_DNS only where this family has DNS to capture.
+      const dns = plan.rules.some((r) => r.chain.name === 'OUTPUT_DNS');
+      const chains = dns ? [...NAT_CHAINS, 'OUTPUT_DNS'] : NAT_CHAINS;
+      expect(plan.chains).toEqual(chains);
+      expect(OWNED_CHAINS.nat).toEqual(expect.arrayContaining([...plan.chains]));
+      const text = textFor(config, plan.family);
+      const declared = text
+        .split('\n')
+        .filter((l) => l.startsWith(':'))
+        .map((l) => l.slice(1).split(' ')[0] ?? '');
+      expect(declared).toEqual(chains.map((c) => `${prefix}${c}`));
+      for (const name of declared) expect(name.length).toBeLessThanOrEqual(28);
+      for (const rule of plan.rules) {
+        const chain = chainName(prefix, rule.chain);
+        if (rule.chain.kind === 'builtin') expect(['PREROUTING', 'OUTPUT']).toContain(chain);
+        else expect(chain.startsWith(prefix)).toBe(true);
+        if (rule.target.kind === 'jump') expect(plan.chains).toContain(rule.target.chain);
+      }
+      // Only the owned chains are appended to, and only PREROUTING and OUTPUT inserted into.
+      const appended = new Set(text.match(/^-A \S+/gm)?.map((a) => a.slice(3)));
+      for (const chain of appended) expect(declared).toContain(chain);
+      const inserted = new Set(text.match(/^-I \S+/gm)?.map((a) => a.slice(3)));
+      expect(['PREROUTING', 'OUTPUT']).toEqual(expect.arrayContaining([...inserted]));
+      expect(inserted.size).toBeGreaterThan(0);
+    }
+  });
+
+  it('the proxy port and the inbound capture port are the redirect targets', async () => {
+    const plan = planNat(await configFrom(['-p', '15001', '-z', '15006']), 'ipv4');
+    expect(ownedRules(plan, 'REDIRECT').map((r) => r.target)).toEqual([
+      { kind: 'redirect', toPort: 15001 },
+    ]);
+    expect(ownedRules(plan, 'IN_REDIRECT').map((r) => r.target)).toEqual([
+      { kind: 'redirect', toPort: 15006 },
+    ]);
+    // Only those two rules redirect; everything else returns or jumps.
+    expect(plan.rules.filter((r) => r.target.kind === 'redirect')).toHaveLength(2);
+  });
+
+  it('every --dport match has a protocol before it', async () => {
+    for (const { plan } of await everyPlan()) {
+      for (const rule of plan.rules) {
+        rule.matches.forEach((m, i) => {
+          if (m.kind === 'destinationPort') {
+            expect(rule.matches.slice(0, i).some((p) => p.kind === 'protocol')).toBe(true);
+          }
+        });
+      }
+    }
+  });
+
+  it('inbound: PREROUTING is hooked for TCP only, and not at all with -b ""', async () => {
+    const hooks = async (argv: string[]) =>
+      planNat(await configFrom(argv), 'ipv4').rules.filter(
+        (r) => r.chain.kind === 'builtin' && r.chain.name === 'PREROUTING',
+      );
+    expect(await hooks([])).toEqual([
+      expect.objectContaining({
+        matches: [{ kind: 'protocol', proto: 'tcp' }],
+        target: { kind: 'jump', chain: 'INBOUND' },
+      }),
+    ]);
+    expect(await hooks(['-b', ''])).toEqual([]);
+    expect(await hooks(['-b', '', '-d', '22'])).toEqual([]);
+    const none = planNat(await configFrom(['-b', '', '-d', '22']), 'ipv4');
+    expect(ownedRules(none, 'INBOUND')).toEqual([]);
+  });
+
+  it('inbound: excluded ports return before anything is captured', async () => {
+    for (const argv of [
+      ['-d', '22,15090'],
+      ['-b', '8080,9090', '-d', '22,15090'],
+    ]) {
+      const rules = ownedRules(planNat(await configFrom(argv), 'ipv4'), 'INBOUND');
+      const firstJump = rules.findIndex((r) => r.target.kind === 'jump');
+      const returns = rules.flatMap((r, i) => (r.target.kind === 'return' ? [i] : []));
+      expect(returns).toHaveLength(2);
+      expect(firstJump).toBeGreaterThan(Math.max(...returns));
+    }
+  });
+
+  it('inbound: a port list captures only those ports, "*" captures all TCP', async () => {
+    const only = ownedRules(planNat(await configFrom(['-b', '8080,9090']), 'ipv4'), 'INBOUND');
+    expect(only.map((r) => r.matches)).toEqual([
+      [
+        { kind: 'protocol', proto: 'tcp' },
+        { kind: 'destinationPort', port: 8080 },
+      ],
+      [
+        { kind: 'protocol', proto: 'tcp' },
+        { kind: 'destinationPort', port: 9090 },
+      ],
+    ]);
+    const all = ownedRules(planNat(await configFrom(['-b', '*']), 'ipv4'), 'INBOUND');
+    expect(all.map((r) => r.matches)).toEqual([[{ kind: 'protocol', proto: 'tcp' }]]);
+  });
+
+  it("outbound: the proxy's own traffic returns before any capture of outbound traffic", async () => {
+    for (const { config, plan } of await everyPlan()) {
+      const rules = ownedRules(plan, 'OUTPUT');
+      // DNS capture too: the proxy's own queries go upstream, not back to itself.
+      const toRedirect = rules.flatMap((r, i) =>
+        r.target.kind === 'jump' && ['REDIRECT', 'OUTPUT_DNS'].includes(r.target.chain) ? [i] : [],
+      );
+      const ownerReturns = rules.flatMap((r, i) =>
+        r.target.kind === 'return' && r.matches.some((m) => m.kind === 'owner') ? [i] : [],
+      );
+      expect(ownerReturns).toHaveLength(config.proxyUids.length + config.proxyGids.length);
+      if (toRedirect.length > 0) {
+        expect(Math.min(...toRedirect)).toBeGreaterThan(Math.max(...ownerReturns));
+      }
+    }
+  });
+
+  // As in Istio: an excluded destination stays excluded even on an included port.
+  it('outbound: -x CIDRs are excluded before -q ports are captured', async () => {
+    const rules = ownedRules(
+      planNat(await configFrom(['-x', '10.0.0.0/8', '-q', '443']), 'ipv4'),
+      'OUTPUT',
+    );
+    const exclude = rules.findIndex(
+      (r) =>
+        r.target.kind === 'return' &&
+        r.matches.some((m) => m.kind === 'destination' && m.cidr.address === '10.0.0.0'),
+    );
+    const include = rules.findIndex(
+      (r) =>
+        r.target.kind === 'jump' &&
+        r.target.chain === 'REDIRECT' &&
+        r.matches.some((m) => m.kind === 'destinationPort' && m.port === 443),
+    );
+    expect(exclude).toBeGreaterThanOrEqual(0);
+    expect(include).toBeGreaterThanOrEqual(0);
+    expect(exclude).toBeLessThan(include);
+  });
+
+  it('outbound: in every plan, every -x RETURN comes before every -q jump', async () => {
+    let both = 0;
+    for (const { config, plan } of await everyPlan()) {
+      const rules = ownedRules(plan, 'OUTPUT');
+      const excludes = rules.flatMap((r, i) =>
+        r.target.kind === 'return' && r.matches.some((m) => m.kind === 'destination' && !m.negate)
+          ? [i]
+          : [],
+      );
+      // (The proxy's jump to its own pod IP skips port 53 with DNS capture: no -q jump.)
+      const includes = rules.flatMap((r, i) =>
+        r.target.kind === 'jump' &&
+        r.target.chain === 'REDIRECT' &&
+        r.matches.some((m) => m.kind === 'destinationPort')
+          ? [i]
+          : [],
+      );
+      expect(includes).toHaveLength(config.outboundIncludePorts.length);
+      if (excludes.length > 0 && includes.length > 0) {
+        both++;
+        expect(Math.max(...excludes)).toBeLessThan(Math.min(...includes));
+      }
+    }
+    // Guards the loop against passing only because no plan had both.
+    expect(both).toBeGreaterThan(0);
+  });
+
+  it('outbound: -i "" leaves no rule that captures outbound traffic', async () => {
+    const plan = planNat(await configFrom(['-i', '']), 'ipv4');
+    expect(
+      ownedRules(plan, 'OUTPUT').filter(
+        (r) => r.target.kind === 'jump' && r.target.chain === 'REDIRECT',
+      ),
+    ).toEqual([]);
+  });
+
+  it('outbound: the OUTPUT hook is TCP-only unless a rule is about UDP', async () => {
+    for (const { config, plan } of await everyPlan()) {
+      const hooks = plan.rules.filter(
+        (r) => r.chain.kind === 'builtin' && r.chain.name === 'OUTPUT',
+      );
+      expect(hooks).toHaveLength(1);
+      const udp = plan.rules.some((r) => r.matches.some((m) => isProtocol(m, 'udp')));
+      const dns = ownedRules(plan, 'OUTPUT_DNS').length > 0;
+      expect(udp).toBe(config.outboundExcludePorts.length > 0 || dns);
+      expect(hooks[0]?.matches).toEqual(udp ? [] : [{ kind: 'protocol', proto: 'tcp' }]);
+      expect(hooks[0]?.target).toEqual({ kind: 'jump', chain: 'OUTPUT' });
+    }
+  });
+
+  it('outbound: each -o port returns for both TCP and UDP', async () => {
+    const rules = ownedRules(planNat(await configFrom(['-o', '22,3306']), 'ipv6'), 'OUTPUT');
+    const excluded = rules
+      .filter(
+        (r) => r.target.kind === 'return' && r.matches.some((m) => m.kind === 'destinationPort'),
+      )
+      .map((r) =>
+        r.matches.map((m) => (m.kind === 'protocol' ? m.proto : 'port' in m ? m.port : '')),
+      );
+    expect(excluded).toEqual([
+      ['tcp', 22],
+      ['udp', 22],
+      ['tcp', 3306],
+      ['udp', 3306],
+    ]);
+  });
+
+  it('pure: the same config gives the same plan, and the config is not changed', async () => {
+    const config = await configFrom(['-o', '22', '-i', '10.0.0.0/8,fd00::/8', '-u', '1,2']);
+    const before = structuredClone(config);
+    for (const family of FAMILIES) {
+      expect(planNat(config, family)).toEqual(planNat(config, family));
+      expect(planNat(config, family).family).toBe(family);
+    }
+    expect(config).toEqual(before);
+  });
+});
+
+describe('plan properties: interfaces (-c, -k)', () => {
+  const RETURN = { kind: 'return' } as const;
+  const toRedirect = { kind: 'jump', chain: 'REDIRECT' } as const;
+  const onIn = (name: string): Match => ({ kind: 'inInterface', name });
+  const onOut = (name: string): Match => ({ kind: 'outInterface', name });
+  const interfaceOf = (rule: Rule) =>
+    rule.matches.flatMap((m) => (m.kind === 'inInterface' ? [m.name] : []))[0];
+  const withoutInterfaces = (argv: string[]) => {
+    const out: string[] = [];
+    for (let i = 0; i < argv.length; i++) {
+      if (argv[i] === '-k' || argv[i] === '-c') i++;
+      else out.push(argv[i] ?? '');
+    }
+    return out;
+  };
+
+  it('excluded interfaces RETURN first in ISTIO_OUTPUT, and in ISTIO_INBOUND right after the -k rules (as in Istio, -k wins)', async () => {
+    let inbound = 0;
+    for (const { config, plan } of await everyPlan()) {
+      const names = config.excludeInterfaces;
+      const out = ownedRules(plan, 'OUTPUT');
+      expect(out.slice(0, names.length).map((r) => [r.matches, r.target])).toEqual(
+        names.map((name) => [[onOut(name)], RETURN]),
+      );
+      const into = ownedRules(plan, 'INBOUND');
+      if (into.length === 0) continue;
+      if (names.length > 0) inbound++;
+      const virt = into.filter((r) =>
+        r.matches.some(
+          (m) => m.kind === 'inInterface' && config.kubeVirtInterfaces.includes(m.name),
+        ),
+      ).length;
+      expect(into.slice(0, virt).every((r) => r.why.includes('--kube-virt-interfaces'))).toBe(true);
+      expect(into.slice(virt, virt + names.length).map((r) => [r.matches, r.target])).toEqual(
+        names.map((name) => [[onIn(name)], RETURN]),
+      );
+      // No other rule is about an excluded interface.
+      for (const rule of plan.rules.slice()) {
+        const named = rule.matches.flatMap((m) =>
+          m.kind === 'inInterface' || m.kind === 'outInterface' ? [m.name] : [],
+        );
+        if (named.some((name) => names.includes(name))) {
+          expect(rule.target).toEqual(RETURN);
+          expect(rule.matches).toHaveLength(1);
+        }
+      }
+    }
+    // Guards the loop against passing only because no plan excluded an interface inbound.
+    expect(inbound).toBeGreaterThan(0);
+  });
+
+  it('-c only adds those RETURNs: the rest of the plan is the plan without it', async () => {
+    for (const argv of VARIED.filter((a) => a.includes('-c'))) {
+      const config = await configFrom(argv);
+      const plain = await configFrom(withoutInterfaces(argv));
+      const n = config.excludeInterfaces.length;
+      expect(n).toBeGreaterThan(0);
+      for (const family of FAMILIES) {
+        const withC = planNat({ ...config, kubeVirtInterfaces: [] }, family);
+        const without = planNat(plain, family);
+        expect(ownedRules(withC, 'OUTPUT').slice(n)).toEqual(ownedRules(without, 'OUTPUT'));
+        const inbound = ownedRules(without, 'INBOUND');
+        expect(ownedRules(withC, 'INBOUND').slice(inbound.length > 0 ? n : 0)).toEqual(inbound);
+        // The hooks are the same: an excluded interface alone needs no PREROUTING hook.
+        const hooks = (p: TablePlan) => p.rules.filter((r) => r.chain.kind === 'builtin');
+        expect(hooks(withC)).toEqual(hooks(without));
+      }
+    }
+  });
+
+  it('-c with -b "": nothing inbound to exclude from, so no PREROUTING hook', async () => {
+    const plan = planNat(await configFrom(['-c', 'eth1', '-b', '']), 'ipv4');
+    expect(ownedRules(plan, 'INBOUND')).toEqual([]);
+    expect(plan.rules.filter((r) => r.chain.kind === 'builtin').map((r) => r.chain)).toEqual([
+      { kind: 'builtin', name: 'OUTPUT' },
+    ]);
+  });
+
+  it('-k: the RETURN comes after its REDIRECT jumps and before any inbound rule', async () => {
+    let seen = 0;
+    for (const { config, plan } of await everyPlan()) {
+      const rules = ownedRules(plan, 'INBOUND');
+      const excluded = config.excludeInterfaces.length;
+      const inboundAt = rules.flatMap((r, i) =>
+        i >= excluded && interfaceOf(r) === undefined ? [i] : [],
+      );
+      for (const name of config.kubeVirtInterfaces) {
+        seen++;
+        const jumps = rules.flatMap((r, i) =>
+          interfaceOf(r) === name && r.target.kind === 'jump' ? [i] : [],
+        );
+        const returns = rules.flatMap((r, i) =>
+          interfaceOf(r) === name && r.target.kind === 'return' ? [i] : [],
+        );
+        expect(returns).toHaveLength(1);
+        const [ret = -1] = returns;
+        expect(rules[ret]?.matches).toEqual([onIn(name)]);
+        for (const at of jumps) {
+          expect(rules[at]?.target).toEqual(toRedirect);
+          expect(at).toBeLessThan(ret);
+        }
+        // Excluded inbound ports and inbound capture never see the VM's traffic.
+        if (inboundAt.length > 0) expect(ret).toBeLessThan(Math.min(...inboundAt));
+        // And -c, which RETURNs first, is never about a -k interface.
+        expect(ret).toBeGreaterThanOrEqual(excluded);
+      }
+      // Nothing of -k is sent to the inbound capture port.
+      for (const rule of rules) {
+        if (interfaceOf(rule) !== undefined) {
+          expect(rule.target).not.toEqual({ kind: 'jump', chain: 'IN_REDIRECT' });
+        }
+      }
+    }
+    expect(seen).toBeGreaterThan(0);
+  });
+
+  it('-k follows -i: all TCP, only the CIDRs of the plan family, or none', async () => {
+    const jumps = async (argv: string[], family: Family) =>
+      ownedRules(planNat(await configFrom(['-k', 'eth1', ...argv]), family), 'INBOUND')
+        .filter((r) => r.target.kind === 'jump' && r.target.chain === 'REDIRECT')
+        .map((r) => r.matches);
+    const tcp: Match = { kind: 'protocol', proto: 'tcp' };
+    const to = (cidr: Cidr): Match => ({ kind: 'destination', cidr });
+    for (const family of FAMILIES) {
+      expect(await jumps([], family)).toEqual([[tcp, onIn('eth1')]]);
+      expect(await jumps(['-i', '*'], family)).toEqual([[tcp, onIn('eth1')]]);
+      expect(await jumps(['-i', ''], family)).toEqual([]);
+    }
+    const cidrs = ['-i', '10.96.0.0/12,fd00::/64,192.168.0.0/16'];
+    expect(await jumps(cidrs, 'ipv4')).toEqual([
+      [tcp, onIn('eth1'), to({ family: 'ipv4', address: '10.96.0.0', prefix: 12 })],
+      [tcp, onIn('eth1'), to({ family: 'ipv4', address: '192.168.0.0', prefix: 16 })],
+    ]);
+    expect(await jumps(cidrs, 'ipv6')).toEqual([
+      [tcp, onIn('eth1'), to({ family: 'ipv6', address: 'fd00::', prefix: 64 })],
+    ]);
+    // Only IPv4 CIDRs: the ipv6 plan has nothing of the VM's to capture, only the RETURN.
+    const v6 = planNat(await configFrom(['-k', 'eth1', '-i', '10.96.0.0/12']), 'ipv6');
+    expect(ownedRules(v6, 'INBOUND').map((r) => [r.matches, r.target])).toEqual([
+      [[onIn('eth1')], RETURN],
+      [[tcp], { kind: 'jump', chain: 'IN_REDIRECT' }],
+    ]);
+  });
+
+  it('-k with -b "": PREROUTING stays hooked, ISTIO_INBOUND holds only the -k rules', async () => {
+    for (const family of FAMILIES) {
+      for (const argv of [
+        ['-k', 'eth1', '-b', ''],
+        ['-k', 'eth1', '-b', '', '-d', '22'],
+        ['-k', 'eth1', '-b', '', '-i', '10.96.0.0/12'],
+      ]) {
+        const plan = planNat(await configFrom(argv), family);
+        expect(
+          plan.rules.filter((r) => r.chain.kind === 'builtin' && r.chain.name === 'PREROUTING'),
+        ).toEqual([
+          expect.objectContaining({
+            matches: [{ kind: 'protocol', proto: 'tcp' }],
+            target: { kind: 'jump', chain: 'INBOUND' },
+          }),
+        ]);
+        const rules = ownedRules(plan, 'INBOUND');
+        expect(rules.length).toBeGreaterThan(0);
+        for (const rule of rules) expect(interfaceOf(rule)).toBe('eth1');
+        expect(rules.at(-1)?.target).toEqual(RETURN);
+      }
+    }
+  });
+
+  // The kernel refuses -i in a chain reached from OUTPUT and -o in one reached from
+  // PREROUTING (the whole restore would fail), so each stays on its side.
+  it('-i only in the inbound path, -o only in the outbound path', async () => {
+    for (const { plan } of await everyPlan()) {
+      for (const rule of plan.rules) {
+        const inbound = rule.chain.name === 'INBOUND' || rule.chain.name === 'PREROUTING';
+        const outbound = rule.chain.name === 'OUTPUT';
+        for (const match of rule.matches) {
+          if (match.kind === 'inInterface') expect(inbound).toBe(true);
+          if (match.kind === 'outInterface') expect(outbound).toBe(true);
+        }
+      }
+    }
+  });
+
+  it('-k adds nothing to ISTIO_OUTPUT nor to the OUTPUT hook', async () => {
+    for (const argv of VARIED.filter((a) => a.includes('-k'))) {
+      const config = await configFrom(argv);
+      for (const family of FAMILIES) {
+        const withK = planNat(config, family);
+        const withoutK = planNat({ ...config, kubeVirtInterfaces: [] }, family);
+        const outbound = (p: TablePlan) =>
+          p.rules.filter(
+            (r) =>
+              r.chain.name === 'OUTPUT' ||
+              (r.chain.kind === 'owned' && r.chain.name === 'REDIRECT'),
+          );
+        expect(outbound(withK)).toEqual(outbound(withoutK));
+      }
+    }
+  });
+});
+
+describe('plan properties: every table (TPROXY, DNS capture, --drop-invalid)', () => {
+  const everyTable = async () => {
+    const plans: { argv: string[]; config: Config; plan: TablePlan }[] = [];
+    for (const argv of VARIED) {
+      const config = await configOf(argv);
+      for (const family of FAMILIES) {
+        for (const plan of planTables(config, family)) plans.push({ argv, config, plan });
+      }
+    }
+    return plans;
+  };
+  const hooks = (plan: TablePlan | undefined) =>
+    plan?.rules.filter((r) => r.chain.kind === 'builtin') ?? [];
+  const jumpsTo = (plan: TablePlan, chain: OwnedChain) =>
+    plan.rules.filter((r) => r.target.kind === 'jump' && r.target.chain === chain);
+
+  it('nat always, mangle for TPROXY (with inbound capture) or --drop-invalid, raw for DNS to capture', async () => {
+    const seen = new Set<string>();
+    for (const argv of VARIED) {
+      const config = await configOf(argv);
+      for (const family of FAMILIES) {
+        const tables = planTables(config, family).map((p) => p.table);
+        seen.add(tables.join(','));
+        const tproxy = config.inboundMode === 'tproxy' && config.inboundPorts.kind !== 'none';
+        const dns =
+          config.dns.capture === 'all' ||
+          (config.dns.capture === 'resolvers' &&
+            config.dns.resolvers.some((cidr) => cidr.family === family));
+        expect(tables).toEqual(
+          TABLES.filter(
+            (t) =>
+              t === 'nat' ||
+              (t === 'mangle' && (tproxy || config.dropInvalid)) ||
+              (t === 'raw' && dns),
+          ),
+        );
+        // planTables is planNat, planMangle and planRaw, in TABLES order.
+        expect(planTables(config, family)).toEqual(
+          [planNat(config, family), planMangle(config, family), planRaw(config, family)].filter(
+            (p) => p !== undefined,
+          ),
+        );
+      }
+    }
+    // Guards the loop against passing with fewer kinds of plans than it claims.
+    expect(seen).toEqual(new Set(['nat', 'nat,mangle', 'nat,raw', 'nat,mangle,raw']));
+  });
+
+  it("owned chains: only the table's own, in its order; every jump and rule stays inside the plan", async () => {
+    for (const { config, plan } of await everyTable()) {
+      const prefix = config.chainPrefix;
+      const order = OWNED_CHAINS[plan.table];
+      expect(plan.chains.map((c) => order.indexOf(c))).toEqual(
+        plan.chains.map((c) => order.indexOf(c)).sort((a, b) => a - b),
+      );
+      expect(order).toEqual(expect.arrayContaining([...plan.chains]));
+      for (const chain of plan.chains)
+        expect(chainName(prefix, chain).length).toBeLessThanOrEqual(28);
+      for (const rule of plan.rules) {
+        if (rule.chain.kind === 'builtin')
+          expect(['PREROUTING', 'OUTPUT']).toContain(rule.chain.name);
+        else expect(plan.chains).toContain(rule.chain.name);
+        if (rule.target.kind === 'jump') expect(plan.chains).toContain(rule.target.chain);
+      }
+    }
+  });
+
+  it('mangle and raw: every owned chain holds rules and is reached from a hook', async () => {
+    let tables = 0;
+    for (const { plan } of await everyTable()) {
+      if (plan.table === 'nat') continue;
+      tables++;
+      const reached = new Set<OwnedChain>();
+      const visit = (chain: OwnedChain) => {
+        if (reached.has(chain)) return;
+        reached.add(chain);
+        for (const rule of plan.rules) {
+          if (
+            rule.chain.name === chain &&
+            rule.chain.kind === 'owned' &&
+            rule.target.kind === 'jump'
+          ) {
+            visit(rule.target.chain);
+          }
+        }
+      };
+      for (const hook of hooks(plan)) if (hook.target.kind === 'jump') visit(hook.target.chain);
+      expect([...reached].sort()).toEqual([...plan.chains].sort());
+      for (const chain of plan.chains) {
+        expect(plan.rules.some((r) => r.chain.kind === 'owned' && r.chain.name === chain)).toBe(
+          true,
+        );
+      }
+    }
+    expect(tables).toBeGreaterThan(4);
+  });
+
+  it('every rule of every table: a why, a protocol before its ports, rendered as its comment', async () => {
+    for (const { config, plan } of await everyTable()) {
+      const text = tablesTextFor(config, plan.family);
+      for (const rule of plan.rules) {
+        expect(rule.why).not.toMatch(/^\s*$|["\\\n]/);
+        rule.matches.forEach((m, i) => {
+          if (m.kind === 'destinationPort' || m.kind === 'sourcePort') {
+            expect(rule.matches.slice(0, i).some((p) => p.kind === 'protocol')).toBe(true);
+          }
+        });
+        // A jump from a kernel chain is inserted: its line is -I CHAIN N and the same rest.
+        expect(asAppended(text)).toContain(
+          `${renderRule(rule, config.chainPrefix, plan.family)}\n`,
+        );
+      }
+    }
+  });
+
+  // The kernel refuses -i in a chain reached from OUTPUT and -o in one reached from
+  // PREROUTING: the whole restore would fail.
+  it('-i only in the inbound path, -o only in the outbound path, in mangle and raw too', async () => {
+    for (const { plan } of await everyTable()) {
+      // Owned and kernel chains share names (OUTPUT): kernel ones are keyed by name alone.
+      const key = (chain: TablePlan['rules'][number]['chain']) =>
+        chain.kind === 'builtin' ? chain.name : `owned ${chain.name}`;
+      const fromHook = (hook: 'PREROUTING' | 'OUTPUT') => {
+        const chains = new Set<string>([hook]);
+        for (let grew = true; grew; ) {
+          grew = false;
+          for (const rule of plan.rules) {
+            const target = rule.target.kind === 'jump' ? `owned ${rule.target.chain}` : undefined;
+            if (chains.has(key(rule.chain)) && target !== undefined && !chains.has(target)) {
+              chains.add(target);
+              grew = true;
+            }
+          }
+        }
+        return chains;
+      };
+      const inbound = fromHook('PREROUTING');
+      const outbound = fromHook('OUTPUT');
+      for (const rule of plan.rules) {
+        for (const match of rule.matches) {
+          if (match.kind === 'inInterface') {
+            expect(inbound.has(key(rule.chain)) && !outbound.has(key(rule.chain))).toBe(true);
+          }
+          if (match.kind === 'outInterface') {
+            expect(outbound.has(key(rule.chain)) && !inbound.has(key(rule.chain))).toBe(true);
+          }
+        }
+      }
+    }
+  });
+
+  describe('TPROXY', () => {
+    it.each<[string[], number, number, number]>([
+      [['-m', 'TPROXY'], 15001, 1337, 133],
+      [['-m', 'TPROXY', '-z', '15006', '-t', '4096', '-r', '7'], 15006, 4096, 7],
+      [['-m', 'TPROXY', '-p', '15009', '-t', '4294967294'], 15009, 4294967294, 133],
+    ])(
+      '%j: TPROXY to the inbound capture port with the mark, mark + 1 for the proxy',
+      async (argv, port, mark) => {
+        const config = await configOf(argv);
+        for (const family of FAMILIES) {
+          const plan = planMangle(config, family);
+          if (plan === undefined) throw new Error('expected a mangle plan');
+          const targets = plan.rules.map((r) => r.target);
+          expect(targets).toContainEqual({ kind: 'tproxy', toPort: port, mark });
+          // DIVERT marks with the mark; the proxy's own calls to its pod IP get mark + 1.
+          expect(ownedRules(plan, 'DIVERT').map((r) => r.target)).toEqual([
+            { kind: 'setMark', mark },
+            { kind: 'accept' },
+          ]);
+          expect(
+            ownedRules(plan, 'OUTPUT').filter((r) => r.target.kind === 'setMark'),
+          ).toHaveLength(config.proxyUids.length + config.proxyGids.length);
+          for (const rule of ownedRules(plan, 'OUTPUT').filter(
+            (r) => r.target.kind === 'setMark',
+          )) {
+            expect(rule.target).toEqual({ kind: 'setMark', mark: mark + 1 });
+          }
+          expect(ownedRules(plan, 'INBOUND').flatMap((r) => r.matches)).toContainEqual({
+            kind: 'mark',
+            mark: mark + 1,
+            negate: true,
+          });
+          // Marks are rendered as iptables-save prints them, so --check compares them exactly.
+          const text = tablesTextFor(config, family);
+          expect(text).toContain(`--tproxy-mark 0x${mark.toString(16)}/0xffffffff`);
+          expect(text).toContain(`--set-xmark 0x${(mark + 1).toString(16)}/0xffffffff`);
+          expect(text).not.toMatch(/--(set-x|tproxy-)?mark (?!0x)/);
+        }
+      },
+    );
+
+    it('only PREROUTING reaches the TPROXY target (the kernel allows it nowhere else)', async () => {
+      for (const { plan } of (await everyTable()).filter((p) => p.plan.table === 'mangle')) {
+        if (!plan.chains.includes('TPROXY')) continue;
+        expect(
+          jumpsTo(plan, 'TPROXY').every(
+            (r) => r.chain.name === 'INBOUND' && r.chain.kind === 'owned',
+          ),
+        ).toBe(true);
+        expect(jumpsTo(plan, 'INBOUND').map((r) => r.chain)).toEqual([
+          { kind: 'builtin', name: 'PREROUTING' },
+        ]);
+        expect(
+          plan.rules.filter((r) => r.target.kind === 'tproxy').map((r) => r.chain.name),
+        ).toEqual(['TPROXY']);
+      }
+    });
+
+    it('inbound capture leaves nat: no ISTIO_INBOUND rule but the -k ones, PREROUTING only for -k', async () => {
+      for (const argv of [
+        ['-m', 'TPROXY'],
+        ['-m', 'TPROXY', '-b', '8080', '-d', '22'],
+        ['-m', 'TPROXY', '-k', 'eth1', '-c', 'eth2'],
+      ]) {
+        const config = await configOf(argv);
+        for (const family of FAMILIES) {
+          const nat = planNat(config, family);
+          const inbound = ownedRules(nat, 'INBOUND');
+          expect(
+            inbound.every((r) => r.target.kind !== 'jump' || r.target.chain !== 'IN_REDIRECT'),
+          ).toBe(true);
+          const virt = config.kubeVirtInterfaces.length > 0;
+          expect(inbound.length > 0).toBe(virt);
+          expect(hooks(nat).filter((r) => r.chain.name === 'PREROUTING')).toHaveLength(
+            virt ? 1 : 0,
+          );
+          // The outbound side is REDIRECT's, unchanged.
+          const redirect = planNat({ ...config, inboundMode: 'redirect' }, family);
+          expect(ownedRules(nat, 'OUTPUT')).toEqual(ownedRules(redirect, 'OUTPUT'));
+        }
+      }
+    });
+
+    it('-d RETURNs and -b jumps in mangle: excluded ports first, one TPROXY jump per listed port', async () => {
+      const plan = planMangle(
+        await configOf(['-m', 'TPROXY', '-b', '8080,9090', '-d', '15090']),
+        'ipv4',
+      );
+      if (plan === undefined) throw new Error('expected a mangle plan');
+      const rules = ownedRules(plan, 'INBOUND');
+      const excluded = rules.findIndex((r) =>
+        r.matches.some((m) => m.kind === 'destinationPort' && m.port === 15090),
+      );
+      const captured = rules.flatMap((r, i) =>
+        r.target.kind === 'jump' && r.target.chain === 'TPROXY' ? [i] : [],
+      );
+      expect(rules[excluded]?.target).toEqual({ kind: 'return' });
+      expect(captured.map((i) => rules[i]?.matches)).toEqual([
+        [
+          { kind: 'protocol', proto: 'tcp' },
+          { kind: 'destinationPort', port: 8080 },
+        ],
+        [
+          { kind: 'protocol', proto: 'tcp' },
+          { kind: 'destinationPort', port: 9090 },
+        ],
+      ]);
+      expect(excluded).toBeLessThan(Math.min(...captured));
+    });
+
+    // -t and -r as flags need -m TPROXY; from their variables they wait for it.
+    it.each<[string[], Env]>([
+      [[], { INBOUND_TPROXY_MARK: '7', INBOUND_TPROXY_ROUTE_TABLE: '77' }],
+      [['-m', 'TPROXY', '-b', ''], {}],
+      [['-m', 'TPROXY', '-b', '', '-t', '7', '-r', '77'], {}],
+      [['-m', 'REDIRECT'], { MESH_INIT_INBOUND_TPROXY_MARK: '7' }],
+    ])('%j %j: no TPROXY rules, so no mangle table', async (argv, env) => {
+      const config = await configFrom(argv, env);
+      for (const family of FAMILIES) {
+        expect(planMangle(config, family)).toBeUndefined();
+        expect(planTables(config, family).map((p) => p.table)).toEqual(['nat']);
+      }
+    });
+  });
+
+  describe('DNS capture', () => {
+    const tcp: Match = { kind: 'protocol', proto: 'tcp' };
+    const udp: Match = { kind: 'protocol', proto: 'udp' };
+    const port53: Match = { kind: 'destinationPort', port: 53 };
+
+    it.each<[string, string, Family, string[]]>([
+      ['one resolver per family', RESOLV_CONF, 'ipv4', ['10.96.0.10/32']],
+      ['one resolver per family', RESOLV_CONF, 'ipv6', ['fd00:10:96::a/128']],
+      [
+        'two of one family, kept in order',
+        'nameserver 10.0.0.2\nnameserver 10.0.0.1\n',
+        'ipv4',
+        ['10.0.0.2/32', '10.0.0.1/32'],
+      ],
+      ['a local resolver (systemd-resolved)', 'nameserver 127.0.0.53\n', 'ipv4', ['127.0.0.53/32']],
+    ])(
+      '%s (%s): TCP and UDP to each resolver go to the DNS port',
+      async (_name, resolvConf, family, resolvers) => {
+        const config = await configOf(['--redirect-dns', '--dns-port', '15054'], resolvConf);
+        const rules = ownedRules(planNat(config, family), 'OUTPUT_DNS');
+        expect(rules.map((r) => [r.matches, r.target])).toEqual(
+          resolvers.flatMap((cidr) => {
+            const [address = '', prefix = ''] = cidr.split('/');
+            const to: Match = {
+              kind: 'destination',
+              cidr: { family, address, prefix: Number(prefix) },
+            };
+            return [
+              [[tcp, port53, to], { kind: 'redirect', toPort: 15054 }],
+              [[udp, port53, to], { kind: 'redirect', toPort: 15054 }],
+            ];
+          }),
+        );
+      },
+    );
+
+    it.each<[string, string]>([
+      ['no resolver of this family', 'nameserver 10.96.0.10\n'],
+      ['no nameserver at all', 'search cluster.local\n'],
+      ['an empty resolv.conf', ''],
+    ])(
+      '%s: the ipv6 plan is exactly the plan without DNS capture, and no raw table',
+      async (_name, resolvConf) => {
+        const config = await configOf(['--redirect-dns'], resolvConf);
+        const off = { ...config, dns: { capture: 'off' } as const };
+        expect(planNat(config, 'ipv6')).toEqual(planNat(off, 'ipv6'));
+        expect(planRaw(config, 'ipv6')).toBeUndefined();
+      },
+    );
+
+    it('--capture-all-dns: port 53 to any address, in both families, whatever resolv.conf says', async () => {
+      const config = await configOf(['--redirect-dns', '--capture-all-dns'], '');
+      for (const family of FAMILIES) {
+        const rules = ownedRules(planNat(config, family), 'OUTPUT_DNS');
+        expect(rules.map((r) => r.matches)).toEqual([
+          [tcp, port53],
+          [udp, port53],
+        ]);
+        expect(planRaw(config, family)).toBeDefined();
+      }
+    });
+
+    it("the jump to ISTIO_OUTPUT_DNS: after the proxy's own RETURNs, before lo's (a resolver on lo is captured)", async () => {
+      for (const { config, plan } of await everyPlan()) {
+        const rules = ownedRules(plan, 'OUTPUT');
+        const at = rules.findIndex(
+          (r) => r.target.kind === 'jump' && r.target.chain === 'OUTPUT_DNS',
+        );
+        if (!plan.chains.includes('OUTPUT_DNS')) {
+          expect(at).toBe(-1);
+          continue;
+        }
+        const owners = rules.flatMap((r, i) =>
+          r.target.kind === 'return' && r.matches.some((m) => m.kind === 'owner') ? [i] : [],
+        );
+        const lo = rules.findIndex(
+          (r) =>
+            r.target.kind === 'return' &&
+            r.matches.length === 1 &&
+            r.matches[0]?.kind === 'outInterface' &&
+            r.matches[0].name === 'lo',
+        );
+        expect(owners).toHaveLength(config.proxyUids.length + config.proxyGids.length);
+        expect(at).toBeGreaterThan(Math.max(...owners));
+        expect(at).toBeLessThan(lo);
+        expect(rules[at]?.matches).toEqual([]);
+        // The proxy calling its own pod IP on port 53 (its DNS upstream on lo) is not inbound.
+        for (const rule of rules.filter(
+          (r) => r.target.kind === 'jump' && r.target.chain === 'IN_REDIRECT',
+        )) {
+          expect(rule.matches).toContainEqual({ kind: 'destinationPort', port: 53, negate: true });
+        }
+      }
+    });
+
+    it("raw: the proxy upstream in zone 1, its answers and the apps in zone 2, the resolvers' answers in zone 1", async () => {
+      const config = await configOf([
+        '--redirect-dns',
+        '-u',
+        '1337,0',
+        '-g',
+        '1338',
+        '--dns-port',
+        '5353',
+      ]);
+      const plan = planRaw(config, 'ipv4');
+      if (plan === undefined) throw new Error('expected a raw plan');
+      const zoneOf = (chain: OwnedChain) =>
+        ownedRules(plan, chain).map((r) => [
+          r.matches.map((m) =>
+            m.kind === 'protocol'
+              ? m.proto
+              : m.kind === 'owner'
+                ? `${m.by} ${m.id}`
+                : m.kind === 'destinationPort'
+                  ? `dport ${m.port}`
+                  : m.kind === 'sourcePort'
+                    ? `sport ${m.port}`
+                    : `${m.kind} ${'cidr' in m ? m.cidr.address : ''}`,
+          ),
+          r.target,
+        ]);
+      const zone = (n: number) => ({ kind: 'conntrackZone', zone: n });
+      expect(zoneOf('OUTPUT_DNS')).toEqual([
+        ...['uid 1337', 'uid 0', 'gid 1338'].flatMap((owner) => [
+          [['udp', 'dport 53', owner], zone(1)],
+          [['udp', 'sport 5353', owner], zone(2)],
+        ]),
+        [['udp', 'dport 53', 'destination 10.96.0.10'], zone(2)],
+      ]);
+      expect(zoneOf('INBOUND')).toEqual([[['udp', 'sport 53', 'source 10.96.0.10'], zone(1)]]);
+      expect(hooks(plan).map((r) => [r.chain.name, r.matches, r.target])).toEqual([
+        ['OUTPUT', [udp], { kind: 'jump', chain: 'OUTPUT_DNS' }],
+        ['PREROUTING', [udp], { kind: 'jump', chain: 'INBOUND' }],
+      ]);
+    });
+  });
+
+  describe('a resolver on lo: its answers to the proxy in zone 1, in both DNS modes', () => {
+    const MODES: readonly [string, string[]][] = [
+      ['--redirect-dns', ['--redirect-dns']],
+      ['--capture-all-dns', ['--redirect-dns', '--capture-all-dns']],
+    ];
+    const LO_WHY = 'answers of a resolver on lo to the proxy are in zone 1';
+    const loRules = (plan: TablePlan | undefined) =>
+      plan?.rules.filter((r) => r.why === LO_WHY) ?? [];
+
+    it.each(
+      MODES.flatMap(([mode, argv]) =>
+        (
+          [
+            ["Docker's 127.0.0.11", 'nameserver 127.0.0.11\n', 'ipv4', ['127.0.0.11/32']],
+            [
+              'systemd-resolved next to a cluster resolver',
+              'nameserver 10.96.0.10\nnameserver 127.0.0.53\n',
+              'ipv4',
+              ['127.0.0.53/32'],
+            ],
+            ['anywhere in 127/8', 'nameserver 127.1.2.3\n', 'ipv4', ['127.1.2.3/32']],
+            [
+              'an IPv4-mapped 127.0.0.11',
+              'nameserver ::ffff:127.0.0.11\n',
+              'ipv4',
+              ['127.0.0.11/32'],
+            ],
+            ['::1, in ip6tables', 'nameserver ::1\n', 'ipv6', ['::1/128']],
+            ['::1 is not IPv4', 'nameserver ::1\n', 'ipv4', []],
+            ['127.0.0.11 is not IPv6', 'nameserver 127.0.0.11\n', 'ipv6', []],
+            ['a cluster resolver only', 'nameserver 10.96.0.10\nnameserver fd00::a\n', 'ipv4', []],
+            ['a link-local one is not on lo', 'nameserver fe80::1%eth0\n', 'ipv6', []],
+          ] as const
+        ).map(([name, resolvConf, family, sources]) => ({
+          mode,
+          argv,
+          name,
+          resolvConf,
+          family,
+          sources,
+        })),
+      ),
+    )('$mode, $name ($family): $sources', async ({ argv, resolvConf, family, sources }) => {
+      const config = await configOf(argv, resolvConf);
+      const plan = planRaw(config, family);
+      const rules = loRules(plan);
+      expect(rules.map((r) => r.matches)).toEqual(
+        sources.map((source) => {
+          const [address = '', prefix = ''] = source.split('/');
+          return [
+            { kind: 'protocol', proto: 'udp' },
+            { kind: 'source', cidr: { family, address, prefix: Number(prefix) } },
+          ];
+        }),
+      );
+      for (const rule of rules) {
+        expect(rule.chain).toEqual({ kind: 'owned', name: 'OUTPUT_DNS' });
+        expect(rule.target).toEqual({ kind: 'conntrackZone', zone: 1 });
+      }
+      if (plan === undefined || rules.length === 0) return;
+      // After every rule of the proxy's own (matched by owner) and after the apps' zone 2:
+      // an app on lo's own address asking a resolver there has the resolver's source too.
+      const out = ownedRules(plan, 'OUTPUT_DNS');
+      const first = out.indexOf(rules[0] as Rule);
+      const owners = out.flatMap((r, i) => (r.matches.some((m) => m.kind === 'owner') ? [i] : []));
+      const apps = out.flatMap((r, i) =>
+        r.why === "the apps' DNS queries are in zone 2" ? [i] : [],
+      );
+      expect(apps.length).toBeGreaterThan(0);
+      expect(first).toBeGreaterThan(Math.max(...owners, ...apps));
+      // The lo rules close the chain, in resolv.conf's order.
+      expect(out.slice(first)).toEqual(rules);
+    });
+
+    it('--capture-all-dns with no resolver on lo: the raw table without such a rule', async () => {
+      for (const resolvConf of ['', 'nameserver 10.96.0.10\n']) {
+        const config = await configOf(MODES[1]?.[1] ?? [], resolvConf);
+        for (const family of FAMILIES) {
+          expect(planRaw(config, family)).toBeDefined();
+          expect(loRules(planRaw(config, family))).toEqual([]);
+        }
+      }
+    });
+
+    it('the rule is rendered as the README shows it', async () => {
+      const config = await configOf(['--redirect-dns'], 'nameserver 127.0.0.11\n');
+      const plan = planRaw(config, 'ipv4');
+      expect(tablesTextFor(config, 'ipv4')).toContain(
+        '\n-A ISTIO_OUTPUT_DNS -p udp -s 127.0.0.11/32 -m comment --comment "mesh-init: answers of a resolver on lo to the proxy are in zone 1" -j CT --zone 1\n',
+      );
+      expect(loRules(plan)).toHaveLength(1);
+    });
+  });
+
+  /**
+   * Which conntrack zone raw gives each packet of a captured DNS exchange: the first CT
+   * target it meets wins (the kernel ignores later ones once a packet has its entry).
+   * The app's query and the proxy's answer to it must share a zone, or the answer never
+   * meets the query's NAT entry and the app gets it from the DNS port; the proxy's query
+   * upstream and the resolver's answer must share the other one.
+   */
+  describe('conntrack zones of a whole DNS exchange, raw rule by raw rule', () => {
+    interface Packet {
+      readonly src: string;
+      readonly dst: string;
+      readonly sport: number;
+      readonly dport: number;
+      /** The sending socket's owner (its gid is the same number); none from the network. */
+      readonly uid: number | undefined;
+    }
+    const inCidr = (address: string, cidr: Cidr) => {
+      const parsed = ipaddr.parse(address);
+      const range = ipaddr.parse(cidr.address);
+      return parsed.kind() === range.kind() && parsed.match(range, cidr.prefix);
+    };
+    const holds = (m: Match, p: Packet): boolean => {
+      const not = (b: boolean, negate?: boolean) => b !== Boolean(negate);
+      switch (m.kind) {
+        case 'protocol':
+          return m.proto === 'udp';
+        case 'source':
+          return not(inCidr(p.src, m.cidr), m.negate);
+        case 'destination':
+          return not(inCidr(p.dst, m.cidr), m.negate);
+        case 'destinationPort':
+          return not(p.dport === m.port, m.negate);
+        case 'sourcePort':
+          return p.sport === m.port;
+        case 'owner':
+          return not(p.uid === m.id, m.negate);
+        default:
+          throw new Error(`raw has no ${m.kind} match`);
+      }
+    };
+    /** The zone raw gives a UDP packet entering through `hook`; 0 if no CT target. */
+    const zoneOf = (plan: TablePlan, hook: 'OUTPUT' | 'PREROUTING', p: Packet): number => {
+      const walk = (chain: TablePlan['rules'][number]['chain']): number | 'return' => {
+        for (const rule of plan.rules) {
+          if (rule.chain.kind !== chain.kind || rule.chain.name !== chain.name) continue;
+          if (!rule.matches.every((m) => holds(m, p))) continue;
+          const { target } = rule;
+          if (target.kind === 'conntrackZone') return target.zone;
+          if (target.kind === 'return') return 'return';
+          if (target.kind === 'jump') {
+            const zone = walk({ kind: 'owned', name: target.chain });
+            if (zone !== 'return') return zone;
+          } else throw new Error(`raw has no ${target.kind} target`);
+        }
+        return 'return';
+      };
+      const zone = walk({ kind: 'builtin', name: hook });
+      return zone === 'return' ? 0 : zone;
+    };
+
+    const APP = 1000;
+    const PROXY = 1337;
+    const RESOLVER = 0;
+    /**
+     * The four packets of one exchange in a pod whose address is `pod`: an app asks the
+     * resolver; nat sends that to the proxy on lo, which asks the resolver itself and
+     * answers the app from the loopback address.
+     */
+    const exchange = (resolver: string, pod: string) => {
+      const lo = resolver.includes(':') ? '::1' : '127.0.0.1';
+      // A resolver on lo is reached from lo's address; one off lo from the pod's.
+      const from = ipaddr.parse(resolver).range() === 'loopback' ? lo : pod;
+      return {
+        appQuery: { src: from, dst: resolver, sport: 40000, dport: 53, uid: APP },
+        proxyQuery: { src: from, dst: resolver, sport: 41000, dport: 53, uid: PROXY },
+        // On lo, through OUTPUT (Docker's sits behind a DNAT: another source port).
+        resolverAnswer: { src: resolver, dst: from, sport: 35915, dport: 41000, uid: RESOLVER },
+        proxyAnswer: { src: lo, dst: from, sport: 15053, dport: 40000, uid: PROXY },
+      };
+    };
+    const zonesOf = async (argv: string[], resolver: string, pod: string) => {
+      const family = resolver.includes(':') ? 'ipv6' : 'ipv4';
+      const config = await configOf(argv, `nameserver ${resolver}\n`);
+      const plan = planRaw(config, family);
+      if (plan === undefined) throw new Error('expected a raw plan');
+      const p = exchange(resolver, pod);
+      const onLo = ipaddr.parse(resolver).range() === 'loopback';
+      return {
+        appQuery: zoneOf(plan, 'OUTPUT', p.appQuery),
+        proxyQuery: zoneOf(plan, 'OUTPUT', p.proxyQuery),
+        // Off lo the answer comes in from the network, with source port 53.
+        resolverAnswer: onLo
+          ? zoneOf(plan, 'OUTPUT', p.resolverAnswer)
+          : zoneOf(plan, 'PREROUTING', { ...p.resolverAnswer, sport: 53, uid: undefined }),
+        proxyAnswer: zoneOf(plan, 'OUTPUT', p.proxyAnswer),
+      };
+    };
+    const PAIRED = { appQuery: 2, proxyQuery: 1, resolverAnswer: 1, proxyAnswer: 2 };
+    const MODES_FOR_ZONES: readonly [string, string[]][] = [
+      ['--redirect-dns', ['--redirect-dns']],
+      ['--capture-all-dns', ['--redirect-dns', '--capture-all-dns']],
+    ];
+    const cases = (resolvers: readonly [string, string][]) =>
+      MODES_FOR_ZONES.flatMap(([mode, argv]) =>
+        resolvers.map(([resolver, pod]) => ({ mode, argv, resolver, pod })),
+      );
+
+    it.each(
+      cases([
+        ['10.96.0.10', '10.244.0.5'],
+        ['fd00:10:96::a', 'fd00:10:244::5'],
+        ['127.0.0.11', '10.244.0.5'],
+        ['127.0.0.53', '10.244.0.5'],
+      ]),
+    )(
+      '$mode, resolver $resolver: query and answer share their zone',
+      async ({ argv, resolver, pod }) => {
+        expect(await zonesOf(argv, resolver, pod)).toEqual(PAIRED);
+      },
+    );
+
+    // Why the rule exists: without it, a resolver's answer on lo gets no zone, meets no
+    // query of the proxy's, and its DNAT (Docker's) is never undone.
+    it.each(cases([['127.0.0.11', '10.244.0.5']]))(
+      '$mode, resolver $resolver, without the rule for a resolver on lo: its answer in no zone',
+      async ({ argv, resolver, pod }) => {
+        const config = await configOf(argv, `nameserver ${resolver}\n`);
+        const plan = planRaw(config, 'ipv4');
+        if (plan === undefined) throw new Error('expected a raw plan');
+        const without = {
+          ...plan,
+          rules: plan.rules.filter(
+            (r) => r.why !== 'answers of a resolver on lo to the proxy are in zone 1',
+          ),
+        };
+        expect(without.rules).toHaveLength(plan.rules.length - 1);
+        expect(zoneOf(without, 'OUTPUT', exchange(resolver, pod).resolverAnswer)).toBe(0);
+      },
+    );
+
+    // A resolver at lo's own address: the app's query leaves from that very address, so
+    // were the rule for the resolver's answers (-s RESOLVER, zone 1) ahead of the apps'
+    // zone-2 rule, it would take the query, while the proxy's answer is in zone 2: the
+    // REDIRECT is never undone and the app times out. Seen on Linux 6.18 in a namespace
+    // (resolver on 127.0.0.1:53, a proxy as uid 1337 on 15053, an app as uid 1000, the
+    // rules of --redirect-dns and of --capture-all-dns): the app's query timed out with
+    // the rule first, and is answered with it after the apps' zone-2 rule.
+    it.each(
+      cases([
+        ['127.0.0.1', '10.244.0.5'],
+        ['::1', 'fd00:10:244::5'],
+      ]),
+    )(
+      "$mode, resolver $resolver (lo's own address): query and answer share their zone",
+      async ({ argv, resolver, pod }) => {
+        expect(await zonesOf(argv, resolver, pod)).toEqual(PAIRED);
+      },
+    );
+
+    // Why the lo rule comes after the apps' rule: moved ahead of it (the order before),
+    // it takes the app's query from lo's own address into zone 1.
+    it.each(
+      cases([
+        ['127.0.0.1', '10.244.0.5'],
+        ['::1', 'fd00:10:244::5'],
+      ]),
+    )(
+      "$mode, resolver $resolver (lo's own address), the lo rule ahead of the apps': the app's query in zone 1",
+      async ({ argv, resolver, pod }) => {
+        const family = resolver.includes(':') ? 'ipv6' : 'ipv4';
+        const config = await configOf(argv, `nameserver ${resolver}\n`);
+        const plan = planRaw(config, family);
+        if (plan === undefined) throw new Error('expected a raw plan');
+        const isLo = (r: Rule) =>
+          r.why === 'answers of a resolver on lo to the proxy are in zone 1';
+        const isApps = (r: Rule) => r.why === "the apps' DNS queries are in zone 2";
+        const apps = plan.rules.findIndex(isApps);
+        const lo = plan.rules.filter(isLo);
+        expect(lo).toHaveLength(1);
+        const rest = plan.rules.filter((r) => !isLo(r));
+        const before = { ...plan, rules: [...rest.slice(0, apps), ...lo, ...rest.slice(apps)] };
+        const p = exchange(resolver, pod);
+        expect(zoneOf(before, 'OUTPUT', p.appQuery)).toBe(1);
+        expect(zoneOf(before, 'OUTPUT', p.proxyAnswer)).toBe(2);
+        expect(zoneOf(plan, 'OUTPUT', p.appQuery)).toBe(2);
+      },
+    );
+  });
+
+  describe('--drop-invalid', () => {
+    it.each([
+      [['--drop-invalid']],
+      [['--drop-invalid', '-m', 'TPROXY', '-d', '22']],
+      [['--drop-invalid', '-b', '']],
+    ])('%j: INVALID is dropped, whatever the protocol, by the first mangle hook', async (argv) => {
+      const config = await configOf(argv);
+      for (const family of FAMILIES) {
+        const plan = planMangle(config, family);
+        if (plan === undefined) throw new Error('expected a mangle plan');
+        expect(plan.chains[0]).toBe('DROP_INVALID');
+        expect(ownedRules(plan, 'DROP_INVALID').map((r) => [r.matches, r.target])).toEqual([
+          [[{ kind: 'ctstate', states: ['INVALID'] }], { kind: 'drop' }],
+        ]);
+        expect(hooks(plan)[0]).toMatchObject({
+          chain: { kind: 'builtin', name: 'PREROUTING' },
+          matches: [],
+          target: { kind: 'jump', chain: 'DROP_INVALID' },
+        });
+        // With TPROXY as well, the two features' rules are the union of each alone.
+        const alone = planMangle({ ...config, dropInvalid: false }, family);
+        const rest = plan.rules.filter(
+          (r) =>
+            r.chain.name !== 'DROP_INVALID' &&
+            !(r.target.kind === 'jump' && r.target.chain === 'DROP_INVALID'),
+        );
+        expect(rest).toEqual(alone?.rules ?? []);
+      }
+    });
+  });
+
+  it('pure: the same config gives the same tables, and the config is not changed', async () => {
+    const config = await configOf(['-m', 'TPROXY', '--redirect-dns', '--drop-invalid']);
+    const before = structuredClone(config);
+    for (const family of FAMILIES)
+      expect(planTables(config, family)).toEqual(planTables(config, family));
+    expect(config).toEqual(before);
+  });
+});
