@@ -61,5 +61,8 @@ if [[ -e /etc/nsswitch.conf ]]; then
   cp -a /etc/nsswitch.conf etc/
 fi
 cp -a --parents /usr/lib/os-release "$out"
+# From util-linux only nsenter (--network-namespace runs every program through it);
+# its libraries (libselinux, libpcre2) come with iproute2 already.
+cp -a /usr/bin/nsenter usr/bin/
 
 echo "rootfs.sh: $(wc -l </tmp/rootfs-files) files, $(du -sh "$out" | cut -f1)"

@@ -40,6 +40,7 @@ export function describeConfig(config: Config): Record<string, string> {
         : config.mode,
     'proxy-port': String(config.proxyPort),
     'inbound-capture-port': String(config.inboundCapturePort),
+    'inbound-tunnel-port': String(config.inboundTunnelPort),
     'proxy-uid': list(config.proxyUids),
     'proxy-gid': list(config.proxyGids),
     'inbound-ports': ports(config.inboundPorts),
@@ -49,6 +50,12 @@ export function describeConfig(config: Config): Record<string, string> {
     'outbound-exclude-cidrs': cidrs(config.outboundExcludeCidrs),
     'outbound-exclude-ports': list(config.outboundExcludePorts),
     'outbound-include-ports': list(config.outboundIncludePorts),
+    'outbound-owner-groups':
+      config.ownerGroups.kind === 'all' ? '*' : list(config.ownerGroups.groups),
+    ...(config.ownerGroups.kind === 'all' && config.ownerGroups.except.length > 0
+      ? { 'outbound-owner-groups-exclude': list(config.ownerGroups.except) }
+      : {}),
+    'ipv4-loopback-cidr': `${config.ipv4LoopbackCidr.address}/${config.ipv4LoopbackCidr.prefix}`,
     'kube-virt-interfaces': list(config.kubeVirtInterfaces),
     'exclude-interfaces': list(config.excludeInterfaces),
     'inbound-interception-mode': config.inboundMode === 'tproxy' ? 'TPROXY' : 'REDIRECT',
@@ -69,6 +76,9 @@ export function describeConfig(config: Config): Record<string, string> {
     ipv6: String(config.ipv6),
     'iptables-backend': config.backend,
     'chain-prefix': config.chainPrefix,
+    ...(config.networkNamespace === undefined
+      ? {}
+      : { 'network-namespace': config.networkNamespace }),
     wait: String(config.retry.waitSeconds),
     'max-retries': String(config.retry.maxRetries),
     'retry-interval': String(config.retry.intervalMs / 1000),

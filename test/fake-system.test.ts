@@ -127,7 +127,14 @@ describe('fake kernel: *-restore', () => {
     // nat and filter were not changed: still their text as set up.
     const nat = /^\*nat\n[\s\S]*?^COMMIT\n/m.exec(fixture('iptables-legacy-save.txt'))?.[0];
     expect(kernel.natText('legacy/ipv4')).toBe(nat);
-    expect(kernel.tableNames('legacy/ipv4')).toEqual(['mangle', 'filter', 'nat']);
+    // In the order of the fixture (legacy lists tables as the kernel loaded them): kept.
+    expect(kernel.tableNames('legacy/ipv4')).toEqual(['nat', 'filter', 'mangle']);
+    // The first table too is replaced where it is, not moved behind the others.
+    expect(
+      kernel.run(restore('iptables-legacy-restore', lines('*nat', 'COMMIT'), []))?.exitCode,
+    ).toBe(0);
+    expect(kernel.natText('legacy/ipv4')).not.toContain('ISTIO_');
+    expect(kernel.tableNames('legacy/ipv4')).toEqual(['nat', 'filter', 'mangle']);
   });
 
   // What iptables 1.8.9 did in a throw-away namespace, on both backends.
@@ -277,7 +284,8 @@ describe('fake kernel: *-save', () => {
     kernel.append('legacy/ipv4', 'OUTPUT', '-j ACCEPT', 'filter');
     const dump =
       kernel.run({ file: 'iptables-legacy-save', args: [], input: undefined })?.stdout ?? '';
-    expect(dump.match(/^\*\w+$/gm)).toEqual(['*mangle', '*filter', '*nat']);
+    // Every table in the setup's order, the changed one in its place.
+    expect(dump.match(/^\*\w+$/gm)).toEqual(['*nat', '*filter', '*mangle']);
     expect(dump).toContain('-A OUTPUT -j ACCEPT\nCOMMIT\n');
     expect(dump).not.toContain('# Generated');
   });

@@ -80,6 +80,7 @@ describe('describeConfig and formatConfig', () => {
     mode: 'apply',
     'proxy-port': '15001',
     'inbound-capture-port': '15001',
+    'inbound-tunnel-port': '15008',
     'proxy-uid': '1337',
     'proxy-gid': '1337',
     'inbound-ports': '*',
@@ -88,6 +89,8 @@ describe('describeConfig and formatConfig', () => {
     'outbound-exclude-cidrs': '',
     'outbound-exclude-ports': '',
     'outbound-include-ports': '',
+    'outbound-owner-groups': '*',
+    'ipv4-loopback-cidr': '127.0.0.1/32',
     'kube-virt-interfaces': '',
     'exclude-interfaces': '',
     'inbound-interception-mode': 'REDIRECT',
@@ -132,6 +135,56 @@ describe('describeConfig and formatConfig', () => {
       },
     ],
     ['no capture', ['-b', '', '-i', ''], { 'inbound-ports': '', 'outbound-include-cidrs': '' }],
+    // Issue 14: Istio's tunnel port, owner groups, loopback range and network namespace.
+    ['-e', ['-e', '15009'], { 'inbound-tunnel-port': '15009' }],
+    [
+      '--outbound-owner-groups: names and GIDs as given',
+      ['--outbound-owner-groups', 'istio-app, 1001,istio-app'],
+      { 'outbound-owner-groups': 'istio-app,1001' },
+    ],
+    [
+      '--outbound-owner-groups-exclude: shown with "*"',
+      ['--outbound-owner-groups-exclude', '888,wheel'],
+      { 'outbound-owner-groups-exclude': '888,wheel' },
+    ],
+    // Without effect beside a list (a note says so): not shown.
+    [
+      '--outbound-owner-groups-exclude beside a list: not shown',
+      ['--outbound-owner-groups', '1001', '--outbound-owner-groups-exclude', '888'],
+      { 'outbound-owner-groups': '1001' },
+    ],
+    [
+      '--outbound-owner-groups "": no group captured',
+      ['--outbound-owner-groups', ''],
+      { 'outbound-owner-groups': '' },
+    ],
+    [
+      '--ipv4-loopback-cidr, normalised',
+      ['--ipv4-loopback-cidr', '127.0.0.1/8'],
+      { 'ipv4-loopback-cidr': '127.0.0.0/8' },
+    ],
+    [
+      '--network-namespace: shown when set',
+      ['--network-namespace', '/var/run/netns/pod'],
+      { 'network-namespace': '/var/run/netns/pod' },
+    ],
+    ['--network-namespace "": not shown', ['--network-namespace', ''], {}],
+    [
+      '--force-iptables-binary is the backend',
+      ['--force-iptables-binary', 'legacy'],
+      { 'iptables-backend': 'legacy' },
+    ],
+    [
+      'Go durations are shown in seconds',
+      ['--run-validation', '--probe-timeout', '1m30s', '--retry-interval', '500ms'],
+      { 'run-validation': 'true', ...PROBE, 'probe-timeout': '90', 'retry-interval': '0.5' },
+    ],
+    // Accepted without effect: the config is the default one (the notes say why).
+    [
+      "Istio's flags without effect",
+      ['--dual-stack', '--reconcile', '--cni-mode', '--force-apply'],
+      {},
+    ],
     [
       'interfaces, normalised',
       ['-k', ' eth1,veth+ ,eth1', '-c', 'br-01.2,'],
@@ -235,13 +288,23 @@ describe('describeConfig and formatConfig', () => {
 
   it('formatConfig: key=value in that order, "" for an empty value', async () => {
     expect(formatConfig(await configFrom([]))).toBe(
-      'mode=apply proxy-port=15001 inbound-capture-port=15001 proxy-uid=1337 proxy-gid=1337 inbound-ports=* inbound-exclude-ports="" outbound-include-cidrs=* outbound-exclude-cidrs="" outbound-exclude-ports="" outbound-include-ports="" kube-virt-interfaces="" exclude-interfaces="" inbound-interception-mode=REDIRECT redirect-dns=false drop-invalid=false ipv6=auto iptables-backend=auto chain-prefix=ISTIO_ wait=10 max-retries=3 retry-interval=1 run-validation=false',
+      'mode=apply proxy-port=15001 inbound-capture-port=15001 inbound-tunnel-port=15008 proxy-uid=1337 proxy-gid=1337 inbound-ports=* inbound-exclude-ports="" outbound-include-cidrs=* outbound-exclude-cidrs="" outbound-exclude-ports="" outbound-include-ports="" outbound-owner-groups=* ipv4-loopback-cidr=127.0.0.1/32 kube-virt-interfaces="" exclude-interfaces="" inbound-interception-mode=REDIRECT redirect-dns=false drop-invalid=false ipv6=auto iptables-backend=auto chain-prefix=ISTIO_ wait=10 max-retries=3 retry-interval=1 run-validation=false',
     );
     expect(formatConfig(await configFrom(['--dry-run', '-b', '', '-o', '22,53']))).toMatch(
       /^mode=apply \(dry-run\) .* inbound-ports="" .* outbound-exclude-ports=22,53 /,
     );
     expect(formatConfig(await configFrom(['-k', 'eth1,veth+', '-c', 'eth2']))).toContain(
-      ' outbound-include-ports="" kube-virt-interfaces=eth1,veth+ exclude-interfaces=eth2 inbound-interception-mode=REDIRECT ',
+      ' ipv4-loopback-cidr=127.0.0.1/32 kube-virt-interfaces=eth1,veth+ exclude-interfaces=eth2 inbound-interception-mode=REDIRECT ',
+    );
+    // The owner groups after the outbound ports, the namespace after the chain prefix.
+    expect(
+      formatConfig(
+        await configFrom([
+          ...['--outbound-owner-groups-exclude', '888', '--network-namespace', '/proc/1/ns/net'],
+        ]),
+      ),
+    ).toMatch(
+      / outbound-include-ports="" outbound-owner-groups=\* outbound-owner-groups-exclude=888 ipv4-loopback-cidr=127\.0\.0\.1\/32 .* chain-prefix=ISTIO_ network-namespace=\/proc\/1\/ns\/net wait=10 /,
     );
     expect(
       formatConfig(
@@ -263,17 +326,28 @@ describe('describeConfig and formatConfig', () => {
         ...['-m', 'TPROXY', '--redirect-dns', '--drop-invalid'],
       ]),
     );
-    const shown = Object.keys(described);
+    // What --run-validation does not go with, and what shows only beside "*": another run.
+    const elsewhere = describeConfig(
+      await configFrom([
+        ...['--network-namespace', '/var/run/netns/pod'],
+        ...['--outbound-owner-groups-exclude', '888'],
+      ]),
+    );
+    const shown = [...Object.keys(described), ...Object.keys(elsewhere)];
     // In the mode (--skip-rule-apply as "validate only"), output only, or refused.
     const folded = [
       ...['dry-run', 'cleanup', 'check', 'skip-rule-apply'],
       ...['log-format', 'log_as_json', 'log_output_level'],
-      // Accepted from Istio's injector without effect: mesh-init always reconciles.
-      'force-apply',
+      // Accepted from Istio without effect, each with a note that says why.
+      ...['force-apply', 'reconcile', 'dual-stack', 'cni-mode'],
+      // Istio's spelling of --iptables-backend, shown as that.
+      'force-iptables-binary',
     ];
     for (const flag of FLAGS) {
       if (!folded.includes(flag.name) && !(flag.name in REFUSED)) {
         expect(shown).toContain(flag.name);
+      } else {
+        expect(shown).not.toContain(flag.name);
       }
     }
     // Not mode=apply while nothing is applied.

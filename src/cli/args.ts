@@ -43,7 +43,7 @@ function buildParser(argv: readonly string[]): Argv {
     parser = parser.option(flag.name, {
       type: flag.type,
       describe: `${flag.describe} [default: ${flag.defaultText}]${flag.env.length > 0 ? ` [env: ${flag.env.join(', ')}]` : ''}`,
-      ...(flag.short ? { alias: flag.short } : {}),
+      alias: [...(flag.short ? [flag.short] : []), ...(flag.aliases ?? [])],
     });
   }
   return parser;
@@ -59,10 +59,11 @@ function fromEnv(flag: FlagSpec, env: Readonly<Record<string, string | undefined
 
 function parseBooleanEnv(flag: FlagSpec, variable: string, value: string): boolean {
   const v = value.trim().toLowerCase();
-  if (v === 'true' || v === '1') return true;
-  if (v === 'false' || v === '0' || v === '') return false;
+  // What Go's strconv.ParseBool takes, as Istio reads its variables.
+  if (v === 'true' || v === '1' || v === 't') return true;
+  if (v === 'false' || v === '0' || v === 'f' || v === '') return false;
   throw new UsageError(
-    `invalid --${flag.name} (from ${variable}): expected true, false, 1 or 0, got "${value}"`,
+    `invalid --${flag.name} (from ${variable}): expected true, false, 1, 0, t or f, got "${value}"`,
   );
 }
 
@@ -82,7 +83,9 @@ function repeatedFlag(argv: readonly string[]): string | undefined {
       const [name = '', ...value] = token.slice(2).split('=');
       const negated = name.startsWith('no-');
       attached = value.length > 0 || negated; // `--no-x` takes no value
-      flag = FLAGS.find((f) => f.name === name || `no-${f.name}` === name);
+      flag = FLAGS.find((f) =>
+        [f.name, ...(f.aliases ?? [])].some((long) => long === name || `no-${long}` === name),
+      );
     } else if (/^-[A-Za-z]/.test(token)) {
       flag = FLAGS.find((f) => f.short === token[1]);
       attached = token.length > 2;

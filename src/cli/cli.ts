@@ -38,6 +38,7 @@ export async function main(
     const config = validateConfig(parsed.options);
     log = createLogger(config.logFormat, deps.stderr, deps.now);
     log.info('config', `config: ${formatConfig(config)}`, { config: describeConfig(config) });
+    for (const note of config.notes) log.info('note', `note: ${note}`);
     return await runMeshInit(config, deps, log);
   } catch (error) {
     if (error instanceof MeshInitError) {

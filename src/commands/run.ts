@@ -10,7 +10,8 @@ import type { Family } from '../config/net.js';
 import { parseResolvConf } from '../config/resolv.js';
 import { BackendError, EXIT_DRIFT, EXIT_OK, ValidationError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { INBOUND_PASSTHROUGH, planTables } from '../plan/plan.js';
+import { INBOUND_PASSTHROUGH, usesTproxy } from '../plan/matches.js';
+import { planTables } from '../plan/plan.js';
 import type { RunCommand } from '../system/exec.js';
 import {
   addLocalRoute,
@@ -21,12 +22,13 @@ import {
   readLocalRoute,
   removeLocalRoute,
 } from '../system/ip.js';
+import { hasGlobalIpv6In, inNamespace } from '../system/netns.js';
 import type { ValidationResult } from '../system/probe.js';
 
 export interface Deps {
   readonly run: RunCommand;
   /** Whether the pod has an IPv6 address that is neither loopback nor link-local. */
-  readonly hasGlobalIpv6: () => boolean;
+  readonly hasGlobalIpv6: () => boolean | Promise<boolean>;
   readonly stdout: (text: string) => void;
   readonly stderr: (text: string) => void;
   readonly sleep: (ms: number) => Promise<void>;
@@ -39,9 +41,17 @@ export interface Deps {
   readonly readResolvConf: () => Promise<string>;
 }
 
-export function familiesFor(config: Config, hasGlobalIpv6: () => boolean): Family[] {
-  const ipv6 = config.ipv6 === 'auto' ? hasGlobalIpv6() : config.ipv6;
+export async function familiesFor(config: Config, deps: Deps): Promise<Family[]> {
+  const ipv6 = config.ipv6 === 'auto' ? await deps.hasGlobalIpv6() : config.ipv6;
   return ipv6 ? ['ipv4', 'ipv6'] : ['ipv4'];
+}
+
+/** With --network-namespace, every program runs in that namespace, and its addresses count. */
+function scopedTo(config: Config, deps: Deps): Deps {
+  const path = config.networkNamespace;
+  if (path === undefined) return deps;
+  const run = inNamespace(deps.run, path);
+  return { ...deps, run, hasGlobalIpv6: () => hasGlobalIpv6In(run) };
 }
 
 async function runValidation(config: Config, deps: Deps, log: Logger): Promise<void> {
@@ -57,11 +67,6 @@ function ipv6Note(config: Config, families: readonly Family[]): string {
 
 function engineFor(deps: Deps, log: Logger): Engine {
   return new IptablesEngine({ run: deps.run, sleep: deps.sleep, random: deps.random, log });
-}
-
-/** TPROXY marks inbound packets that a policy route then delivers to lo. */
-function usesTproxy(config: Config): boolean {
-  return config.inboundMode === 'tproxy' && config.inboundPorts.kind !== 'none';
 }
 
 /** --dry-run prints the text apply would feed for what is live, and names the other commands it would run. */
@@ -300,9 +305,10 @@ async function readResolvers(config: Config, deps: Deps, log: Logger): Promise<C
 /** The whole run, by mode. Returns the exit code. */
 
 /** The whole run, by mode. Returns the exit code. */
-export async function runMeshInit(given: Config, deps: Deps, log: Logger): Promise<number> {
+export async function runMeshInit(given: Config, shellDeps: Deps, log: Logger): Promise<number> {
+  const deps = scopedTo(given, shellDeps);
   const config = given.skipRuleApply ? given : await readResolvers(given, deps, log);
-  const families = familiesFor(config, deps.hasGlobalIpv6);
+  const families = await familiesFor(config, deps);
   if (config.skipRuleApply) {
     await runValidation(config, deps, log);
     return EXIT_OK;

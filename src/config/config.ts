@@ -34,9 +34,16 @@ export interface TproxyRouting {
   readonly routeTable: number;
 }
 
+/** Whose outbound TCP is captured, by group: all but some, or only some (Istio's owner-group filter). */
+export type OwnerGroups =
+  | { readonly kind: 'all'; readonly except: readonly (number | string)[] }
+  | { readonly kind: 'only'; readonly groups: readonly (number | string)[] };
+
 export interface Config {
   readonly proxyPort: number;
   readonly inboundCapturePort: number;
+  /** The proxy's tunnel port (HBONE, 15008): inbound TCP to it is never captured. */
+  readonly inboundTunnelPort: number;
   readonly proxyUids: readonly number[];
   readonly proxyGids: readonly number[];
   readonly inboundPorts: PortSelection;
@@ -45,6 +52,9 @@ export interface Config {
   readonly outboundExcludeCidrs: readonly Cidr[];
   readonly outboundExcludePorts: readonly number[];
   readonly outboundIncludePorts: readonly number[];
+  readonly ownerGroups: OwnerGroups;
+  /** The pod's IPv4 loopback (127.0.0.1/32): never captured; ::1 for IPv6. */
+  readonly ipv4LoopbackCidr: Cidr;
   /** Interfaces whose inbound TCP is treated as outbound (Istio's -k: VMs behind the pod). */
   readonly kubeVirtInterfaces: readonly string[];
   /** Interfaces whose traffic is never captured (Istio's -c). */
@@ -67,6 +77,10 @@ export interface Config {
   readonly retry: RetryPolicy;
   readonly probe: ValidationProbe;
   readonly logFormat: 'text' | 'json';
+  /** Apply in this network namespace (a path) instead of the program's own. */
+  readonly networkNamespace: string | undefined;
+  /** What the log says of options taken without effect, or where one overrides another as in Istio. */
+  readonly notes: readonly string[];
 }
 
 export interface RetryPolicy {
@@ -90,6 +104,9 @@ export const DEFAULT_CHAIN_PREFIX = 'ISTIO_';
 export const DEFAULT_DNS_PORT = 15053;
 export const DEFAULT_TPROXY_MARK = 1337;
 export const DEFAULT_TPROXY_ROUTE_TABLE = 133;
+export const DEFAULT_TUNNEL_PORT = 15008;
+/** More `! --gid-owner` matches than this in one rule, and the kernel tools refuse it (Istio's limit). */
+const MAX_OWNER_GROUPS = 64;
 
 /** The longest owned chain suffix is DROP_INVALID; iptables caps chain names at 28 characters. */
 const MAX_CHAIN_PREFIX = 28 - 'DROP_INVALID'.length;
@@ -197,15 +214,40 @@ function parseRouteTable(option: GivenOption): number {
   return table;
 }
 
-/** Decimal seconds such as 0.5, up to max; returned in milliseconds. */
+const DURATION_UNITS: Readonly<Record<string, number>> = {
+  ns: 1e-9,
+  us: 1e-6,
+  µs: 1e-6,
+  ms: 1e-3,
+  s: 1,
+  m: 60,
+  h: 3600,
+};
+
+/** Plain seconds (0.5), or a Go duration as Istio takes them (5s, 500ms, 1m30s); undefined if neither. */
+function durationSeconds(text: string): number | undefined {
+  if (/^\d+(\.\d+)?$/.test(text)) return Number(text);
+  // As Go's time.ParseDuration: "1.5s", ".5s" and "5.s" are all durations.
+  const parts = [...text.matchAll(/(\d+\.?\d*|\.\d+)(ns|us|µs|ms|s|m|h)/g)];
+  if (parts.length === 0 || parts.map((p) => p[0]).join('') !== text) return undefined;
+  return parts.reduce(
+    (sum, [, n, unit]) => sum + Number(n) * (DURATION_UNITS[unit ?? 's'] ?? 1),
+    0,
+  );
+}
+
+/** Seconds such as 0.5 or a duration such as 5s, up to max; returned in milliseconds. */
 function parseSeconds(option: GivenOption, max: number, allowZero: boolean): number {
   const text = String(option.value).trim();
-  const value = /^\d+(\.\d+)?$/.test(text) ? Number(text) : Number.NaN;
-  const ms = Math.round(value * 1000);
-  if (Number.isNaN(value) || value > max || (!allowZero && value < 0.001)) {
-    throw invalid(option, `a number of seconds, ${allowZero ? '0' : '0.001'} to ${max}`, text);
+  const value = durationSeconds(text);
+  if (value === undefined || value > max || (!allowZero && value < 0.001)) {
+    throw invalid(
+      option,
+      `a number of seconds or a duration such as 5s, ${allowZero ? '0' : '0.001'} to ${max} s`,
+      text,
+    );
   }
-  return ms;
+  return Math.round(value * 1000);
 }
 
 /** Linux interface names (at most 15 bytes, no "/" or blanks), with iptables' `+` wildcard at the end. */
@@ -244,262 +286,388 @@ export function withResolvers(config: Config, resolvers: readonly Cidr[]): Confi
   return { ...config, dns: { ...config.dns, resolvers } };
 }
 
-/**
- * The one place where user input is checked. Every message names the flag (and the
- * variable it came from) and the bad value; the result is fully typed and trusted.
- */
-export function validateConfig(options: GivenOptions): Config {
-  const get = (name: string): GivenOption | undefined => options.get(name);
+/** The options as given, and the notes validation leaves for the log. */
+class Given {
+  readonly notes: string[] = [];
+  constructor(private readonly options: GivenOptions) {}
 
-  const mode = get('inbound-interception-mode');
-  const modeText = String(mode?.value ?? '').trim();
-  // An empty -m (or an empty variable) is the default, REDIRECT.
-  const chosenMode =
-    mode && modeText !== ''
-      ? parseChoice({ ...mode, value: modeText }, ['REDIRECT', 'TPROXY'] as const)
-      : 'REDIRECT';
-  const inboundMode = chosenMode === 'TPROXY' ? 'tproxy' : 'redirect';
-  const markOption = get('inbound-tproxy-mark');
-  const tableOption = get('inbound-tproxy-route-table');
-  // They also name the rule and route that --cleanup, or a re-run without -m TPROXY,
-  // removes: so they are taken without -m TPROXY too.
-  const tproxy: TproxyRouting = {
-    // The proxy's own traffic to its pod IP is marked mark + 1, so the mark stays below 2^32-1.
-    mark: markOption ? parseBounded(markOption, 0xfffffffe, 1) : DEFAULT_TPROXY_MARK,
-    routeTable: tableOption ? parseRouteTable(tableOption) : DEFAULT_TPROXY_ROUTE_TABLE,
+  get(name: string): GivenOption | undefined {
+    return this.options.get(name);
+  }
+
+  /** A boolean flag that is set (true). */
+  flag(name: string): boolean {
+    return this.options.get(name)?.value === true;
+  }
+
+  /** How the message names an option: as given, or by its flag with the default it has. */
+  name(option: string, fallback: string): string {
+    return this.get(option)?.origin ?? fallback;
+  }
+
+  note(text: string): void {
+    this.notes.push(text);
+  }
+}
+
+const text = (option: GivenOption) => String(option.value).trim();
+
+function port(given: Given, name: string, fallback: number): number {
+  const option = given.get(name);
+  return option ? parsePort(option, text(option)) : fallback;
+}
+
+function ports(given: Given) {
+  const proxyPort = port(given, 'proxy-port', DEFAULT_PROXY_PORT);
+  return {
+    proxyPort,
+    inboundCapturePort: port(given, 'inbound-capture-port', proxyPort),
+    inboundTunnelPort: port(given, 'inbound-tunnel-port', DEFAULT_TUNNEL_PORT),
   };
+}
 
-  const proxyPortOption = get('proxy-port');
-  const proxyPort = proxyPortOption
-    ? parsePort(proxyPortOption, String(proxyPortOption.value).trim())
-    : DEFAULT_PROXY_PORT;
-  const inboundPortOption = get('inbound-capture-port');
-  const inboundCapturePort = inboundPortOption
-    ? parsePort(inboundPortOption, String(inboundPortOption.value).trim())
-    : proxyPort;
-
-  const uidOption = get('proxy-uid');
-  const proxyUids = uidOption ? parseIdList(uidOption) : [DEFAULT_PROXY_ID];
-  const gidOption = get('proxy-gid');
+function owners(given: Given) {
+  const uidOption = given.get('proxy-uid');
+  // Empty, as Istio takes it: the default proxy user.
+  const proxyUids =
+    uidOption && items(String(uidOption.value)).length > 0
+      ? parseIdList(uidOption)
+      : [DEFAULT_PROXY_ID];
+  const gidOption = given.get('proxy-gid');
   // Istio's injector may pass an empty -g; like Istio, that means "same as -u".
   const proxyGids =
     gidOption && items(String(gidOption.value)).length > 0 ? parseIdList(gidOption) : proxyUids;
+  return { proxyUids, proxyGids, ownerGroups: ownerGroups(given) };
+}
 
-  const inboundOption = get('inbound-ports');
+/** A group name as the C library takes it, or a GID. */
+function parseGroupList(option: GivenOption): (number | string)[] {
+  const groups = items(String(option.value)).map((item) => {
+    const id = parseInteger(item);
+    if (id !== undefined && id <= MAX_ID) return id;
+    if (!/^[A-Za-z_][A-Za-z0-9_.-]{0,31}$/.test(item)) {
+      throw invalid(option, 'group names or GIDs', item);
+    }
+    return item;
+  });
+  return [...new Set(groups)];
+}
+
+function ownerGroups(given: Given): OwnerGroups {
+  const include = given.get('outbound-owner-groups');
+  const exclude = given.get('outbound-owner-groups-exclude');
+  if (include === undefined || text(include) === '*') {
+    return { kind: 'all', except: exclude ? parseGroupList(exclude) : [] };
+  }
+  const groups = parseGroupList(include);
+  if (groups.length > MAX_OWNER_GROUPS) {
+    throw invalid(include, `at most ${MAX_OWNER_GROUPS} groups`, String(groups.length));
+  }
+  // Checked though unused: a typo there is still a typo.
+  if (exclude && parseGroupList(exclude).length > 0) {
+    given.note(`${exclude.origin} has no effect with a list in ${include.origin} (as in Istio)`);
+  }
+  // An empty list captures no group at all, as in Istio.
+  return { kind: 'only', groups };
+}
+
+function inbound(given: Given) {
+  const mode = given.get('inbound-interception-mode');
+  // An empty -m (or an empty variable) is the default, REDIRECT.
+  const chosen =
+    mode && text(mode) !== ''
+      ? parseChoice({ ...mode, value: text(mode) }, ['REDIRECT', 'TPROXY'] as const)
+      : 'REDIRECT';
+  const markOption = given.get('inbound-tproxy-mark');
+  const tableOption = given.get('inbound-tproxy-route-table');
+  const option = given.get('inbound-ports');
   let inboundPorts: PortSelection = { kind: 'all' };
-  if (inboundOption) {
-    const value = String(inboundOption.value).trim();
-    if (value === '*') inboundPorts = { kind: 'all' };
-    else {
-      const ports = parsePortList(inboundOption);
-      inboundPorts = ports.length === 0 ? { kind: 'none' } : { kind: 'only', ports };
-    }
+  if (option && text(option) !== '*') {
+    const list = parsePortList(option);
+    inboundPorts = list.length === 0 ? { kind: 'none' } : { kind: 'only', ports: list };
   }
-  const inboundExcludeOption = get('inbound-exclude-ports');
-  const inboundExcludePorts = inboundExcludeOption ? parsePortList(inboundExcludeOption) : [];
-  if (inboundPorts.kind === 'only' && inboundExcludeOption) {
-    const port = overlap(inboundPorts.ports, inboundExcludePorts);
-    if (port !== undefined) {
-      throw new UsageError(
-        `conflicting ${inboundOption?.origin} and ${inboundExcludeOption.origin}: port ${port} is both captured and excluded`,
-      );
-    }
+  const excludeOption = given.get('inbound-exclude-ports');
+  const inboundExcludePorts = excludeOption ? parsePortList(excludeOption) : [];
+  if (inboundPorts.kind === 'only' && inboundExcludePorts.length > 0 && excludeOption) {
+    given.note(
+      `${excludeOption.origin} has no effect with a port list in ${option?.origin} (as in Istio: only the listed ports are captured)`,
+    );
   }
+  return {
+    inboundMode: chosen === 'TPROXY' ? ('tproxy' as const) : ('redirect' as const),
+    // They also name the rule and route that --cleanup, or a re-run without -m TPROXY,
+    // removes: so they are taken without -m TPROXY too. The proxy's own traffic to its
+    // pod IP is marked mark + 1, so the mark stays below 2^32-1.
+    tproxy: {
+      mark: markOption ? parseBounded(markOption, 0xfffffffe, 1) : DEFAULT_TPROXY_MARK,
+      routeTable: tableOption ? parseRouteTable(tableOption) : DEFAULT_TPROXY_ROUTE_TABLE,
+    },
+    inboundPorts,
+    inboundExcludePorts,
+  };
+}
 
-  const ipv6Option = get('ipv6');
-  let ipv6: 'auto' | boolean = 'auto';
-  if (ipv6Option) {
-    // A bare `--ipv6` reads as "true"; an empty variable as unset.
-    const value =
-      String(ipv6Option.value).trim().toLowerCase() || (ipv6Option.fromEnv ? 'auto' : 'true');
-    ipv6 = { auto: 'auto', true: true, false: false }[
-      parseChoice({ ...ipv6Option, value }, ['auto', 'true', 'false'] as const)
-    ] as 'auto' | boolean;
-  }
+function families(given: Given): 'auto' | boolean {
+  const option = given.get('ipv6');
+  if (option === undefined) return 'auto';
+  // A bare `--ipv6` reads as "true"; an empty variable as unset.
+  const value = text(option).toLowerCase() || (option.fromEnv ? 'auto' : 'true');
+  const choice = parseChoice({ ...option, value }, ['auto', 'true', 'false'] as const);
+  return choice === 'auto' ? 'auto' : choice === 'true';
+}
 
+function outbound(given: Given, ipv6: 'auto' | boolean) {
   const cidrFamilyCheck = (option: GivenOption, cidrs: readonly Cidr[]) => {
     const v6 = cidrs.find((cidr) => cidr.family === 'ipv6');
+    const ipv6Option = given.get('ipv6');
     if (ipv6 === false && v6 !== undefined && ipv6Option) {
       throw new UsageError(
         `conflicting ${option.origin} and ${ipv6Option.origin}: IPv6 CIDR "${v6.address}/${v6.prefix}" given but IPv6 capture is off`,
       );
     }
   };
-
-  const includeOption = get('outbound-include-cidrs');
+  const includeOption = given.get('outbound-include-cidrs');
   let outboundIncludeCidrs: CidrSelection = { kind: 'all' };
-  if (includeOption) {
-    const value = String(includeOption.value).trim();
-    if (value === '*') outboundIncludeCidrs = { kind: 'all' };
-    else {
-      if (items(value).includes('*')) {
-        throw invalid(includeOption, '"*" alone or a CIDR list, not both');
-      }
-      const cidrs = parseCidrList(includeOption);
-      cidrFamilyCheck(includeOption, cidrs);
-      outboundIncludeCidrs = cidrs.length === 0 ? { kind: 'none' } : { kind: 'only', cidrs };
+  if (includeOption && text(includeOption) !== '*') {
+    if (items(text(includeOption)).includes('*')) {
+      throw invalid(includeOption, '"*" alone or a CIDR list, not both');
     }
+    const cidrs = parseCidrList(includeOption);
+    cidrFamilyCheck(includeOption, cidrs);
+    outboundIncludeCidrs = cidrs.length === 0 ? { kind: 'none' } : { kind: 'only', cidrs };
   }
-  const excludeCidrOption = get('outbound-exclude-cidrs');
+  const excludeCidrOption = given.get('outbound-exclude-cidrs');
   const outboundExcludeCidrs = excludeCidrOption ? parseCidrList(excludeCidrOption) : [];
   if (excludeCidrOption) cidrFamilyCheck(excludeCidrOption, outboundExcludeCidrs);
 
-  const excludePortOption = get('outbound-exclude-ports');
+  const excludePortOption = given.get('outbound-exclude-ports');
   const outboundExcludePorts = excludePortOption ? parsePortList(excludePortOption) : [];
-  const includePortOption = get('outbound-include-ports');
+  const includePortOption = given.get('outbound-include-ports');
   const outboundIncludePorts = includePortOption ? parsePortList(includePortOption) : [];
-  if (excludePortOption && includePortOption) {
-    const port = overlap(outboundIncludePorts, outboundExcludePorts);
-    if (port !== undefined) {
-      throw new UsageError(
-        `conflicting ${includePortOption.origin} and ${excludePortOption.origin}: port ${port} is both included and excluded`,
-      );
-    }
+  const both = overlap(outboundIncludePorts, outboundExcludePorts);
+  if (both !== undefined) {
+    given.note(
+      `port ${both} is in ${includePortOption?.origin} and ${excludePortOption?.origin}: it is not captured (as in Istio, exclusion wins)`,
+    );
   }
+  return {
+    outboundIncludeCidrs,
+    outboundExcludeCidrs,
+    outboundExcludePorts,
+    outboundIncludePorts,
+    ipv4LoopbackCidr: loopbackCidr(given),
+  };
+}
 
-  const backendOption = get('iptables-backend');
-  const backend = backendOption
-    ? parseChoice({ ...backendOption, value: String(backendOption.value).toLowerCase() }, [
+/** Istio's ISTIO_OUTBOUND_IPV4_LOOPBACK_CIDR: an IPv4 loopback range, prefix 8 to 32. */
+function loopbackCidr(given: Given): Cidr {
+  const option = given.get('ipv4-loopback-cidr');
+  if (option === undefined) return { family: 'ipv4', address: '127.0.0.1', prefix: 32 };
+  const cidr = parseCidr(option, text(option));
+  const loopback = cidr.family === 'ipv4' && ipaddr.parse(cidr.address).range() === 'loopback';
+  if (!loopback || cidr.prefix < 8 || !text(option).includes('/')) {
+    throw invalid(option, 'an IPv4 loopback CIDR with a prefix 8-32, such as 127.0.0.1/32');
+  }
+  return cidr;
+}
+
+function interfaces(given: Given) {
+  const kubeVirtOption = given.get('kube-virt-interfaces');
+  const kubeVirtInterfaces = kubeVirtOption ? parseInterfaceList(kubeVirtOption) : [];
+  const excludeOption = given.get('exclude-interfaces');
+  const excludeInterfaces = excludeOption ? parseInterfaceList(excludeOption) : [];
+  const both = kubeVirtInterfaces.find((name) => excludeInterfaces.includes(name));
+  if (both !== undefined) {
+    given.note(
+      `interface ${both} is in ${kubeVirtOption?.origin} and ${excludeOption?.origin}: its inbound TCP is outbound traffic, its outbound is not captured (as in Istio)`,
+    );
+  }
+  return { kubeVirtInterfaces, excludeInterfaces };
+}
+
+function dns(given: Given, tcpPorts: ReturnType<typeof ports>, excluded: readonly number[]) {
+  const redirect = given.flag('redirect-dns');
+  const portOption = given.get('dns-port');
+  const dnsPort = portOption ? parsePort(portOption, text(portOption)) : DEFAULT_DNS_PORT;
+  if (portOption && !portOption.fromEnv && !redirect) {
+    throw new UsageError(
+      `invalid ${portOption.origin}: it only goes with --redirect-dns (no DNS is captured)`,
+    );
+  }
+  if (given.flag('capture-all-dns') && !redirect) {
+    given.note(
+      `${given.get('capture-all-dns')?.origin} has no effect without --redirect-dns (as in Istio)`,
+    );
+  }
+  if (!redirect) return { capture: 'off' } as const;
+  if (excluded.includes(53)) {
+    given.note(
+      `${given.get('outbound-exclude-ports')?.origin} holds 53: DNS is not captured (as in Istio, exclusion wins)`,
+    );
+  }
+  const { proxyPort, inboundCapturePort } = tcpPorts;
+  if (dnsPort === proxyPort || dnsPort === inboundCapturePort) {
+    const tcp =
+      dnsPort === proxyPort
+        ? given.name('proxy-port', '--proxy-port')
+        : given.name('inbound-capture-port', '--inbound-capture-port');
+    const dnsName = portOption?.origin ?? `--dns-port (default ${DEFAULT_DNS_PORT})`;
+    throw new UsageError(
+      `conflicting ${dnsName} and ${tcp}: port ${dnsPort} cannot take both DNS and TCP capture`,
+    );
+  }
+  const capture = given.flag('capture-all-dns') ? 'all' : 'resolvers';
+  return { capture, port: dnsPort, resolvers: [] } as const;
+}
+
+function backend(given: Given): 'auto' | Backend {
+  const option = given.get('iptables-backend');
+  const chosen = option
+    ? parseChoice({ ...option, value: String(option.value).toLowerCase() }, [
         'auto',
         'legacy',
         'nft',
       ] as const)
     : 'auto';
-
-  const prefixOption = get('chain-prefix');
-  const chainPrefix = prefixOption ? String(prefixOption.value) : DEFAULT_CHAIN_PREFIX;
-  if (prefixOption && !/^[A-Za-z][A-Za-z0-9_-]*$/.test(chainPrefix)) {
-    throw invalid(prefixOption, 'letters, digits, "_" or "-", starting with a letter');
+  // Istio's break-glass spelling; empty means "not set".
+  const forced = given.get('force-iptables-binary');
+  if (forced === undefined || text(forced) === '') return chosen;
+  const binary = parseChoice({ ...forced, value: text(forced) }, ['legacy', 'nft'] as const);
+  if (option && chosen !== 'auto' && chosen !== binary) {
+    throw new UsageError(`conflicting ${option.origin} and ${forced.origin}: choose one`);
   }
-  if (prefixOption && chainPrefix.length > MAX_CHAIN_PREFIX) {
-    throw invalid(prefixOption, `at most ${MAX_CHAIN_PREFIX} characters`);
-  }
+  return binary;
+}
 
-  const flag = (name: string) => get(name)?.value === true;
+function chainPrefix(given: Given): string {
+  const option = given.get('chain-prefix');
+  if (option === undefined) return DEFAULT_CHAIN_PREFIX;
+  const prefix = String(option.value);
+  if (!/^[A-Za-z][A-Za-z0-9_-]*$/.test(prefix)) {
+    throw invalid(option, 'letters, digits, "_" or "-", starting with a letter');
+  }
+  if (prefix.length > MAX_CHAIN_PREFIX)
+    throw invalid(option, `at most ${MAX_CHAIN_PREFIX} characters`);
+  return prefix;
+}
+
+function modes(given: Given) {
   const conflict = (a: string, b: string) => {
-    if (flag(a) && flag(b)) {
-      throw new UsageError(`conflicting ${get(a)?.origin} and ${get(b)?.origin}: choose one`);
+    if (given.flag(a) && given.flag(b)) {
+      throw new UsageError(
+        `conflicting ${given.get(a)?.origin} and ${given.get(b)?.origin}: choose one`,
+      );
     }
   };
   conflict('cleanup', 'check');
   conflict('check', 'dry-run');
   for (const other of ['cleanup', 'check', 'dry-run']) conflict('run-validation', other);
-  if (flag('skip-rule-apply') && !flag('run-validation')) {
+  if (given.flag('skip-rule-apply') && !given.flag('run-validation')) {
     throw new UsageError(
-      `invalid ${get('skip-rule-apply')?.origin}: it only goes with --run-validation (there would be nothing to do)`,
+      `invalid ${given.get('skip-rule-apply')?.origin}: it only goes with --run-validation (there would be nothing to do)`,
     );
   }
+  const nsOption = given.get('network-namespace');
+  const networkNamespace = nsOption && text(nsOption) !== '' ? text(nsOption) : undefined;
+  if (nsOption && networkNamespace !== undefined && !networkNamespace.startsWith('/')) {
+    throw invalid(nsOption, 'an absolute path such as /var/run/netns/pod');
+  }
+  if (networkNamespace !== undefined && given.flag('run-validation')) {
+    throw new UsageError(
+      `conflicting ${nsOption?.origin} and ${given.get('run-validation')?.origin}: the validation probes the namespace mesh-init runs in`,
+    );
+  }
+  for (const [flag, why] of [
+    ['force-apply', 'mesh-init always reconciles'],
+    ['reconcile', 'mesh-init always replaces what an earlier run left'],
+    ['dual-stack', 'mesh-init captures IPv6 wherever the pod has it (see --ipv6)'],
+    ['cni-mode', 'mesh-init waits for the xtables lock in every mode'],
+  ] as const) {
+    if (given.flag(flag))
+      given.note(`${given.get(flag)?.origin} is accepted without effect: ${why}`);
+  }
+  return {
+    dryRun: given.flag('dry-run'),
+    mode: given.flag('cleanup') ? 'cleanup' : given.flag('check') ? 'check' : 'apply',
+    validate: given.flag('run-validation'),
+    skipRuleApply: given.flag('skip-rule-apply'),
+    networkNamespace,
+  } as const;
+}
 
-  const waitOption = get('wait');
-  const retriesOption = get('max-retries');
-  const intervalOption = get('retry-interval');
-  const retry: RetryPolicy = {
+function retry(given: Given): RetryPolicy {
+  const waitOption = given.get('wait');
+  const retriesOption = given.get('max-retries');
+  const intervalOption = given.get('retry-interval');
+  return {
     waitSeconds: waitOption ? parseBounded(waitOption, 3600) : 10,
     maxRetries: retriesOption ? parseBounded(retriesOption, 100) : 3,
     intervalMs: intervalOption ? parseSeconds(intervalOption, 60, true) : 1000,
   };
+}
 
-  const addressOption = get('probe-address');
-  const probeAddress = addressOption ? String(addressOption.value).trim() : '192.0.2.1';
-  if (addressOption && !ipaddr.IPv4.isValidFourPartDecimal(probeAddress)) {
+function probe(given: Given): ValidationProbe {
+  const addressOption = given.get('probe-address');
+  const address = addressOption ? text(addressOption) : '192.0.2.1';
+  if (addressOption && !ipaddr.IPv4.isValidFourPartDecimal(address)) {
     throw invalid(addressOption, 'an IPv4 address such as 192.0.2.1');
   }
-  const probePortOption = get('probe-port');
-  const probeTimeoutOption = get('probe-timeout');
-  const probe: ValidationProbe = {
-    address: probeAddress,
-    port: probePortOption
-      ? parsePort(probePortOption, String(probePortOption.value).trim())
-      : 15002,
-    timeoutMs: probeTimeoutOption ? parseSeconds(probeTimeoutOption, 300, false) : 5000,
+  const timeoutOption = given.get('probe-timeout');
+  return {
+    address,
+    port: port(given, 'probe-port', 15002),
+    timeoutMs: timeoutOption ? parseSeconds(timeoutOption, 300, false) : 5000,
   };
+}
 
-  const kubeVirtOption = get('kube-virt-interfaces');
-  const kubeVirtInterfaces = kubeVirtOption ? parseInterfaceList(kubeVirtOption) : [];
-  const excludeOption = get('exclude-interfaces');
-  const excludeInterfaces = excludeOption ? parseInterfaceList(excludeOption) : [];
-  const both = kubeVirtInterfaces.find((name) => excludeInterfaces.includes(name));
-  if (both !== undefined && kubeVirtOption && excludeOption) {
+function logFormat(given: Given): 'text' | 'json' {
+  const option = given.get('log-format');
+  const chosen = option ? parseChoice(option, ['text', 'json'] as const) : undefined;
+  // --log_as_json is a flag: it beats MESH_INIT_LOG_FORMAT and conflicts only with --log-format.
+  if (given.flag('log_as_json') && chosen === 'text' && !option?.fromEnv) {
     throw new UsageError(
-      `conflicting ${kubeVirtOption.origin} and ${excludeOption.origin}: interface ${both} is both captured and excluded`,
+      `conflicting ${given.get('log_as_json')?.origin} and ${option?.origin}: choose one`,
     );
   }
+  return given.flag('log_as_json') ? 'json' : (chosen ?? 'text');
+}
 
-  const nativeNftables = get('native-nftables');
+function refused(given: Given): void {
+  const nativeNftables = given.get('native-nftables');
   if (nativeNftables && nativeNftables.value !== false) {
     throw new UsageError(`invalid ${nativeNftables.origin}: not supported yet (see the README)`);
   }
+}
 
-  const dnsPortOption = get('dns-port');
-  const dnsPort = dnsPortOption
-    ? parsePort(dnsPortOption, String(dnsPortOption.value).trim())
-    : DEFAULT_DNS_PORT;
-  if (dnsPortOption && !dnsPortOption.fromEnv && !flag('redirect-dns')) {
-    throw new UsageError(
-      `invalid ${dnsPortOption.origin}: it only goes with --redirect-dns (no DNS is captured)`,
-    );
-  }
-  if (flag('capture-all-dns') && !flag('redirect-dns')) {
-    throw new UsageError(
-      `invalid ${get('capture-all-dns')?.origin}: it only goes with --redirect-dns (there would be no DNS capture)`,
-    );
-  }
-  if (flag('redirect-dns') && excludePortOption && outboundExcludePorts.includes(53)) {
-    throw new UsageError(
-      `conflicting ${get('redirect-dns')?.origin} and ${excludePortOption.origin}: port 53 is both captured and excluded`,
-    );
-  }
-  if (flag('redirect-dns') && (dnsPort === proxyPort || dnsPort === inboundCapturePort)) {
-    const tcpOption = dnsPort === proxyPort ? proxyPortOption : inboundPortOption;
-    const tcp =
-      tcpOption?.origin ?? (dnsPort === proxyPort ? '--proxy-port' : '--inbound-capture-port');
-    const dnsName = dnsPortOption?.origin ?? `--dns-port (default ${DEFAULT_DNS_PORT})`;
-    throw new UsageError(
-      `conflicting ${dnsName} and ${tcp}: port ${dnsPort} cannot take both DNS and TCP capture`,
-    );
-  }
-  const dns: DnsCapture = !flag('redirect-dns')
-    ? { capture: 'off' }
-    : flag('capture-all-dns')
-      ? { capture: 'all', port: dnsPort, resolvers: [] }
-      : { capture: 'resolvers', port: dnsPort, resolvers: [] };
-
-  const logOption = get('log-format');
-  const chosen = logOption ? parseChoice(logOption, ['text', 'json'] as const) : undefined;
-  // --log_as_json is a flag: it beats MESH_INIT_LOG_FORMAT and conflicts only with --log-format.
-  if (flag('log_as_json') && chosen === 'text' && !logOption?.fromEnv) {
-    throw new UsageError(
-      `conflicting ${get('log_as_json')?.origin} and ${logOption?.origin}: choose one`,
-    );
-  }
-  const logFormat = flag('log_as_json') ? 'json' : (chosen ?? 'text');
-
-  return {
-    proxyPort,
-    inboundCapturePort,
-    proxyUids,
-    proxyGids,
-    inboundPorts,
-    inboundExcludePorts,
-    outboundIncludeCidrs,
-    outboundExcludeCidrs,
-    outboundExcludePorts,
-    outboundIncludePorts,
-    kubeVirtInterfaces,
-    excludeInterfaces,
-    inboundMode,
-    tproxy,
-    dns,
-    dropInvalid: flag('drop-invalid'),
-    dryRun: flag('dry-run'),
+/**
+ * The one place where user input is checked. Every message names the flag (and the
+ * variable it came from) and the bad value; the result is fully typed and trusted.
+ * Where Istio accepts an option without effect, or lets one win over another, so
+ * does mesh-init, and the config carries a note that the log shows.
+ */
+export function validateConfig(options: GivenOptions): Config {
+  const given = new Given(options);
+  const inboundConfig = inbound(given);
+  const tcpPorts = ports(given);
+  const ipv6 = families(given);
+  const outboundConfig = outbound(given, ipv6);
+  const config: Config = {
+    ...tcpPorts,
+    ...owners(given),
+    ...inboundConfig,
+    ...outboundConfig,
+    ...interfaces(given),
+    ...modes(given),
+    dns: dns(given, tcpPorts, outboundConfig.outboundExcludePorts),
+    dropInvalid: given.flag('drop-invalid'),
     ipv6,
-    backend,
-    chainPrefix,
-    mode: flag('cleanup') ? 'cleanup' : flag('check') ? 'check' : 'apply',
-    validate: flag('run-validation'),
-    skipRuleApply: flag('skip-rule-apply'),
-    retry,
-    probe,
-    logFormat,
+    backend: backend(given),
+    chainPrefix: chainPrefix(given),
+    retry: retry(given),
+    probe: probe(given),
+    logFormat: logFormat(given),
+    notes: given.notes,
   };
+  refused(given);
+  return config;
 }

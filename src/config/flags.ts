@@ -8,6 +8,8 @@ export interface FlagSpec {
   /** Long name, without dashes. */
   readonly name: string;
   readonly short?: string;
+  /** Other long names, e.g. Istio's spelling of the same flag. */
+  readonly aliases?: readonly string[];
   readonly type: 'string' | 'boolean';
   /** Variables read when the flag is absent, first one set wins. Istio's names come second. */
   readonly env: readonly string[];
@@ -34,10 +36,18 @@ export const FLAGS: readonly FlagSpec[] = [
     defaultText: 'same as --proxy-port',
   },
   {
+    name: 'inbound-tunnel-port',
+    short: 'e',
+    type: 'string',
+    env: ['MESH_INIT_INBOUND_TUNNEL_PORT', 'INBOUND_TUNNEL_PORT'],
+    describe: "the proxy's tunnel port (HBONE): inbound TCP to it is never captured",
+    defaultText: '15008',
+  },
+  {
     name: 'proxy-uid',
     short: 'u',
     type: 'string',
-    env: ['MESH_INIT_PROXY_UID'],
+    env: ['MESH_INIT_PROXY_UID', 'PROXY_UID'],
     describe: 'comma list of UIDs whose traffic is never redirected (the proxy)',
     defaultText: '1337',
   },
@@ -45,7 +55,7 @@ export const FLAGS: readonly FlagSpec[] = [
     name: 'proxy-gid',
     short: 'g',
     type: 'string',
-    env: ['MESH_INIT_PROXY_GID'],
+    env: ['MESH_INIT_PROXY_GID', 'PROXY_GID'],
     describe: 'comma list of GIDs whose traffic is never redirected',
     defaultText: 'same as --proxy-uid',
   },
@@ -53,7 +63,11 @@ export const FLAGS: readonly FlagSpec[] = [
     name: 'inbound-interception-mode',
     short: 'm',
     type: 'string',
-    env: ['MESH_INIT_INBOUND_INTERCEPTION_MODE', 'ISTIO_INBOUND_INTERCEPTION_MODE'],
+    env: [
+      'MESH_INIT_INBOUND_INTERCEPTION_MODE',
+      'ISTIO_INBOUND_INTERCEPTION_MODE',
+      'INBOUND_INTERCEPTION_MODE',
+    ],
     describe: 'how inbound TCP is captured: REDIRECT (nat) or TPROXY (mangle, destination kept)',
     defaultText: 'REDIRECT',
   },
@@ -61,7 +75,7 @@ export const FLAGS: readonly FlagSpec[] = [
     name: 'inbound-tproxy-mark',
     short: 't',
     type: 'string',
-    env: ['MESH_INIT_INBOUND_TPROXY_MARK', 'INBOUND_TPROXY_MARK'],
+    env: ['MESH_INIT_INBOUND_TPROXY_MARK', 'ISTIO_INBOUND_TPROXY_MARK', 'INBOUND_TPROXY_MARK'],
     describe: 'TPROXY: packet mark that routes inbound TCP to the proxy (mark + 1 is used too)',
     defaultText: '1337',
   },
@@ -69,7 +83,11 @@ export const FLAGS: readonly FlagSpec[] = [
     name: 'inbound-tproxy-route-table',
     short: 'r',
     type: 'string',
-    env: ['MESH_INIT_INBOUND_TPROXY_ROUTE_TABLE', 'INBOUND_TPROXY_ROUTE_TABLE'],
+    env: [
+      'MESH_INIT_INBOUND_TPROXY_ROUTE_TABLE',
+      'ISTIO_INBOUND_TPROXY_ROUTE_TABLE',
+      'INBOUND_TPROXY_ROUTE_TABLE',
+    ],
     describe: 'TPROXY: routing table of the local route for marked packets',
     defaultText: '133',
   },
@@ -117,7 +135,7 @@ export const FLAGS: readonly FlagSpec[] = [
     name: 'outbound-include-ports',
     short: 'q',
     type: 'string',
-    env: ['MESH_INIT_OUTBOUND_INCLUDE_PORTS'],
+    env: ['MESH_INIT_OUTBOUND_INCLUDE_PORTS', 'ISTIO_OUTBOUND_PORTS'],
     describe:
       'comma list of destination ports captured outbound even where -i does not capture (-x still excludes)',
     defaultText: 'none',
@@ -126,7 +144,7 @@ export const FLAGS: readonly FlagSpec[] = [
     name: 'dry-run',
     short: 'n',
     type: 'boolean',
-    env: ['MESH_INIT_DRY_RUN'],
+    env: ['MESH_INIT_DRY_RUN', 'DRY_RUN'],
     describe: 'print the iptables-restore input instead of applying it; needs no privileges',
     defaultText: 'false',
   },
@@ -168,8 +186,9 @@ export const FLAGS: readonly FlagSpec[] = [
   },
   {
     name: 'cleanup',
+    aliases: ['cleanup-only'],
     type: 'boolean',
-    env: ['MESH_INIT_CLEANUP'],
+    env: ['MESH_INIT_CLEANUP', 'CLEANUP_ONLY'],
     describe: "remove mesh-init's chains and jumps (one transaction per family), leave all else",
     defaultText: 'false',
   },
@@ -183,14 +202,14 @@ export const FLAGS: readonly FlagSpec[] = [
   {
     name: 'run-validation',
     type: 'boolean',
-    env: ['MESH_INIT_RUN_VALIDATION'],
+    env: ['MESH_INIT_RUN_VALIDATION', 'RUN_VALIDATION'],
     describe: 'after applying, prove that an outbound connection lands on the proxy port',
     defaultText: 'false',
   },
   {
     name: 'skip-rule-apply',
     type: 'boolean',
-    env: ['MESH_INIT_SKIP_RULE_APPLY'],
+    env: ['MESH_INIT_SKIP_RULE_APPLY', 'SKIP_RULE_APPLY'],
     describe: 'apply nothing (with --run-validation: only validate)',
     defaultText: 'false',
   },
@@ -203,16 +222,17 @@ export const FLAGS: readonly FlagSpec[] = [
   },
   {
     name: 'probe-port',
+    aliases: ['iptables-probe-port'],
     type: 'string',
-    env: ['MESH_INIT_PROBE_PORT'],
+    env: ['MESH_INIT_PROBE_PORT', 'IPTABLES_PROBE_PORT'],
     describe: 'port the validation connects to',
     defaultText: '15002',
   },
   {
     name: 'probe-timeout',
     type: 'string',
-    env: ['MESH_INIT_PROBE_TIMEOUT'],
-    describe: 'seconds the validation may take',
+    env: ['MESH_INIT_PROBE_TIMEOUT', 'PROBE_TIMEOUT'],
+    describe: 'how long the validation may take: seconds (5, 0.5) or a duration (5s, 500ms)',
     defaultText: '5',
   },
   {
@@ -238,10 +258,41 @@ export const FLAGS: readonly FlagSpec[] = [
     defaultText: 'none',
   },
   {
+    name: 'outbound-owner-groups',
+    type: 'string',
+    env: ['MESH_INIT_OUTBOUND_OWNER_GROUPS', 'ISTIO_OUTBOUND_OWNER_GROUPS'],
+    describe:
+      '"*" = capture the outbound TCP of every group, a list of group names or GIDs = only of those',
+    defaultText: '*',
+  },
+  {
+    name: 'outbound-owner-groups-exclude',
+    type: 'string',
+    env: ['MESH_INIT_OUTBOUND_OWNER_GROUPS_EXCLUDE', 'ISTIO_OUTBOUND_OWNER_GROUPS_EXCLUDE'],
+    describe:
+      'with --outbound-owner-groups "*": groups (names or GIDs) whose outbound TCP is not captured',
+    defaultText: 'none',
+  },
+  {
+    name: 'ipv4-loopback-cidr',
+    type: 'string',
+    env: ['MESH_INIT_IPV4_LOOPBACK_CIDR', 'ISTIO_OUTBOUND_IPV4_LOOPBACK_CIDR'],
+    describe: "the pod's IPv4 loopback range, never captured (an IPv4 loopback CIDR, prefix 8-32)",
+    defaultText: '127.0.0.1/32',
+  },
+  {
+    name: 'network-namespace',
+    type: 'string',
+    env: ['MESH_INIT_NETWORK_NAMESPACE', 'NETWORK_NAMESPACE'],
+    describe:
+      'apply in this network namespace (a path such as /var/run/netns/pod) instead of our own',
+    defaultText: 'our own',
+  },
+  {
     name: 'kube-virt-interfaces',
     short: 'k',
     type: 'string',
-    env: ['MESH_INIT_KUBE_VIRT_INTERFACES'],
+    env: ['MESH_INIT_KUBE_VIRT_INTERFACES', 'KUBE_VIRT_INTERFACES'],
     describe:
       'comma list of interfaces whose inbound TCP is treated as outbound (VMs behind the pod)',
     defaultText: 'none',
@@ -250,7 +301,7 @@ export const FLAGS: readonly FlagSpec[] = [
     name: 'exclude-interfaces',
     short: 'c',
     type: 'string',
-    env: ['MESH_INIT_EXCLUDE_INTERFACES'],
+    env: ['MESH_INIT_EXCLUDE_INTERFACES', 'ISTIO_EXCLUDE_INTERFACES'],
     describe: 'comma list of interfaces whose traffic is never captured',
     defaultText: 'none',
   },
@@ -266,7 +317,8 @@ export const FLAGS: readonly FlagSpec[] = [
     name: 'capture-all-dns',
     type: 'boolean',
     env: ['MESH_INIT_CAPTURE_ALL_DNS', 'CAPTURE_ALL_DNS'],
-    describe: 'with --redirect-dns: capture DNS to any address, not only the resolvers',
+    describe:
+      'with --redirect-dns: capture DNS to any address, not only the resolvers (no effect without it, as in Istio)',
     defaultText: 'false',
   },
   {
@@ -279,7 +331,7 @@ export const FLAGS: readonly FlagSpec[] = [
   {
     name: 'drop-invalid',
     type: 'boolean',
-    env: ['MESH_INIT_DROP_INVALID', 'INVALID_DROP'],
+    env: ['MESH_INIT_DROP_INVALID', 'DROP_INVALID', 'INVALID_DROP'],
     describe: 'drop packets conntrack marks INVALID (they would bypass the proxy)',
     defaultText: 'false',
   },
@@ -292,9 +344,39 @@ export const FLAGS: readonly FlagSpec[] = [
     defaultText: 'false',
   },
   {
+    name: 'force-iptables-binary',
+    type: 'string',
+    env: ['FORCE_IPTABLES_BINARY'],
+    describe: "Istio's spelling of --iptables-backend legacy|nft",
+    defaultText: 'none',
+  },
+  {
+    name: 'dual-stack',
+    type: 'boolean',
+    env: ['DUAL_STACK', 'ISTIO_DUAL_STACK'],
+    describe:
+      "Istio's dual-stack switch: accepted, mesh-init captures IPv6 wherever the pod has it (--ipv6)",
+    defaultText: 'false',
+  },
+  {
+    name: 'reconcile',
+    type: 'boolean',
+    env: ['RECONCILE'],
+    describe:
+      "Istio's flag to replace rules left by an earlier run: accepted, mesh-init always does",
+    defaultText: 'false',
+  },
+  {
+    name: 'cni-mode',
+    type: 'boolean',
+    env: ['CNI_MODE'],
+    describe: "Istio's flag for its CNI plugin's runs: accepted, without effect",
+    defaultText: 'false',
+  },
+  {
     name: 'force-apply',
     type: 'boolean',
-    env: [],
+    env: ['FORCE_APPLY'],
     describe:
       "Istio's flag to re-apply rules that look in place: accepted, mesh-init always reconciles",
     defaultText: 'false',

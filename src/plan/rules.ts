@@ -55,11 +55,18 @@ export type Match =
   | { readonly kind: 'destination'; readonly cidr: Cidr; readonly negate?: boolean }
   /** Port matches need a `protocol` match before them in the same rule. */
   | { readonly kind: 'destinationPort'; readonly port: number; readonly negate?: boolean }
+  /** Several destination ports in one match (iptables' multiport). */
+  | {
+      readonly kind: 'destinationPorts';
+      readonly ports: readonly number[];
+      readonly negate?: boolean;
+    }
   | { readonly kind: 'sourcePort'; readonly port: number }
   | {
       readonly kind: 'owner';
       readonly by: 'uid' | 'gid';
-      readonly id: number;
+      /** A number, or a group name (Istio's owner-group filters take names), resolved by the kernel tools. */
+      readonly id: number | string;
       readonly negate?: boolean;
     }
   | { readonly kind: 'mark'; readonly mark: Mark; readonly negate?: boolean }

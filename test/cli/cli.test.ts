@@ -30,7 +30,7 @@ const CONFIG_LINE = expect.stringMatching(
   /^mesh-init: config: mode=[a-z]+( \(dry-run\))? proxy-port=/,
 );
 const DEFAULT_CONFIG_LINE =
-  'mesh-init: config: mode=apply proxy-port=15001 inbound-capture-port=15001 proxy-uid=1337 proxy-gid=1337 inbound-ports=* inbound-exclude-ports="" outbound-include-cidrs=* outbound-exclude-cidrs="" outbound-exclude-ports="" outbound-include-ports="" kube-virt-interfaces="" exclude-interfaces="" inbound-interception-mode=REDIRECT redirect-dns=false drop-invalid=false ipv6=auto iptables-backend=auto chain-prefix=ISTIO_ wait=10 max-retries=3 retry-interval=1 run-validation=false';
+  'mesh-init: config: mode=apply proxy-port=15001 inbound-capture-port=15001 inbound-tunnel-port=15008 proxy-uid=1337 proxy-gid=1337 inbound-ports=* inbound-exclude-ports="" outbound-include-cidrs=* outbound-exclude-cidrs="" outbound-exclude-ports="" outbound-include-ports="" outbound-owner-groups=* ipv4-loopback-cidr=127.0.0.1/32 kube-virt-interfaces="" exclude-interfaces="" inbound-interception-mode=REDIRECT redirect-dns=false drop-invalid=false ipv6=auto iptables-backend=auto chain-prefix=ISTIO_ wait=10 max-retries=3 retry-interval=1 run-validation=false';
 
 const RESTORE_ARGS = ['--noflush', '--wait=10'];
 const ISTIO_INJECTOR = [
@@ -222,29 +222,31 @@ describe('apply', () => {
     ]);
     expect(stderrLines()).toEqual([
       DEFAULT_CONFIG_LINE,
-      'mesh-init: backend: nft (its tables already hold 20 rules)',
+      'mesh-init: backend: nft (its tables already hold 23 rules)',
       expect.stringMatching(
         /^mesh-init: applied ipv4 \(\d+ rules\) with the nft backend; ipv6 not captured \(no global IPv6 address\)$/,
       ),
     ]);
   });
 
-  it('the applied line counts the rules of the plan: 12 by default', async () => {
+  // Istio's default since issue 14: the tunnel port's RETURN, and a loopback RETURN per
+  // proxy UID and GID in place of one for all of lo.
+  it('the applied line counts the rules of the plan: 15 by default', async () => {
     const { code, stderrLines } = await run([], {});
     expect(code).toBe(0);
     expect(stderrLines().at(-1)).toBe(
-      'mesh-init: applied ipv4 (12 rules) with the nft backend; ipv6 not captured (no global IPv6 address)',
+      'mesh-init: applied ipv4 (15 rules) with the nft backend; ipv6 not captured (no global IPv6 address)',
     );
   });
 
   // The count is of the rules in place, not of the rules this run appended: a re-run
-  // keeps the hooks that are already right (its text appends only 10 rules), and the
-  // pod holds the same 12 rules as after the first run.
-  it('a re-run that keeps its hooks still reports the 12 rules in place', async () => {
+  // keeps the hooks that are already right (its text appends only 13 rules), and the
+  // pod holds the same 15 rules as after the first run.
+  it('a re-run that keeps its hooks still reports the 15 rules in place', async () => {
     const { code, restores, stderrLines } = await run([]);
     expect(code).toBe(0);
-    expect(restores()[0]?.input?.match(/^-A /gm)).toHaveLength(10);
-    expect(stderrLines().at(-1)).toMatch(/^mesh-init: applied ipv4 \(12 rules\) /);
+    expect(restores()[0]?.input?.match(/^-A /gm)).toHaveLength(13);
+    expect(stderrLines().at(-1)).toMatch(/^mesh-init: applied ipv4 \(15 rules\) /);
   });
 
   it('auto with IPv6: the IPv6 tables are read with the chosen backend, then two restores', async () => {
@@ -366,7 +368,6 @@ describe('failures', () => {
       { INBOUND_TPROXY_MARK: '0' },
       /^mesh-init: invalid --inbound-tproxy-mark \(from INBOUND_TPROXY_MARK\): expected an integer 1-4294967294, got "0"\n$/,
     ],
-    [['-q', '443', '-o', '443'], {}, /^mesh-init: conflicting --outbound-include-ports/],
     [['-p', '1', '-p', '2'], {}, /^mesh-init: invalid --proxy-port: given more than once\n$/],
     [['--dry-run', '-u', '-1'], {}, /^mesh-init: invalid --proxy-uid: /],
     [[], { ENVOY_PORT: '0' }, /^mesh-init: invalid --proxy-port \(from ENVOY_PORT\): /],
@@ -380,22 +381,7 @@ describe('failures', () => {
       {},
       /^mesh-init: invalid --kube-virt-interfaces: expected interface names such as eth1 .*, got "a\/b"\n$/,
     ],
-    [
-      ['-c', 'eth0', '-k', 'eth0', '--dry-run'],
-      {},
-      /^mesh-init: conflicting --kube-virt-interfaces and --exclude-interfaces: interface eth0 is both captured and excluded\n$/,
-    ],
     // DNS capture asked for wrongly: refused before anything runs (resolv.conf not even read).
-    [
-      ['istio-iptables', '-p', '15001', '--capture-all-dns'],
-      {},
-      /^mesh-init: invalid --capture-all-dns: it only goes with --redirect-dns \(there would be no DNS capture\)\n$/,
-    ],
-    [
-      [],
-      { MESH_INIT_CAPTURE_ALL_DNS: 'true' },
-      /^mesh-init: invalid --capture-all-dns \(from MESH_INIT_CAPTURE_ALL_DNS\): it only goes with --redirect-dns/,
-    ],
     [
       ['--redirect-dns', '--dns-port', '0'],
       {},
@@ -404,7 +390,7 @@ describe('failures', () => {
     [
       [],
       { ISTIO_META_DNS_CAPTURE: 'yes' },
-      /^mesh-init: invalid --redirect-dns \(from ISTIO_META_DNS_CAPTURE\): expected true, false, 1 or 0, got "yes"\n$/,
+      /^mesh-init: invalid --redirect-dns \(from ISTIO_META_DNS_CAPTURE\): expected true, false, 1, 0, t or f, got "yes"\n$/,
     ],
     [['--native-nftables'], {}, /^mesh-init: invalid --native-nftables: not supported yet/],
     [['-p', '15001', 'istio-iptables'], {}, /^mesh-init: Unknown argument: istio-iptables\n$/],
@@ -420,17 +406,7 @@ describe('failures', () => {
       {},
       /^mesh-init: invalid --dns-port: it only goes with --redirect-dns/,
     ],
-    // DNS capture that could not work: 53 excluded, or a DNS port TCP capture uses too.
-    [
-      ['istio-iptables', ...ISTIO_INJECTOR, '--redirect-dns', '-o', '53'],
-      {},
-      /^mesh-init: conflicting --redirect-dns and --outbound-exclude-ports: port 53 is both captured and excluded\n$/,
-    ],
-    [
-      ISTIO_INJECTOR,
-      { ISTIO_META_DNS_CAPTURE: 'true', ISTIO_LOCAL_OUTBOUND_PORTS_EXCLUDE: '53' },
-      /^mesh-init: conflicting --redirect-dns \(from ISTIO_META_DNS_CAPTURE\) and --outbound-exclude-ports \(from ISTIO_LOCAL_OUTBOUND_PORTS_EXCLUDE\): port 53 is both captured and excluded\n$/,
-    ],
+    // DNS capture that could not work: a DNS port TCP capture uses too.
     [
       ['--redirect-dns', '-p', '15053'],
       {},
@@ -441,6 +417,32 @@ describe('failures', () => {
       { MESH_INIT_DNS_PORT: '15006' },
       /^mesh-init: conflicting --dns-port \(from MESH_INIT_DNS_PORT\) and --inbound-capture-port: port 15006 cannot take both DNS and TCP capture\n$/,
     ],
+    // Issue 14: Istio's options, each refused where Istio refuses it or where it cannot work.
+    [
+      ['--network-namespace', 'netns/pod'],
+      {},
+      /^mesh-init: invalid --network-namespace: expected an absolute path such as \/var\/run\/netns\/pod, got "netns\/pod"\n$/,
+    ],
+    [
+      ['--run-validation'],
+      { NETWORK_NAMESPACE: '/var/run/netns/pod' },
+      /^mesh-init: conflicting --network-namespace \(from NETWORK_NAMESPACE\) and --run-validation: the validation probes the namespace mesh-init runs in\n$/,
+    ],
+    [
+      ['--iptables-backend', 'legacy'],
+      { FORCE_IPTABLES_BINARY: 'nft' },
+      /^mesh-init: conflicting --iptables-backend and --force-iptables-binary \(from FORCE_IPTABLES_BINARY\): choose one\n$/,
+    ],
+    [
+      ISTIO_INJECTOR,
+      { ISTIO_OUTBOUND_IPV4_LOOPBACK_CIDR: '10.0.0.0/8' },
+      /^mesh-init: invalid --ipv4-loopback-cidr \(from ISTIO_OUTBOUND_IPV4_LOOPBACK_CIDR\): expected an IPv4 loopback CIDR with a prefix 8-32, such as 127.0.0.1\/32, got "10.0.0.0\/8"\n$/,
+    ],
+    [
+      ['--probe-timeout', '5 s'],
+      {},
+      /^mesh-init: invalid --probe-timeout: expected a number of seconds or a duration such as 5s, 0.001 to 300 s, got "5 s"\n$/,
+    ],
   ])('usage error %j %j exits 2 and runs nothing', async (argv, env, message) => {
     const result = await run(argv, LIVE_NFT, { env, globalIpv6: true });
     expect(result.code).toBe(2);
@@ -448,6 +450,205 @@ describe('failures', () => {
     expect(result.resolvConfReads()).toBe(0);
     expect(result.stdout()).toBe('');
     expect(result.stderr()).toMatch(message);
+  });
+
+  /**
+   * Issue 14: what Istio's program accepts is accepted, never a crash-looping pod: where
+   * an option has no effect, or loses to another one as in Istio, the run logs a note
+   * right after its config line and goes on. `check` pins what the run then did.
+   */
+  const note = (text: string) => `mesh-init: note: ${text}`;
+  const indexOf = (text: string, line: string) => text.split('\n').indexOf(line);
+  it.each<{
+    name: string;
+    argv: string[];
+    env?: Record<string, string>;
+    notes: string[];
+    check: (result: Awaited<ReturnType<typeof run>>) => Promise<void> | void;
+  }>([
+    {
+      name: '--capture-all-dns without --redirect-dns: a run without DNS capture',
+      argv: ['istio-iptables', ...ISTIO_INJECTOR, '--capture-all-dns'],
+      notes: ['--capture-all-dns has no effect without --redirect-dns (as in Istio)'],
+      check: async (result) => {
+        expect(result.resolvConfReads()).toBe(0);
+        expect(result.restores()).toEqual((await run(ISTIO_INJECTOR, LIVE_NFT)).restores());
+      },
+    },
+    {
+      name: 'MESH_INIT_CAPTURE_ALL_DNS alone: named as the variable',
+      argv: [],
+      env: { MESH_INIT_CAPTURE_ALL_DNS: 'true' },
+      notes: [
+        '--capture-all-dns (from MESH_INIT_CAPTURE_ALL_DNS) has no effect without --redirect-dns (as in Istio)',
+      ],
+      check: async (result) => {
+        expect(result.restores()).toEqual((await run([], LIVE_NFT)).restores());
+      },
+    },
+    {
+      name: '-q and -o name one port: it is excluded, ahead of the -q jump',
+      argv: ['-q', '443', '-o', '443'],
+      notes: [
+        'port 443 is in --outbound-include-ports and --outbound-exclude-ports: it is not captured (as in Istio, exclusion wins)',
+      ],
+      check: (result) => {
+        const text = result.restores()[0]?.input ?? '';
+        const excluded = indexOf(
+          text,
+          '-A ISTIO_OUTPUT -p tcp --dport 443 -m comment --comment "mesh-init: destination port excluded by --outbound-exclude-ports" -j RETURN',
+        );
+        const included = indexOf(
+          text,
+          '-A ISTIO_OUTPUT -p tcp --dport 443 -m comment --comment "mesh-init: destination port listed in --outbound-include-ports" -j ISTIO_REDIRECT',
+        );
+        expect(excluded).toBeGreaterThan(0);
+        expect(included).toBeGreaterThan(excluded);
+      },
+    },
+    {
+      name: 'one interface in -k and -c: -k wins inbound, -c outbound (dry-run)',
+      argv: ['-c', 'eth0', '-k', 'eth0', '--dry-run'],
+      notes: [
+        'interface eth0 is in --kube-virt-interfaces and --exclude-interfaces: its inbound TCP is outbound traffic, its outbound is not captured (as in Istio)',
+      ],
+      check: (result) => {
+        expect(result.restores()).toEqual([]);
+        const text = result.stdout();
+        const virt = indexOf(
+          text,
+          '-A ISTIO_INBOUND -p tcp -i eth0 -m comment --comment "mesh-init: TCP from a --kube-virt-interfaces interface is outbound traffic" -j ISTIO_REDIRECT',
+        );
+        const excluded = indexOf(
+          text,
+          '-A ISTIO_INBOUND -i eth0 -m comment --comment "mesh-init: interface excluded by --exclude-interfaces" -j RETURN',
+        );
+        expect(virt).toBeGreaterThan(0);
+        expect(excluded).toBeGreaterThan(virt);
+        expect(text).toContain(
+          '\n-A ISTIO_OUTPUT -o eth0 -m comment --comment "mesh-init: interface excluded by --exclude-interfaces" -j RETURN\n',
+        );
+      },
+    },
+    {
+      name: '--redirect-dns with -o 53: port 53 returns before the DNS jump, as in Istio',
+      argv: ['istio-iptables', ...ISTIO_INJECTOR, '--redirect-dns', '-o', '53'],
+      notes: [
+        '--outbound-exclude-ports holds 53: DNS is not captured (as in Istio, exclusion wins)',
+      ],
+      check: (result) => {
+        expect(result.resolvConfReads()).toBe(1);
+        const text = result.restores()[0]?.input ?? '';
+        const excluded = indexOf(
+          text,
+          '-A ISTIO_OUTPUT -p udp --dport 53 -m comment --comment "mesh-init: destination port excluded by --outbound-exclude-ports" -j RETURN',
+        );
+        const jump = indexOf(
+          text,
+          '-A ISTIO_OUTPUT -m comment --comment "mesh-init: DNS queries of the apps go to the DNS port" -j ISTIO_OUTPUT_DNS',
+        );
+        expect(excluded).toBeGreaterThan(0);
+        expect(jump).toBeGreaterThan(excluded);
+      },
+    },
+    {
+      name: "Istio's variables for DNS capture and -o 53: both named",
+      argv: ISTIO_INJECTOR,
+      env: { ISTIO_META_DNS_CAPTURE: 'true', ISTIO_LOCAL_OUTBOUND_PORTS_EXCLUDE: '53' },
+      notes: [
+        '--outbound-exclude-ports (from ISTIO_LOCAL_OUTBOUND_PORTS_EXCLUDE) holds 53: DNS is not captured (as in Istio, exclusion wins)',
+      ],
+      check: (result) => {
+        expect(result.restores().map((c) => c.file)).toEqual([
+          'iptables-nft-restore',
+          'iptables-nft-restore',
+        ]);
+      },
+    },
+    {
+      name: '-d beside a -b list: only the listed ports are captured',
+      argv: ['-b', '8080', '-d', '9090'],
+      notes: [
+        '--inbound-exclude-ports has no effect with a port list in --inbound-ports (as in Istio: only the listed ports are captured)',
+      ],
+      check: async (result) => {
+        expect(result.restores()).toEqual((await run(['-b', '8080'], LIVE_NFT)).restores());
+      },
+    },
+    {
+      name: "Istio's flags without effect: one note each, the default run",
+      argv: ['--dual-stack', '--reconcile', '--cni-mode', '--force-apply'],
+      notes: [
+        '--force-apply is accepted without effect: mesh-init always reconciles',
+        '--reconcile is accepted without effect: mesh-init always replaces what an earlier run left',
+        '--dual-stack is accepted without effect: mesh-init captures IPv6 wherever the pod has it (see --ipv6)',
+        '--cni-mode is accepted without effect: mesh-init waits for the xtables lock in every mode',
+      ],
+      check: async (result) => {
+        expect(result.restores()).toEqual((await run([], LIVE_NFT)).restores());
+      },
+    },
+    {
+      name: 'the owner groups to exclude beside a list: only the list counts',
+      argv: ['--outbound-owner-groups', '1001', '--outbound-owner-groups-exclude', '888'],
+      notes: [
+        '--outbound-owner-groups-exclude has no effect with a list in --outbound-owner-groups (as in Istio)',
+      ],
+      check: async (result) => {
+        const only = await run(['--outbound-owner-groups', '1001'], LIVE_NFT);
+        expect(result.restores()).toEqual(only.restores());
+        expect(only.restores()[0]?.input).toContain(' -m owner ! --gid-owner 1001 ');
+        expect(only.restores()[0]?.input).not.toContain('888');
+      },
+    },
+  ])('$name: exit 0, its notes after the config line', async ({ argv, env, notes, check }) => {
+    const result = await run(argv, LIVE_NFT, { env: env ?? {} });
+    expect(result.code).toBe(0);
+    const lines = result.stderrLines();
+    expect(lines.slice(0, notes.length + 1)).toEqual([CONFIG_LINE, ...notes.map(note)]);
+    expect(lines.filter((line) => line.startsWith('mesh-init: note: '))).toHaveLength(notes.length);
+    await check(result);
+  });
+
+  it('a run without notes logs none', async () => {
+    const result = await run(ISTIO_INJECTOR, LIVE_NFT);
+    expect(result.code).toBe(0);
+    expect(result.stderr()).not.toContain('note:');
+  });
+
+  it.each<[string, string[], Record<string, string>, string[]]>([
+    ['--cleanup-only is --cleanup', ['--cleanup-only'], {}, ['--cleanup']],
+    ['CLEANUP_ONLY=true is --cleanup', [], { CLEANUP_ONLY: 'true' }, ['--cleanup']],
+    [
+      '--force-iptables-binary legacy is --iptables-backend legacy',
+      ['--force-iptables-binary', 'legacy'],
+      {},
+      ['--iptables-backend', 'legacy'],
+    ],
+    [
+      'FORCE_IPTABLES_BINARY=nft is --iptables-backend nft',
+      [],
+      { FORCE_IPTABLES_BINARY: 'nft' },
+      ['--iptables-backend', 'nft'],
+    ],
+    ['-e is --inbound-tunnel-port', ['-e', '15009'], {}, ['--inbound-tunnel-port', '15009']],
+  ])("Istio's spelling: %s", async (_name, argv, env, same) => {
+    const result = await run(argv, LIVE_LEGACY, { env });
+    const expected = await run(same, LIVE_LEGACY);
+    expect(result.code).toBe(0);
+    expect(result.commands()).toEqual(expected.commands());
+    expect(result.restores()).toEqual(expected.restores());
+    expect(result.restores().length).toBeGreaterThan(0);
+    expect(result.stderr()).not.toContain('note:');
+  });
+
+  it('-e moves the tunnel port everywhere it is named, and 15008 is captured again', async () => {
+    const text = (await run(['-e', '15009'], LIVE_NFT)).restores()[0]?.input ?? '';
+    expect(text).toContain(
+      '\n-A ISTIO_INBOUND -p tcp --dport 15009 -m comment --comment "mesh-init: the tunnel port (HBONE) reaches the proxy as it is" -j RETURN\n',
+    );
+    expect(text.match(/ ! --dport 15009 /g)).toHaveLength(2);
+    expect(text).not.toContain('15008');
   });
 
   // Istio's injector sets its variables for every pod; a REDIRECT pod must still run.
@@ -493,7 +694,7 @@ describe('failures', () => {
     expect(line17).toMatch(/^-A ISTIO_REDIRECT /);
     expect(result.stderrLines()).toEqual([
       CONFIG_LINE,
-      'mesh-init: backend: nft (its tables already hold 20 rules)',
+      'mesh-init: backend: nft (its tables already hold 23 rules)',
       'mesh-init: iptables-nft-restore rejected the ipv4 rules (nothing of them was applied): exit 1: iptables-restore: line 17 failed',
       `  line 17: ${line17}`,
     ]);
@@ -627,7 +828,7 @@ describe('failures', () => {
     expect(result.code).toBe(3);
     expect(result.stderrLines()).toEqual([
       DEFAULT_CONFIG_LINE,
-      'mesh-init: backend: nft (its tables already hold 20 rules)',
+      'mesh-init: backend: nft (its tables already hold 23 rules)',
       'mesh-init: cannot run iptables-nft-restore: not found',
     ]);
   });
@@ -742,18 +943,18 @@ describe('--log-format', () => {
         time: TIME,
         level: 'info',
         event: 'backend',
-        msg: 'backend: nft (its tables already hold 20 rules)',
+        msg: 'backend: nft (its tables already hold 23 rules)',
         backend: 'nft',
-        reason: 'its tables already hold 20 rules',
+        reason: 'its tables already hold 23 rules',
       },
       {
         time: TIME,
         level: 'info',
         event: 'applied',
-        // A re-run that keeps its hooks: the 12 rules in place.
-        msg: expect.stringMatching(/^applied ipv4 \(12 rules\) with the nft backend; /),
+        // A re-run that keeps its hooks: the 15 rules in place.
+        msg: expect.stringMatching(/^applied ipv4 \(15 rules\) with the nft backend; /),
         families: ['ipv4'],
-        rules: [12],
+        rules: [15],
         reads: 1,
       },
     ]);
@@ -876,6 +1077,19 @@ describe('--log-format', () => {
     ]);
   });
 
+  it('a note is a JSON line of its own, event "note", right after the config line', async () => {
+    const result = await run(['--log-format', 'json', '--reconcile'], LIVE_NFT);
+    expect(result.code).toBe(0);
+    const lines = json(result.stderrLines());
+    expect(lines.map((line) => line.event)).toEqual(['config', 'note', 'backend', 'applied']);
+    expect(lines[1]).toEqual({
+      time: TIME,
+      level: 'info',
+      event: 'note',
+      msg: 'note: --reconcile is accepted without effect: mesh-init always replaces what an earlier run left',
+    });
+  });
+
   it.each<[string, FakeOptions, boolean]>([
     ['the tables read', { globalIpv6: true }, true],
     [
@@ -899,9 +1113,9 @@ describe('--log-format', () => {
         time: TIME,
         level: 'info',
         event: 'backend',
-        msg: 'backend: nft (its tables already hold 20 rules)',
+        msg: 'backend: nft (its tables already hold 23 rules)',
         backend: 'nft',
-        reason: 'its tables already hold 20 rules',
+        reason: 'its tables already hold 23 rules',
       });
     }
     expect(lines.at(-1)).toEqual({

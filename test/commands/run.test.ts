@@ -11,7 +11,9 @@ import { configFrom, withResolvConf } from '../config-from.js';
 import {
   type Answer,
   beforeC1467e4,
+  type Call,
   exited,
+  type FakeKernel,
   type FakeOptions,
   fixture,
   golden,
@@ -26,6 +28,7 @@ import {
   run,
   type Setup,
   SIX_ON_LO,
+  success,
   type TableKey,
 } from '../fake-system.js';
 
@@ -1261,9 +1264,13 @@ describe('TPROXY, DNS capture and --drop-invalid: nat, mangle and raw per family
       for (const key of ['nft/ipv4', 'nft/ipv6'] as const) {
         expect(await driftOfTables(result, key, TPROXY_INJECTOR)).toEqual([]);
       }
-      // 10 nat rules and 18 mangle rules per family.
+      // 12 nat rules (the loopback RETURN per proxy UID and GID of issue 14) and 18
+      // mangle rules per family.
+      expect(result.restores().map((c) => c.input?.match(/^-[AI] /gm)?.length)).toEqual([
+        12, 18, 12, 18,
+      ]);
       expect(result.stderrLines().at(-1)).toBe(
-        'mesh-init: applied ipv4 (28 rules) and ipv6 (28 rules) with the nft backend',
+        'mesh-init: applied ipv4 (30 rules) and ipv6 (30 rules) with the nft backend',
       );
     });
 
@@ -2587,8 +2594,15 @@ describe('TPROXY, DNS capture and --drop-invalid: nat, mangle and raw per family
       expect(result.stderrLines()).toContain(
         'mesh-init: dns: capturing DNS to fe80::1 (from /etc/resolv.conf)',
       );
-      expect(tablesOf(result.restores())).toEqual(['ipv4 nat', 'ipv6 nat', 'ipv6 raw']);
-      const v6nat = result.restores()[1]?.input ?? '';
+      // DNS is captured in the pod, so the proxy's own IPv4 DNS gets its conntrack zones
+      // too, as in Istio (issue 14), though no IPv4 resolver is captured.
+      expect(tablesOf(result.restores())).toEqual(['ipv4 nat', 'ipv4 raw', 'ipv6 nat', 'ipv6 raw']);
+      const v4raw = result.restores()[1]?.input ?? '';
+      expect(
+        v4raw.match(/^-A ISTIO_OUTPUT_DNS .* --(uid|gid)-owner 1337 .* -j CT --zone [12]$/gm),
+      ).toHaveLength(4);
+      expect(v4raw).not.toMatch(/ -[sd] |ISTIO_INBOUND/);
+      const v6nat = result.restores()[2]?.input ?? '';
       expect(
         v6nat.match(/^-A ISTIO_OUTPUT_DNS -p (tcp|udp) --dport 53 -d fe80::1\/128 /gm),
       ).toHaveLength(2);
@@ -2646,9 +2660,12 @@ describe('TPROXY, DNS capture and --drop-invalid: nat, mangle and raw per family
         globalIpv6: true,
       });
       expect(result.code).toBe(0);
-      expect(tablesOf(result.restores())).toEqual(['ipv4 nat', 'ipv4 raw', 'ipv6 nat']);
+      // The ipv6 tables capture no resolver; the proxy's IPv6 DNS still gets its zones.
+      expect(tablesOf(result.restores())).toEqual(['ipv4 nat', 'ipv4 raw', 'ipv6 nat', 'ipv6 raw']);
       expect(result.restores()[0]?.input).toContain(' -d 10.96.0.10/32 ');
       expect(result.restores()[2]?.input).not.toContain('ffff');
+      expect(result.restores()[2]?.input).not.toContain('ISTIO_OUTPUT_DNS');
+      expect(result.restores()[3]?.input).not.toMatch(/ -[sd] |ffff/);
     });
   });
 
@@ -2797,5 +2814,89 @@ describe('TPROXY, DNS capture and --drop-invalid: nat, mangle and raw per family
       ]);
       expect(result.kernel.natText('nft/ipv4')).toBe(nat);
     });
+  });
+});
+
+// Istio's --network-namespace (issue 14): every program runs in that namespace through
+// nsenter, and --ipv6 auto asks that namespace for its addresses, not our own.
+describe('--network-namespace: every program runs in that namespace', () => {
+  const NS = '/var/run/netns/pod';
+  const SHOW_V6 = 'ip -6 -o addr show scope global';
+  type Inner = { file: string; args: string[]; input: string | undefined };
+  const line = (c: Inner) => [c.file, ...c.args].join(' ');
+  /** nsenter, as the fake system answers it: the program after `--` runs on the fake kernel. */
+  const nsenter =
+    (globalIpv6: boolean, seen: Inner[] = []) =>
+    (call: Call, kernel: FakeKernel): CommandResult | undefined => {
+      const [net, dashes, file = '', ...args] = call.args;
+      if (net !== `--net=${NS}` || dashes !== '--') return exited(1, 'nsenter: bad call\n');
+      const inner = { file, args, input: call.input };
+      seen.push(inner);
+      if (line(inner) === SHOW_V6) {
+        return success(globalIpv6 ? '2: eth0    inet6 fd00::5/64 scope global \\\n' : '');
+      }
+      return kernel.run(inner);
+    };
+  const restoresIn = (seen: Inner[]) => seen.filter((c) => c.file.endsWith('-restore'));
+
+  it.each<[string, boolean, Family[]]>([
+    ['no global IPv6 address in it: IPv4 only', false, ['ipv4']],
+    ['a global IPv6 address in it: both families', true, ['ipv4', 'ipv6']],
+  ])('%s, whatever our own namespace has', async (_name, globalIpv6, families) => {
+    const seen: Inner[] = [];
+    // Our own namespace says the opposite: only the pod's counts.
+    const result = await run(['--network-namespace', NS], LIVE_NFT, {
+      globalIpv6: !globalIpv6,
+      answers: { nsenter: nsenter(globalIpv6, seen) },
+    });
+    expect(result.code).toBe(0);
+    expect(result.calls.map((c) => c.file).every((file) => file === 'nsenter')).toBe(true);
+    expect(seen.map(line)[0]).toBe(SHOW_V6);
+    expect(restoresIn(seen).map(line)).toEqual(
+      families.map(
+        (f) => `${f === 'ipv4' ? 'iptables' : 'ip6tables'}-nft-restore --noflush --wait=10`,
+      ),
+    );
+    // What it applied is what a run inside the pod applies.
+    const inside = await run([], LIVE_NFT, { globalIpv6 });
+    expect(restoresIn(seen).map((c) => c.input)).toEqual(inside.restores().map((c) => c.input));
+    expect(result.stderrLines().at(-1)).toBe(inside.stderrLines().at(-1));
+  });
+
+  it('--ipv6 true asks nothing about addresses', async () => {
+    const seen: Inner[] = [];
+    const result = await run(['--network-namespace', NS, '--ipv6', 'true'], LIVE_NFT, {
+      answers: { nsenter: nsenter(false, seen) },
+    });
+    expect(result.code).toBe(0);
+    expect(seen.map(line)).not.toContain(SHOW_V6);
+    expect(restoresIn(seen).map((c) => c.input?.split('\n')[0])).toEqual([
+      '# mesh-init: ipv4 nat rules for iptables-restore --noflush',
+      '# mesh-init: ipv6 nat rules for ip6tables-restore --noflush',
+    ]);
+  });
+
+  it('the addresses of the namespace cannot be read: exit 3, nothing applied', async () => {
+    const seen: Inner[] = [];
+    const result = await run(['--network-namespace', NS], LIVE_NFT, {
+      answers: {
+        nsenter: (call, kernel) =>
+          call.args.includes('addr')
+            ? exited(1, `nsenter: cannot open ${NS}: No such file or directory\n`)
+            : nsenter(false, seen)(call, kernel),
+      },
+    });
+    expect(result.code).toBe(3);
+    expect(restoresIn(seen)).toEqual([]);
+    expect(result.stderr()).toContain(`cannot open ${NS}: No such file or directory`);
+  });
+
+  it('an empty --network-namespace is our own namespace: no nsenter', async () => {
+    const result = await run(['--network-namespace', ''], LIVE_NFT);
+    expect(result.code).toBe(0);
+    expect(result.calls.map((c) => c.file)).not.toContain('nsenter');
+    expect(result.restores().map((c) => c.input)).toEqual(
+      (await run([], LIVE_NFT)).restores().map((c) => c.input),
+    );
   });
 });

@@ -26,6 +26,7 @@ async function usageErrorFrom(argv: readonly string[], env: Env = {}): Promise<U
 const DEFAULTS: Config = {
   proxyPort: 15001,
   inboundCapturePort: 15001,
+  inboundTunnelPort: 15008,
   proxyUids: [1337],
   proxyGids: [1337],
   inboundPorts: { kind: 'all' },
@@ -34,6 +35,8 @@ const DEFAULTS: Config = {
   outboundExcludeCidrs: [],
   outboundExcludePorts: [],
   outboundIncludePorts: [],
+  ownerGroups: { kind: 'all', except: [] },
+  ipv4LoopbackCidr: { family: 'ipv4', address: '127.0.0.1', prefix: 32 },
   kubeVirtInterfaces: [],
   excludeInterfaces: [],
   inboundMode: 'redirect',
@@ -50,6 +53,8 @@ const DEFAULTS: Config = {
   retry: { waitSeconds: 10, maxRetries: 3, intervalMs: 1000 },
   probe: { address: '192.0.2.1', port: 15002, timeoutMs: 5000 },
   logFormat: 'text',
+  networkNamespace: undefined,
+  notes: [],
 };
 
 const retry = (overrides: Partial<Config['retry']>) => ({
@@ -100,11 +105,38 @@ const FEATURES: Record<
 const ISTIO_FEATURE_VARIABLES: Record<string, string[]> = {
   'redirect-dns': ['ISTIO_META_DNS_CAPTURE', 'REDIRECT_DNS'],
   'capture-all-dns': ['CAPTURE_ALL_DNS'],
-  'drop-invalid': ['INVALID_DROP'],
+  'drop-invalid': ['DROP_INVALID', 'INVALID_DROP'],
 };
 
 /** Istio's argv-only flags: taken as its injector writes them, from no variable. */
-const ARGV_ONLY = ['log_as_json', 'log_output_level', 'force-apply', 'native-nftables'];
+const ARGV_ONLY = ['log_as_json', 'log_output_level', 'native-nftables'];
+
+/**
+ * Istio's flags that change nothing here (issue 14): taken from argv and from Istio's
+ * variables, each with a note that says why; no MESH_INIT_ variable.
+ */
+const NO_EFFECT: Record<string, { variables: string[]; why: string }> = {
+  'force-apply': { variables: ['FORCE_APPLY'], why: 'mesh-init always reconciles' },
+  reconcile: {
+    variables: ['RECONCILE'],
+    why: 'mesh-init always replaces what an earlier run left',
+  },
+  'dual-stack': {
+    variables: ['DUAL_STACK', 'ISTIO_DUAL_STACK'],
+    why: 'mesh-init captures IPv6 wherever the pod has it (see --ipv6)',
+  },
+  'cni-mode': {
+    variables: ['CNI_MODE'],
+    why: 'mesh-init waits for the xtables lock in every mode',
+  },
+};
+const noEffect = (origin: string) => {
+  const flag = /^--([\w-]+)/.exec(origin)?.[1] ?? '';
+  return `${origin} is accepted without effect: ${NO_EFFECT[flag]?.why}`;
+};
+
+/** Istio's spellings that only Istio's variables set (no MESH_INIT_ one of their own). */
+const ISTIO_ONLY = ['force-iptables-binary', ...Object.keys(NO_EFFECT)];
 
 const v4 = (address: string, prefix: number) => ({ family: 'ipv4', address, prefix }) as const;
 const v6 = (address: string, prefix: number) => ({ family: 'ipv6', address, prefix }) as const;
@@ -141,6 +173,10 @@ describe('good values', () => {
     ['uid list', ['-u', '1337,0'], { proxyUids: [1337, 0], proxyGids: [1337, 0] }],
     ['uid list dedupe', ['-u', '1337, 1337,0,0'], { proxyUids: [1337, 0], proxyGids: [1337, 0] }],
     ['uid list trailing comma', ['-u', '1337,'], { proxyUids: [1337] }],
+    // As Istio takes it: an empty -u is the proxy's default user.
+    ['empty -u means 1337', ['-u', ''], {}],
+    ['-u of blanks and commas means 1337', ['-u', ' , '], {}],
+    ['empty -u with -g', ['-u', '', '-g', '5'], { proxyGids: [5] }],
     ['-g overrides the -u default', ['-u', '1337', '-g', '1338'], { proxyGids: [1338] }],
     ['gid list', ['-g', '1337,1338'], { proxyUids: [1337], proxyGids: [1337, 1338] }],
     [
@@ -164,12 +200,16 @@ describe('good values', () => {
     ['-d list', ['-d', '15090,15021,15020'], { inboundExcludePorts: [15090, 15021, 15020] }],
     ['-d ""', ['-d', ''], { inboundExcludePorts: [] }],
     ['-d with -b "*" is no conflict', ['-b', '*', '-d', '8080'], { inboundExcludePorts: [8080] }],
+    // As in Istio, -d only applies where all inbound TCP is captured: a note says so.
     [
-      '-d and -b list disjoint',
+      '-d beside a -b list: taken, without effect',
       ['-b', '8080', '-d', '9090'],
       {
         inboundPorts: { kind: 'only', ports: [8080] },
         inboundExcludePorts: [9090],
+        notes: [
+          '--inbound-exclude-ports has no effect with a port list in --inbound-ports (as in Istio: only the listed ports are captured)',
+        ],
       },
     ],
     ['-i "*"', ['-i', '*'], { outboundIncludeCidrs: { kind: 'all' } }],
@@ -339,6 +379,7 @@ describe('good values', () => {
     ['--retry-interval 1.5', ['--retry-interval', '1.5'], retry({ intervalMs: 1500 })],
     ['--retry-interval highest', ['--retry-interval', '60'], retry({ intervalMs: 60000 })],
     ['--retry-interval milliseconds', ['--retry-interval', '0.001'], retry({ intervalMs: 1 })],
+    ['--retry-interval a Go duration', ['--retry-interval', '500ms'], retry({ intervalMs: 500 })],
     [
       'all three retry flags',
       ['--wait', '2', '--max-retries', '5', '--retry-interval', '0.1'],
@@ -349,6 +390,7 @@ describe('good values', () => {
     ['--probe-port', ['--probe-port', '8080'], probe({ port: 8080 })],
     ['--probe-timeout decimal', ['--probe-timeout', '0.5'], probe({ timeoutMs: 500 })],
     ['--probe-timeout highest', ['--probe-timeout', '300'], probe({ timeoutMs: 300000 })],
+    ['--probe-timeout a Go duration', ['--probe-timeout', '5s'], probe({ timeoutMs: 5000 })],
     ['--log-format json', ['--log-format', 'json'], { logFormat: 'json' }],
     ['--log-format text', ['--log-format=text'], { logFormat: 'text' }],
     ['--cleanup', ['--cleanup'], { mode: 'cleanup' }],
@@ -492,8 +534,8 @@ describe('TPROXY, DNS capture and --drop-invalid (issue 5)', () => {
   const tproxy = (mark: number, routeTable: number) => ({ tproxy: { mark, routeTable } });
   const RESOLVERS = { dns: { capture: 'resolvers', port: 15053, resolvers: [] } } as const;
   const ALL_DNS = { dns: { capture: 'all', port: 15053, resolvers: [] } } as const;
-  const onlyWithRedirect = (origin: string) =>
-    `invalid ${origin}: it only goes with --redirect-dns (there would be no DNS capture)`;
+  const withoutRedirect = (origin: string) =>
+    `${origin} has no effect without --redirect-dns (as in Istio)`;
 
   it("exactly these boolean features, each with its MESH_INIT_ variable, then Istio's", () => {
     for (const flag of FLAGS.filter((f) => f.name in FEATURES)) {
@@ -668,14 +710,6 @@ describe('TPROXY, DNS capture and --drop-invalid (issue 5)', () => {
       { MESH_INIT_DNS_PORT: '53,15053' },
       dnsPort('--dns-port (from MESH_INIT_DNS_PORT)', '53,15053'),
     ],
-    [['--capture-all-dns'], {}, onlyWithRedirect('--capture-all-dns')],
-    [['--capture-all-dns', '--no-redirect-dns'], {}, onlyWithRedirect('--capture-all-dns')],
-    [
-      ['--capture-all-dns'],
-      { ISTIO_META_DNS_CAPTURE: 'false' },
-      onlyWithRedirect('--capture-all-dns'),
-    ],
-    [[], { CAPTURE_ALL_DNS: 'true' }, onlyWithRedirect('--capture-all-dns (from CAPTURE_ALL_DNS)')],
     [['-t', '1', '-t', '2'], {}, 'invalid --inbound-tproxy-mark: given more than once'],
     [
       ['-r', '1', '--inbound-tproxy-route-table', '2'],
@@ -686,6 +720,37 @@ describe('TPROXY, DNS capture and --drop-invalid (issue 5)', () => {
   ])('%j %j is refused', async (argv, env, message) => {
     expect((await usageErrorFrom(argv, env)).message).toBe(message);
   });
+
+  // Istio takes --capture-all-dns alone and does nothing with it (issue 14): so does
+  // mesh-init, with a note. --dns-port alone, mesh-init's own, is still refused (below).
+  it.each<[string[], Env, string]>([
+    [['--capture-all-dns'], {}, withoutRedirect('--capture-all-dns')],
+    [['--capture-all-dns', '--no-redirect-dns'], {}, withoutRedirect('--capture-all-dns')],
+    [
+      ['--capture-all-dns'],
+      { ISTIO_META_DNS_CAPTURE: 'false' },
+      withoutRedirect('--capture-all-dns'),
+    ],
+    [[], { CAPTURE_ALL_DNS: 'true' }, withoutRedirect('--capture-all-dns (from CAPTURE_ALL_DNS)')],
+    [
+      ['-m', 'TPROXY'],
+      { MESH_INIT_CAPTURE_ALL_DNS: '1' },
+      withoutRedirect('--capture-all-dns (from MESH_INIT_CAPTURE_ALL_DNS)'),
+    ],
+  ])(
+    '%j %j: --capture-all-dns without --redirect-dns is taken with a note',
+    async (argv, env, note) => {
+      const config = await configFrom(argv, env);
+      expect(config.dns).toEqual({ capture: 'off' });
+      expect(config.notes).toEqual([note]);
+      // Nothing else changes: the config is the one without it.
+      const without = await configFrom(
+        argv.filter((a) => a !== '--capture-all-dns'),
+        Object.fromEntries(Object.entries(env).filter(([k]) => !k.includes('CAPTURE_ALL_DNS'))),
+      );
+      expect({ ...config, notes: [] }).toEqual(without);
+    },
+  );
 
   const cases = (pick: (c: (typeof FEATURES)[string]) => string[][]) =>
     Object.entries(FEATURES).flatMap(([flag, c]) => pick(c).map((argv) => ({ flag, argv, c })));
@@ -716,7 +781,7 @@ describe('TPROXY, DNS capture and --drop-invalid (issue 5)', () => {
     'a boolean variable that is no boolean ($name=$value) says so',
     async ({ flag, name, value }) => {
       expect((await usageErrorFrom([], { [name]: value })).message).toBe(
-        `invalid --${flag} (from ${name}): expected true, false, 1 or 0, got "${value}"`,
+        `invalid --${flag} (from ${name}): expected true, false, 1, 0, t or f, got "${value}"`,
       );
     },
   );
@@ -779,52 +844,17 @@ describe('TPROXY, DNS capture and --drop-invalid (issue 5)', () => {
     expect(error.message).toBe(message);
   });
 
-  // DNS capture redirects port 53 (UDP and TCP) to the DNS port: excluding 53 from
-  // capture would leave nothing to capture, and a DNS port that TCP capture also
-  // redirects to would take both. Each side is named as it was given.
-  const dnsExcluded = (redirect: string, exclude: string) =>
-    `conflicting ${redirect} and ${exclude}: port 53 is both captured and excluded`;
+  // DNS capture redirects port 53 (UDP and TCP) to the DNS port: a DNS port that TCP
+  // capture also redirects to would take both. Each side is named as it was given.
   const dnsTaken = (dns: string, tcp: string, port: number) =>
     `conflicting ${dns} and ${tcp}: port ${port} cannot take both DNS and TCP capture`;
   const DEFAULT_DNS = '--dns-port (default 15053)';
   it.each<[string[], Env, string]>([
-    [['--redirect-dns', '-o', '53'], {}, dnsExcluded('--redirect-dns', '--outbound-exclude-ports')],
-    [
-      ['--redirect-dns', '-o', '22,53,3306'],
-      {},
-      dnsExcluded('--redirect-dns', '--outbound-exclude-ports'),
-    ],
-    [
-      ['--redirect-dns', '--capture-all-dns', '--outbound-exclude-ports=53'],
-      {},
-      dnsExcluded('--redirect-dns', '--outbound-exclude-ports'),
-    ],
-    [
-      ['-o', '53'],
-      { ISTIO_META_DNS_CAPTURE: 'true' },
-      dnsExcluded('--redirect-dns (from ISTIO_META_DNS_CAPTURE)', '--outbound-exclude-ports'),
-    ],
-    [
-      ['--redirect-dns'],
-      { ISTIO_LOCAL_OUTBOUND_PORTS_EXCLUDE: '15020,53' },
-      dnsExcluded(
-        '--redirect-dns',
-        '--outbound-exclude-ports (from ISTIO_LOCAL_OUTBOUND_PORTS_EXCLUDE)',
-      ),
-    ],
-    [
-      [],
-      { MESH_INIT_REDIRECT_DNS: 'true', MESH_INIT_OUTBOUND_EXCLUDE_PORTS: '53' },
-      dnsExcluded(
-        '--redirect-dns (from MESH_INIT_REDIRECT_DNS)',
-        '--outbound-exclude-ports (from MESH_INIT_OUTBOUND_EXCLUDE_PORTS)',
-      ),
-    ],
-    // Both conflicts: the excluded 53 is said first.
+    // An excluded 53 is only a note (below): the DNS port taken by TCP is still refused.
     [
       ['--redirect-dns', '-o', '53', '-p', '15053'],
       {},
-      dnsExcluded('--redirect-dns', '--outbound-exclude-ports'),
+      dnsTaken(DEFAULT_DNS, '--proxy-port', 15053),
     ],
     [['--redirect-dns', '-p', '15053'], {}, dnsTaken(DEFAULT_DNS, '--proxy-port', 15053)],
     [
@@ -870,6 +900,60 @@ describe('TPROXY, DNS capture and --drop-invalid (issue 5)', () => {
     expect(error).toBeInstanceOf(UsageError);
     expect(error.message).toBe(message);
   });
+
+  // Istio lets -o 53 win over DNS capture (its RETURN comes before the DNS jump), and so
+  // does mesh-init since issue 14: DNS capture stays on (the proxy's rules are shaped
+  // for it), port 53 is excluded, and a note names the option that holds 53.
+  const dnsExcluded = (exclude: string) =>
+    `${exclude} holds 53: DNS is not captured (as in Istio, exclusion wins)`;
+  it.each<[string[], Env, Partial<Config>, string]>([
+    [
+      ['--redirect-dns', '-o', '53'],
+      {},
+      { outboundExcludePorts: [53] },
+      dnsExcluded('--outbound-exclude-ports'),
+    ],
+    [
+      ['--redirect-dns', '-o', '22,53,3306'],
+      {},
+      { outboundExcludePorts: [22, 53, 3306] },
+      dnsExcluded('--outbound-exclude-ports'),
+    ],
+    [
+      ['--redirect-dns', '--capture-all-dns', '--outbound-exclude-ports=53'],
+      {},
+      { outboundExcludePorts: [53], dns: { capture: 'all', port: 15053, resolvers: [] } },
+      dnsExcluded('--outbound-exclude-ports'),
+    ],
+    [
+      ['-o', '53'],
+      { ISTIO_META_DNS_CAPTURE: 'true' },
+      { outboundExcludePorts: [53] },
+      dnsExcluded('--outbound-exclude-ports'),
+    ],
+    [
+      ['--redirect-dns'],
+      { ISTIO_LOCAL_OUTBOUND_PORTS_EXCLUDE: '15020,53' },
+      { outboundExcludePorts: [15020, 53] },
+      dnsExcluded('--outbound-exclude-ports (from ISTIO_LOCAL_OUTBOUND_PORTS_EXCLUDE)'),
+    ],
+    [
+      [],
+      { MESH_INIT_REDIRECT_DNS: 'true', MESH_INIT_OUTBOUND_EXCLUDE_PORTS: '53' },
+      { outboundExcludePorts: [53] },
+      dnsExcluded('--outbound-exclude-ports (from MESH_INIT_OUTBOUND_EXCLUDE_PORTS)'),
+    ],
+  ])(
+    '%j %j: DNS capture with 53 excluded is taken with a note',
+    async (argv, env, expected, note) => {
+      expect(await configFrom(argv, env)).toEqual({
+        ...DEFAULTS,
+        ...RESOLVERS,
+        ...expected,
+        notes: [note],
+      });
+    },
+  );
 
   it.each<[string[], Env, Partial<Config>]>([
     // Without DNS capture, excluding 53 and the DNS port's number are the user's business.
@@ -1025,7 +1109,14 @@ describe('TPROXY, DNS capture and --drop-invalid (issue 5)', () => {
     expect((await usageErrorFrom(['--native-nftables'])).message).toBe(
       'invalid --native-nftables: not supported yet (see the README)',
     );
-    expect(await configFrom(['--force-apply'])).toEqual(DEFAULTS);
+    expect((await usageErrorFrom(['--native-nftables', '--force-apply'])).message).toBe(
+      'invalid --native-nftables: not supported yet (see the README)',
+    );
+    expect(await configFrom(['--force-apply'])).toEqual({
+      ...DEFAULTS,
+      notes: ['--force-apply is accepted without effect: mesh-init always reconciles'],
+    });
+    expect(await configFrom(['--no-native-nftables'])).toEqual(DEFAULTS);
   });
 });
 
@@ -1043,7 +1134,7 @@ describe('bad values', () => {
   const integer = (flag: string, max: number, got: string) =>
     `invalid --${flag}: expected an integer 0-${max}, got "${got}"`;
   const seconds = (flag: string, min: string, max: number, got: string) =>
-    `invalid --${flag}: expected a number of seconds, ${min} to ${max}, got "${got}"`;
+    `invalid --${flag}: expected a number of seconds or a duration such as 5s, ${min} to ${max} s, got "${got}"`;
   const address = (got: string) =>
     `invalid --probe-address: expected an IPv4 address such as 192.0.2.1, got "${got}"`;
 
@@ -1068,7 +1159,6 @@ describe('bad values', () => {
     [['-u', '99999999999999999999'], id('proxy-uid', '99999999999999999999')],
     [['-u', 'istio-proxy'], id('proxy-uid', 'istio-proxy')],
     [['-u', '1337,x'], id('proxy-uid', 'x')],
-    [['-u', ''], 'invalid --proxy-uid: expected a comma list of user or group ids, got ""'],
     [['-g', '-1'], id('proxy-gid', '-1')],
     [['-g', '1337,1.5'], id('proxy-gid', '1.5')],
     [['-b', '0'], port('inbound-ports', '0')],
@@ -1149,18 +1239,6 @@ describe('bad values', () => {
     [['-x', '', '-x', '10.0.0.0/8'], 'invalid --outbound-exclude-cidrs: given more than once'],
     [['--ipv6', 'true', '--no-ipv6'], 'invalid --ipv6: given more than once'],
     [
-      ['-q', '443', '-o', '443'],
-      'conflicting --outbound-include-ports and --outbound-exclude-ports: port 443 is both included and excluded',
-    ],
-    [
-      ['-q', '80,443', '-o', '22,443'],
-      'conflicting --outbound-include-ports and --outbound-exclude-ports: port 443 is both included and excluded',
-    ],
-    [
-      ['-b', '8080,9090', '-d', '9090'],
-      'conflicting --inbound-ports and --inbound-exclude-ports: port 9090 is both captured and excluded',
-    ],
-    [
       ['-i', '10.0.0.0/8,fd00::1/8', '--ipv6', 'false'],
       'conflicting --outbound-include-cidrs and --ipv6: IPv6 CIDR "fd00::/8" given but IPv6 capture is off',
     ],
@@ -1183,12 +1261,14 @@ describe('bad values', () => {
     [['--retry-interval', '.5'], seconds('retry-interval', '0', 60, '.5')],
     [['--retry-interval', '1.'], seconds('retry-interval', '0', 60, '1.')],
     [['--retry-interval', '1e3'], seconds('retry-interval', '0', 60, '1e3')],
-    [['--retry-interval', '500ms'], seconds('retry-interval', '0', 60, '500ms')],
     [['--retry-interval', ''], seconds('retry-interval', '0', 60, '')],
+    [['--retry-interval', '1m1s'], seconds('retry-interval', '0', 60, '1m1s')],
+    [['--retry-interval', '500 ms'], seconds('retry-interval', '0', 60, '500 ms')],
     [['--probe-timeout', '0'], seconds('probe-timeout', '0.001', 300, '0')],
     [['--probe-timeout', '0.0'], seconds('probe-timeout', '0.001', 300, '0.0')],
     [['--probe-timeout', '301'], seconds('probe-timeout', '0.001', 300, '301')],
-    [['--probe-timeout', '5s'], seconds('probe-timeout', '0.001', 300, '5s')],
+    [['--probe-timeout', '5m1s'], seconds('probe-timeout', '0.001', 300, '5m1s')],
+    [['--probe-timeout', '0s'], seconds('probe-timeout', '0.001', 300, '0s')],
     [['--probe-port', '0'], port('probe-port', '0')],
     [['--probe-port', '70000'], port('probe-port', '70000')],
     [['--probe-port', 'http'], port('probe-port', 'http')],
@@ -1289,8 +1369,9 @@ describe('interface names (-k, -c)', () => {
     );
   });
 
+  // As in Istio (issue 14): -k wins for what arrives on it, -c for what leaves; a note says so.
   const both = (item: string, k = '--kube-virt-interfaces', c = '--exclude-interfaces') =>
-    `conflicting ${k} and ${c}: interface ${item} is both captured and excluded`;
+    `interface ${item} is in ${k} and ${c}: its inbound TCP is outbound traffic, its outbound is not captured (as in Istio)`;
 
   it.each<[string[], Env, string]>([
     [['-k', 'eth1', '-c', 'eth1'], {}, both('eth1')],
@@ -1312,8 +1393,17 @@ describe('interface names (-k, -c)', () => {
         '--exclude-interfaces (from MESH_INIT_EXCLUDE_INTERFACES)',
       ),
     ],
-  ])('one interface in both lists: %j %j', async (argv, env, message) => {
-    expect((await usageErrorFrom(argv, env)).message).toBe(message);
+  ])('one interface in both lists: %j %j is taken with a note', async (argv, env, note) => {
+    const config = await configFrom(argv, env);
+    expect(config.notes).toEqual([note]);
+    const name = /interface (\S+) /.exec(note)?.[1] ?? '';
+    expect(config.kubeVirtInterfaces).toContain(name);
+    expect(config.excludeInterfaces).toContain(name);
+  });
+
+  it('two interfaces in both lists: the note names the first', async () => {
+    const config = await configFrom(['-k', 'eth1,eth2', '-c', 'eth2,eth1']);
+    expect(config.notes).toEqual([both('eth1')]);
   });
 
   it('an empty -c beats a variable that would conflict', async () => {
@@ -1432,7 +1522,7 @@ describe('environment variables', () => {
       good: 'true',
       expect: { dryRun: true },
       bad: 'yes',
-      says: 'expected true, false, 1 or 0, got "yes"',
+      says: 'expected true, false, 1, 0, t or f, got "yes"',
     },
     ipv6: {
       good: 'false',
@@ -1467,33 +1557,33 @@ describe('environment variables', () => {
     'retry-interval': {
       good: '2.5',
       expect: retry({ intervalMs: 2500 }),
-      bad: '1s',
-      says: 'expected a number of seconds, 0 to 60, got "1s"',
+      bad: '61s',
+      says: 'expected a number of seconds or a duration such as 5s, 0 to 60 s, got "61s"',
     },
     cleanup: {
       good: 'true',
       expect: { mode: 'cleanup' },
       bad: 'yes',
-      says: 'expected true, false, 1 or 0, got "yes"',
+      says: 'expected true, false, 1, 0, t or f, got "yes"',
     },
     check: {
       good: '1',
       expect: { mode: 'check' },
       bad: 'on',
-      says: 'expected true, false, 1 or 0, got "on"',
+      says: 'expected true, false, 1, 0, t or f, got "on"',
     },
     'run-validation': {
       good: 'TRUE',
       expect: { validate: true },
       bad: '2',
-      says: 'expected true, false, 1 or 0, got "2"',
+      says: 'expected true, false, 1, 0, t or f, got "2"',
     },
     'skip-rule-apply': {
       good: 'true',
       with: { MESH_INIT_RUN_VALIDATION: 'true' },
       expect: { validate: true, skipRuleApply: true },
       bad: 'y',
-      says: 'expected true, false, 1 or 0, got "y"',
+      says: 'expected true, false, 1, 0, t or f, got "y"',
     },
     'probe-address': {
       good: '10.0.0.1',
@@ -1508,16 +1598,53 @@ describe('environment variables', () => {
       says: 'expected an integer 1-65535, got "0"',
     },
     'probe-timeout': {
-      good: '0.75',
+      good: '750ms',
       expect: probe({ timeoutMs: 750 }),
       bad: '0',
-      says: 'expected a number of seconds, 0.001 to 300, got "0"',
+      says: 'expected a number of seconds or a duration such as 5s, 0.001 to 300 s, got "0"',
     },
     'log-format': {
       good: 'json',
       expect: { logFormat: 'json' },
       bad: 'yaml',
       says: 'expected one of text, json, got "yaml"',
+    },
+    // Issue 14: Istio's settings mesh-init lacked.
+    'inbound-tunnel-port': {
+      good: '15009',
+      expect: { inboundTunnelPort: 15009 },
+      bad: '65536',
+      says: 'expected an integer 1-65535, got "65536"',
+    },
+    'outbound-owner-groups': {
+      good: 'istio-app, 1001',
+      expect: { ownerGroups: { kind: 'only', groups: ['istio-app', 1001] } },
+      bad: 'a b',
+      says: 'expected group names or GIDs, got "a b"',
+    },
+    'outbound-owner-groups-exclude': {
+      good: '888,wheel',
+      expect: { ownerGroups: { kind: 'all', except: [888, 'wheel'] } },
+      bad: '-1',
+      says: 'expected group names or GIDs, got "-1"',
+    },
+    'ipv4-loopback-cidr': {
+      good: '127.0.0.1/8',
+      expect: { ipv4LoopbackCidr: v4('127.0.0.0', 8) },
+      bad: '10.0.0.1/32',
+      says: 'expected an IPv4 loopback CIDR with a prefix 8-32, such as 127.0.0.1/32, got "10.0.0.1/32"',
+    },
+    'network-namespace': {
+      good: '/var/run/netns/pod',
+      expect: { networkNamespace: '/var/run/netns/pod' },
+      bad: 'pod',
+      says: 'expected an absolute path such as /var/run/netns/pod, got "pod"',
+    },
+    'force-iptables-binary': {
+      good: 'nft',
+      expect: { backend: 'nft' },
+      bad: 'iptables-nft',
+      says: 'expected one of legacy, nft, got "iptables-nft"',
     },
   };
 
@@ -1527,12 +1654,20 @@ describe('environment variables', () => {
     flag.env.map((variable) => ({ flag: flag.name, variable })),
   );
 
-  it('every flag is in exactly one table: a case here, FEATURES, or argv only', () => {
-    const tables = [...Object.keys(CASES), ...Object.keys(FEATURES), ...ARGV_ONLY];
+  it('every flag is in exactly one table: a case here, FEATURES, NO_EFFECT, or argv only', () => {
+    const tables = [
+      ...Object.keys(CASES),
+      ...Object.keys(FEATURES),
+      ...Object.keys(NO_EFFECT),
+      ...ARGV_ONLY,
+    ];
     expect(new Set(tables).size).toBe(tables.length);
     expect(tables.sort()).toEqual(FLAGS.map((flag) => flag.name).sort());
     for (const flag of FLAGS) {
       expect(flag.env.length > 0, flag.name).toBe(!ARGV_ONLY.includes(flag.name));
+    }
+    for (const [flag, { variables }] of Object.entries(NO_EFFECT)) {
+      expect(FLAGS.find((f) => f.name === flag)?.env).toEqual(variables);
     }
   });
 
@@ -1542,20 +1677,45 @@ describe('environment variables', () => {
   });
 
   it('Istio names come second, after the MESH_INIT_ name', () => {
-    for (const flag of FLAGS.filter((f) => f.env.length > 0)) {
+    for (const flag of FLAGS.filter((f) => f.env.length > 0 && !ISTIO_ONLY.includes(f.name))) {
       expect(flag.env[0]).toBe(`MESH_INIT_${flag.name.toUpperCase().replaceAll('-', '_')}`);
+    }
+    // Istio's own spellings have Istio's variables only.
+    for (const flag of FLAGS.filter((f) => ISTIO_ONLY.includes(f.name))) {
+      expect(flag.env.length, flag.name).toBeGreaterThan(0);
+      expect(flag.env.filter((v) => v.startsWith('MESH_INIT_'))).toEqual([]);
     }
     expect(byVariable.filter((v) => !v.variable.startsWith('MESH_INIT_'))).toEqual([
       { flag: 'proxy-port', variable: 'ENVOY_PORT' },
       { flag: 'inbound-capture-port', variable: 'INBOUND_CAPTURE_PORT' },
+      { flag: 'inbound-tunnel-port', variable: 'INBOUND_TUNNEL_PORT' },
+      { flag: 'proxy-uid', variable: 'PROXY_UID' },
+      { flag: 'proxy-gid', variable: 'PROXY_GID' },
       { flag: 'inbound-interception-mode', variable: 'ISTIO_INBOUND_INTERCEPTION_MODE' },
+      { flag: 'inbound-interception-mode', variable: 'INBOUND_INTERCEPTION_MODE' },
+      { flag: 'inbound-tproxy-mark', variable: 'ISTIO_INBOUND_TPROXY_MARK' },
       { flag: 'inbound-tproxy-mark', variable: 'INBOUND_TPROXY_MARK' },
+      { flag: 'inbound-tproxy-route-table', variable: 'ISTIO_INBOUND_TPROXY_ROUTE_TABLE' },
       { flag: 'inbound-tproxy-route-table', variable: 'INBOUND_TPROXY_ROUTE_TABLE' },
       { flag: 'inbound-ports', variable: 'ISTIO_INBOUND_PORTS' },
       { flag: 'inbound-exclude-ports', variable: 'ISTIO_LOCAL_EXCLUDE_PORTS' },
       { flag: 'outbound-include-cidrs', variable: 'ISTIO_SERVICE_CIDR' },
       { flag: 'outbound-exclude-cidrs', variable: 'ISTIO_SERVICE_EXCLUDE_CIDR' },
       { flag: 'outbound-exclude-ports', variable: 'ISTIO_LOCAL_OUTBOUND_PORTS_EXCLUDE' },
+      { flag: 'outbound-include-ports', variable: 'ISTIO_OUTBOUND_PORTS' },
+      { flag: 'dry-run', variable: 'DRY_RUN' },
+      { flag: 'cleanup', variable: 'CLEANUP_ONLY' },
+      { flag: 'run-validation', variable: 'RUN_VALIDATION' },
+      { flag: 'skip-rule-apply', variable: 'SKIP_RULE_APPLY' },
+      { flag: 'probe-port', variable: 'IPTABLES_PROBE_PORT' },
+      { flag: 'probe-timeout', variable: 'PROBE_TIMEOUT' },
+      { flag: 'outbound-owner-groups', variable: 'ISTIO_OUTBOUND_OWNER_GROUPS' },
+      { flag: 'outbound-owner-groups-exclude', variable: 'ISTIO_OUTBOUND_OWNER_GROUPS_EXCLUDE' },
+      { flag: 'ipv4-loopback-cidr', variable: 'ISTIO_OUTBOUND_IPV4_LOOPBACK_CIDR' },
+      { flag: 'network-namespace', variable: 'NETWORK_NAMESPACE' },
+      { flag: 'kube-virt-interfaces', variable: 'KUBE_VIRT_INTERFACES' },
+      { flag: 'exclude-interfaces', variable: 'ISTIO_EXCLUDE_INTERFACES' },
+      { flag: 'force-iptables-binary', variable: 'FORCE_IPTABLES_BINARY' },
     ]);
   });
 
@@ -1640,10 +1800,20 @@ describe('environment variables', () => {
   });
 
   it('a conflict names the variable the value came from', async () => {
-    const error = await usageErrorFrom(['-d', '8080'], { ISTIO_INBOUND_PORTS: '8080,9090' });
+    const error = await usageErrorFrom([], {
+      MESH_INIT_IPTABLES_BACKEND: 'legacy',
+      FORCE_IPTABLES_BINARY: 'nft',
+    });
     expect(error.message).toBe(
-      'conflicting --inbound-ports (from ISTIO_INBOUND_PORTS) and --inbound-exclude-ports: port 8080 is both captured and excluded',
+      'conflicting --iptables-backend (from MESH_INIT_IPTABLES_BACKEND) and --force-iptables-binary (from FORCE_IPTABLES_BINARY): choose one',
     );
+  });
+
+  it('a note names the variable the value came from', async () => {
+    const config = await configFrom(['-d', '8080'], { ISTIO_INBOUND_PORTS: '8080,9090' });
+    expect(config.notes).toEqual([
+      '--inbound-exclude-ports has no effect with a port list in --inbound-ports (from ISTIO_INBOUND_PORTS) (as in Istio: only the listed ports are captured)',
+    ]);
   });
 
   it('an IPv6 conflict names both variables', async () => {
@@ -1662,13 +1832,18 @@ describe('environment variables', () => {
     ['False', false],
     ['0', false],
     ['', false],
+    // Go's strconv.ParseBool, as Istio reads its variables, takes t and f too.
+    ['t', true],
+    ['T', true],
+    ['f', false],
+    ['F', false],
   ])('MESH_INIT_DRY_RUN=%j is %s', async (value, expected) => {
     expect((await configFrom([], { MESH_INIT_DRY_RUN: value })).dryRun).toBe(expected);
   });
 
   it.each(['yes', 'no', 'on', '2', 'truthy'])('MESH_INIT_DRY_RUN=%j is rejected', async (value) => {
     expect((await usageErrorFrom([], { MESH_INIT_DRY_RUN: value })).message).toBe(
-      `invalid --dry-run (from MESH_INIT_DRY_RUN): expected true, false, 1 or 0, got "${value}"`,
+      `invalid --dry-run (from MESH_INIT_DRY_RUN): expected true, false, 1, 0, t or f, got "${value}"`,
     );
   });
 
@@ -1744,7 +1919,7 @@ describe('numbers of seconds', () => {
   // round to 0 ms (its timer firing at once) is refused instead of failing every probe.
   it.each(['0.0001', '0.0004'])('--probe-timeout %s (0 ms) is refused', async (text) => {
     expect((await usageErrorFrom(['--probe-timeout', text])).message).toBe(
-      `invalid --probe-timeout: expected a number of seconds, 0.001 to 300, got "${text}"`,
+      `invalid --probe-timeout: expected a number of seconds or a duration such as 5s, 0.001 to 300 s, got "${text}"`,
     );
   });
 
@@ -1919,5 +2094,672 @@ describe('parseResolvConf: the nameservers DNS capture sends to the DNS port', (
     // No DNS capture needs no resolvers: the config is returned as it is.
     const off = await configFrom([]);
     expect(withResolvers(off, resolvers)).toBe(off);
+  });
+});
+
+/**
+ * Issue 14: what Istio's istio-iptables takes, mesh-init takes: its tunnel port, owner
+ * groups, loopback range, network namespace, binary, Go durations, its spellings of
+ * mesh-init's flags, and its flags without effect here. Each bad value is refused
+ * naming the flag (and the variable it came from); an option Istio takes without
+ * effect, or lets lose to another, is taken with a note in config.notes.
+ */
+describe("Istio's options (issue 14)", () => {
+  const port = (origin: string, got: string) =>
+    `invalid ${origin}: expected an integer 1-65535, got "${got}"`;
+
+  describe('-e, --inbound-tunnel-port', () => {
+    it.each<[string[], Env, number]>([
+      [[], {}, 15008],
+      [['-e', '15009'], {}, 15009],
+      [['--inbound-tunnel-port=1'], {}, 1],
+      [['-e', ' 65535 '], {}, 65535],
+      [[], { INBOUND_TUNNEL_PORT: '15010' }, 15010],
+      [[], { MESH_INIT_INBOUND_TUNNEL_PORT: '15011', INBOUND_TUNNEL_PORT: '15010' }, 15011],
+      [['-e', '15012'], { INBOUND_TUNNEL_PORT: 'not a port' }, 15012],
+      // Istio's injector passes -z 15006 and no -e: the tunnel port stays 15008.
+      [['-p', '15001', '-z', '15006'], {}, 15008],
+    ])('%j %j: %i', async (argv, env, tunnel) => {
+      expect((await configFrom(argv, env)).inboundTunnelPort).toBe(tunnel);
+    });
+
+    it.each<[string[], Env, string]>([
+      [['-e', '0'], {}, port('--inbound-tunnel-port', '0')],
+      [['-e', '65536'], {}, port('--inbound-tunnel-port', '65536')],
+      [['-e', 'hbone'], {}, port('--inbound-tunnel-port', 'hbone')],
+      [['-e', ''], {}, port('--inbound-tunnel-port', '')],
+      [['-e', '15008,15009'], {}, port('--inbound-tunnel-port', '15008,15009')],
+      [
+        [],
+        { INBOUND_TUNNEL_PORT: '015008' },
+        port('--inbound-tunnel-port (from INBOUND_TUNNEL_PORT)', '015008'),
+      ],
+      [
+        ['-e', '1', '--inbound-tunnel-port', '2'],
+        {},
+        'invalid --inbound-tunnel-port: given more than once',
+      ],
+    ])('%j %j is refused', async (argv, env, message) => {
+      expect((await usageErrorFrom(argv, env)).message).toBe(message);
+    });
+  });
+
+  describe('--outbound-owner-groups and --outbound-owner-groups-exclude', () => {
+    const only = (...groups: (number | string)[]) => ({ kind: 'only', groups }) as const;
+    const except = (...groups: (number | string)[]) => ({ kind: 'all', except: groups }) as const;
+    const gids = (n: number) => Array.from({ length: n }, (_, i) => 1000 + i);
+    const groupsNote = (exclude: string, include: string) =>
+      `${exclude} has no effect with a list in ${include} (as in Istio)`;
+
+    it.each<[string, string[], Env, Config['ownerGroups'], string[]?]>([
+      ['the default: every group', [], {}, except(), []],
+      ['"*" is every group', ['--outbound-owner-groups', '*'], {}, except()],
+      ['" * " too', ['--outbound-owner-groups', ' * '], {}, except()],
+      ['GIDs', ['--outbound-owner-groups', '1001,202'], {}, only(1001, 202)],
+      ['names', ['--outbound-owner-groups', 'istio-app,_svc.2'], {}, only('istio-app', '_svc.2')],
+      [
+        'names and GIDs, deduplicated',
+        ['--outbound-owner-groups', 'app, 0,app,0'],
+        {},
+        only('app', 0),
+      ],
+      ['the largest GID', ['--outbound-owner-groups', '4294967294'], {}, only(4294967294)],
+      [
+        'a name of 32 characters',
+        ['--outbound-owner-groups', `g${'x'.repeat(31)}`],
+        {},
+        only(`g${'x'.repeat(31)}`),
+      ],
+      // As in Istio, an empty list captures the outbound TCP of no group at all.
+      ['"" is no group', ['--outbound-owner-groups', ''], {}, only()],
+      [
+        'the limit: 64 groups',
+        ['--outbound-owner-groups', gids(64).join(',')],
+        {},
+        only(...gids(64)),
+      ],
+      [
+        '65 with a duplicate are 64',
+        ['--outbound-owner-groups', [...gids(64), 1000].join(',')],
+        {},
+        only(...gids(64)),
+      ],
+      ['all but some', ['--outbound-owner-groups-exclude', '888,wheel'], {}, except(888, 'wheel')],
+      [
+        'all but some, "*" written',
+        ['--outbound-owner-groups', '*', '--outbound-owner-groups-exclude', '888'],
+        {},
+        except(888),
+      ],
+      // The limit is for the one rule of a list; each excluded group is a rule of its own.
+      [
+        '65 excluded groups',
+        ['--outbound-owner-groups-exclude', gids(65).join(',')],
+        {},
+        except(...gids(65)),
+      ],
+      ['an empty exclusion', ['--outbound-owner-groups-exclude', ''], {}, except()],
+      ["Istio's variables", [], { ISTIO_OUTBOUND_OWNER_GROUPS: 'app' }, only('app')],
+      [
+        "Istio's variable for the exclusion",
+        [],
+        { ISTIO_OUTBOUND_OWNER_GROUPS_EXCLUDE: '999' },
+        except(999),
+      ],
+      [
+        'the flag beats the variable',
+        ['--outbound-owner-groups', '*'],
+        { ISTIO_OUTBOUND_OWNER_GROUPS: 'app' },
+        except(),
+      ],
+      [
+        'a list and an exclusion: the list, and a note',
+        ['--outbound-owner-groups', '1001', '--outbound-owner-groups-exclude', '888'],
+        {},
+        only(1001),
+        [groupsNote('--outbound-owner-groups-exclude', '--outbound-owner-groups')],
+      ],
+      [
+        'the same from the variables',
+        [],
+        { ISTIO_OUTBOUND_OWNER_GROUPS: 'app', ISTIO_OUTBOUND_OWNER_GROUPS_EXCLUDE: 'db' },
+        only('app'),
+        [
+          groupsNote(
+            '--outbound-owner-groups-exclude (from ISTIO_OUTBOUND_OWNER_GROUPS_EXCLUDE)',
+            '--outbound-owner-groups (from ISTIO_OUTBOUND_OWNER_GROUPS)',
+          ),
+        ],
+      ],
+      [
+        'a list and an empty exclusion: no note',
+        ['--outbound-owner-groups', '1001', '--outbound-owner-groups-exclude', ' '],
+        {},
+        only(1001),
+        [],
+      ],
+    ])('%s', async (_name, argv, env, ownerGroups, notes = []) => {
+      expect(await configFrom(argv, env)).toEqual({ ...DEFAULTS, ownerGroups, notes });
+    });
+
+    const bad = (origin: string, got: string) =>
+      `invalid ${origin}: expected group names or GIDs, got "${got}"`;
+    it.each<[string[], Env, string]>([
+      [['--outbound-owner-groups', '-1'], {}, bad('--outbound-owner-groups', '-1')],
+      [['--outbound-owner-groups', '4294967295'], {}, bad('--outbound-owner-groups', '4294967295')],
+      [['--outbound-owner-groups', '1.5'], {}, bad('--outbound-owner-groups', '1.5')],
+      [['--outbound-owner-groups', 'app,a b'], {}, bad('--outbound-owner-groups', 'a b')],
+      [['--outbound-owner-groups', 'a"b'], {}, bad('--outbound-owner-groups', 'a"b')],
+      [['--outbound-owner-groups', '*,app'], {}, bad('--outbound-owner-groups', '*')],
+      [
+        ['--outbound-owner-groups', `g${'x'.repeat(32)}`],
+        {},
+        bad('--outbound-owner-groups', `g${'x'.repeat(32)}`),
+      ],
+      [['--outbound-owner-groups-exclude', '*'], {}, bad('--outbound-owner-groups-exclude', '*')],
+      [
+        ['--outbound-owner-groups-exclude', 'ok,-j'],
+        {},
+        bad('--outbound-owner-groups-exclude', '-j'),
+      ],
+      [
+        [],
+        { ISTIO_OUTBOUND_OWNER_GROUPS: 'app,x;y' },
+        bad('--outbound-owner-groups (from ISTIO_OUTBOUND_OWNER_GROUPS)', 'x;y'),
+      ],
+      // More `! --gid-owner` matches in one rule than the kernel tools take (Istio's limit).
+      [
+        ['--outbound-owner-groups', gids(65).join(',')],
+        {},
+        'invalid --outbound-owner-groups: expected at most 64 groups, got "65"',
+      ],
+      [
+        [],
+        { ISTIO_OUTBOUND_OWNER_GROUPS: gids(100).join(',') },
+        'invalid --outbound-owner-groups (from ISTIO_OUTBOUND_OWNER_GROUPS): expected at most 64 groups, got "100"',
+      ],
+    ])('%j %j is refused', async (argv, env, message) => {
+      expect((await usageErrorFrom(argv, env)).message).toBe(message);
+    });
+
+    // KNOWN BUG in src/config/config.ts (ownerGroups): beside a list the exclusion is
+    it('a bad exclusion beside a list is still refused', async () => {
+      const error = await usageErrorFrom([], {
+        ISTIO_OUTBOUND_OWNER_GROUPS: 'app',
+        ISTIO_OUTBOUND_OWNER_GROUPS_EXCLUDE: 'a b',
+      });
+      expect(error.message).toBe(
+        bad('--outbound-owner-groups-exclude (from ISTIO_OUTBOUND_OWNER_GROUPS_EXCLUDE)', 'a b'),
+      );
+    });
+  });
+
+  describe('--ipv4-loopback-cidr', () => {
+    it.each<[string[], Env, Config['ipv4LoopbackCidr']]>([
+      [[], {}, v4('127.0.0.1', 32)],
+      [['--ipv4-loopback-cidr', '127.0.0.1/32'], {}, v4('127.0.0.1', 32)],
+      [['--ipv4-loopback-cidr', '127.0.0.1/8'], {}, v4('127.0.0.0', 8)],
+      [['--ipv4-loopback-cidr', '127.1.2.3/32'], {}, v4('127.1.2.3', 32)],
+      [['--ipv4-loopback-cidr', '127.255.255.255/32'], {}, v4('127.255.255.255', 32)],
+      [['--ipv4-loopback-cidr', ' 127.0.0.1/16 '], {}, v4('127.0.0.0', 16)],
+      [[], { ISTIO_OUTBOUND_IPV4_LOOPBACK_CIDR: '127.0.0.6/31' }, v4('127.0.0.6', 31)],
+      [
+        [],
+        { MESH_INIT_IPV4_LOOPBACK_CIDR: '127.0.0.2/32', ISTIO_OUTBOUND_IPV4_LOOPBACK_CIDR: 'x' },
+        v4('127.0.0.2', 32),
+      ],
+    ])('%j %j: %j', async (argv, env, cidr) => {
+      expect(await configFrom(argv, env)).toEqual({ ...DEFAULTS, ipv4LoopbackCidr: cidr });
+    });
+
+    const loopback = (origin: string, got: string) =>
+      `invalid ${origin}: expected an IPv4 loopback CIDR with a prefix 8-32, such as 127.0.0.1/32, got "${got}"`;
+    const flag = '--ipv4-loopback-cidr';
+    it.each<[string[], Env, string]>([
+      // A CIDR with its prefix, as Istio's netip.ParsePrefix takes it.
+      [[flag, '127.0.0.1'], {}, loopback(flag, '127.0.0.1')],
+      [[flag, '10.0.0.0/8'], {}, loopback(flag, '10.0.0.0/8')],
+      [[flag, '0.0.0.0/0'], {}, loopback(flag, '0.0.0.0/0')],
+      [[flag, '127.0.0.1/7'], {}, loopback(flag, '127.0.0.1/7')],
+      [[flag, '127.0.0.1/0'], {}, loopback(flag, '127.0.0.1/0')],
+      [[flag, '::1/128'], {}, loopback(flag, '::1/128')],
+      [
+        [flag, '127.0.0.1/33'],
+        {},
+        `invalid ${flag}: expected a prefix length 0-32 after the "/", got "127.0.0.1/33"`,
+      ],
+      [
+        [flag, '127.0.0.1/08'],
+        {},
+        `invalid ${flag}: expected a prefix length 0-32 after the "/", got "127.0.0.1/08"`,
+      ],
+      [
+        [flag, 'localhost'],
+        {},
+        `invalid ${flag}: expected an IPv4 or IPv6 CIDR such as 10.0.0.0/8, got "localhost"`,
+      ],
+      [[flag, ''], {}, `invalid ${flag}: expected an IPv4 or IPv6 CIDR such as 10.0.0.0/8, got ""`],
+      [
+        [flag, '::ffff:127.0.0.1/128'],
+        {},
+        `invalid ${flag}: expected a plain IPv4 CIDR instead of an IPv4-mapped IPv6 one, got "::ffff:127.0.0.1/128"`,
+      ],
+      [
+        [],
+        { ISTIO_OUTBOUND_IPV4_LOOPBACK_CIDR: '192.168.0.1/32' },
+        loopback(`${flag} (from ISTIO_OUTBOUND_IPV4_LOOPBACK_CIDR)`, '192.168.0.1/32'),
+      ],
+    ])('%j %j is refused', async (argv, env, message) => {
+      expect((await usageErrorFrom(argv, env)).message).toBe(message);
+    });
+  });
+
+  describe('--network-namespace', () => {
+    it.each<[string[], Env, string | undefined]>([
+      [[], {}, undefined],
+      [['--network-namespace', '/var/run/netns/pod'], {}, '/var/run/netns/pod'],
+      [['--network-namespace', '/proc/1234/ns/net'], {}, '/proc/1234/ns/net'],
+      [['--network-namespace', ' /x '], {}, '/x'],
+      // Empty is our own namespace, as in Istio.
+      [['--network-namespace', ''], {}, undefined],
+      [['--network-namespace', ' '], {}, undefined],
+      [[], { NETWORK_NAMESPACE: '/var/run/netns/a' }, '/var/run/netns/a'],
+      [[], { MESH_INIT_NETWORK_NAMESPACE: '/a', NETWORK_NAMESPACE: 'not absolute' }, '/a'],
+      [['--network-namespace', ''], { NETWORK_NAMESPACE: '/var/run/netns/a' }, undefined],
+    ])('%j %j: %s', async (argv, env, networkNamespace) => {
+      expect(await configFrom(argv, env)).toEqual({ ...DEFAULTS, networkNamespace });
+    });
+
+    it.each<[string[]]>([
+      [['--cleanup']],
+      [['--check']],
+      [['--dry-run']],
+      [['--cleanup', '--dry-run']],
+    ])('%j goes with it', async (argv) => {
+      const config = await configFrom(['--network-namespace', '/var/run/netns/pod', ...argv]);
+      expect(config.networkNamespace).toBe('/var/run/netns/pod');
+    });
+
+    const absolute = (origin: string, got: string) =>
+      `invalid ${origin}: expected an absolute path such as /var/run/netns/pod, got "${got}"`;
+    const validation = (ns: string, run: string) =>
+      `conflicting ${ns} and ${run}: the validation probes the namespace mesh-init runs in`;
+    it.each<[string[], Env, string]>([
+      [['--network-namespace', 'pod'], {}, absolute('--network-namespace', 'pod')],
+      [['--network-namespace', './netns/pod'], {}, absolute('--network-namespace', './netns/pod')],
+      [['--network-namespace', '~/pod'], {}, absolute('--network-namespace', '~/pod')],
+      [
+        [],
+        { NETWORK_NAMESPACE: 'pod' },
+        absolute('--network-namespace (from NETWORK_NAMESPACE)', 'pod'),
+      ],
+      [
+        ['--network-namespace', '/var/run/netns/pod', '--run-validation'],
+        {},
+        validation('--network-namespace', '--run-validation'),
+      ],
+      [
+        ['--network-namespace', '/x', '--skip-rule-apply', '--run-validation'],
+        {},
+        validation('--network-namespace', '--run-validation'),
+      ],
+      [
+        [],
+        { NETWORK_NAMESPACE: '/x', RUN_VALIDATION: 'true' },
+        validation(
+          '--network-namespace (from NETWORK_NAMESPACE)',
+          '--run-validation (from RUN_VALIDATION)',
+        ),
+      ],
+    ])('%j %j is refused', async (argv, env, message) => {
+      expect((await usageErrorFrom(argv, env)).message).toBe(message);
+    });
+  });
+
+  describe("--force-iptables-binary, Istio's spelling of --iptables-backend", () => {
+    it.each<[string[], Env, Config['backend']]>([
+      [['--force-iptables-binary', 'legacy'], {}, 'legacy'],
+      [['--force-iptables-binary', 'nft'], {}, 'nft'],
+      [['--force-iptables-binary', ' nft '], {}, 'nft'],
+      // Empty is "not set", as in Istio.
+      [['--force-iptables-binary', ''], {}, 'auto'],
+      [[], { FORCE_IPTABLES_BINARY: 'legacy' }, 'legacy'],
+      [[], { FORCE_IPTABLES_BINARY: '' }, 'auto'],
+      [['--force-iptables-binary', 'nft', '--iptables-backend', 'nft'], {}, 'nft'],
+      [['--force-iptables-binary', 'nft', '--iptables-backend', 'auto'], {}, 'nft'],
+      [['--iptables-backend', 'legacy', '--force-iptables-binary', ''], {}, 'legacy'],
+      [['--iptables-backend', 'legacy'], { FORCE_IPTABLES_BINARY: 'legacy' }, 'legacy'],
+    ])('%j %j: %s', async (argv, env, backend) => {
+      expect(await configFrom(argv, env)).toEqual({ ...DEFAULTS, backend });
+    });
+
+    const choose = (a: string, b: string) => `conflicting ${a} and ${b}: choose one`;
+    it.each<[string[], Env, string]>([
+      [
+        ['--force-iptables-binary', 'iptables-legacy'],
+        {},
+        'invalid --force-iptables-binary: expected one of legacy, nft, got "iptables-legacy"',
+      ],
+      [
+        ['--force-iptables-binary', 'auto'],
+        {},
+        'invalid --force-iptables-binary: expected one of legacy, nft, got "auto"',
+      ],
+      [
+        [],
+        { FORCE_IPTABLES_BINARY: 'ipt' },
+        'invalid --force-iptables-binary (from FORCE_IPTABLES_BINARY): expected one of legacy, nft, got "ipt"',
+      ],
+      [
+        ['--iptables-backend', 'legacy', '--force-iptables-binary', 'nft'],
+        {},
+        choose('--iptables-backend', '--force-iptables-binary'),
+      ],
+      [
+        ['--force-iptables-binary', 'legacy', '--iptables-backend', 'nft'],
+        {},
+        choose('--iptables-backend', '--force-iptables-binary'),
+      ],
+      [
+        ['--iptables-backend', 'nft'],
+        { FORCE_IPTABLES_BINARY: 'legacy' },
+        choose('--iptables-backend', '--force-iptables-binary (from FORCE_IPTABLES_BINARY)'),
+      ],
+      [
+        ['--force-iptables-binary', 'nft'],
+        { MESH_INIT_IPTABLES_BACKEND: 'legacy' },
+        choose('--iptables-backend (from MESH_INIT_IPTABLES_BACKEND)', '--force-iptables-binary'),
+      ],
+    ])('%j %j is refused', async (argv, env, message) => {
+      expect((await usageErrorFrom(argv, env)).message).toBe(message);
+    });
+  });
+
+  describe("Istio's spellings of mesh-init's flags", () => {
+    it.each<[string[], Env, Partial<Config>]>([
+      [['--cleanup-only'], {}, { mode: 'cleanup' }],
+      [['--cleanup-only=true'], {}, { mode: 'cleanup' }],
+      [['--no-cleanup-only'], {}, {}],
+      [['--cleanup-only', '--dry-run'], {}, { mode: 'cleanup', dryRun: true }],
+      [[], { CLEANUP_ONLY: 'true' }, { mode: 'cleanup' }],
+      [[], { MESH_INIT_CLEANUP: 'false', CLEANUP_ONLY: 'true' }, {}],
+      [['--iptables-probe-port', '9090'], {}, probe({ port: 9090 })],
+      [['--iptables-probe-port=9091'], {}, probe({ port: 9091 })],
+      [[], { IPTABLES_PROBE_PORT: '9092' }, probe({ port: 9092 })],
+      [['--force-iptables-binary', 'nft'], {}, { backend: 'nft' }],
+    ])('%j %j', async (argv, env, expected) => {
+      expect(await configFrom(argv, env)).toEqual({ ...DEFAULTS, ...expected });
+    });
+
+    // A message names the flag by its own long name, as it does for -p (--proxy-port).
+    it.each<[string[], string]>([
+      [['--cleanup-only', '--cleanup'], 'invalid --cleanup: given more than once'],
+      [['--cleanup', '--no-cleanup-only'], 'invalid --cleanup: given more than once'],
+      [['--cleanup-only', '--check'], 'conflicting --cleanup and --check: choose one'],
+      [
+        ['--iptables-probe-port', '9', '--probe-port', '9'],
+        'invalid --probe-port: given more than once',
+      ],
+      [['--iptables-probe-port', '0'], port('--probe-port', '0')],
+    ])('%j is refused', async (argv, message) => {
+      expect((await usageErrorFrom(argv)).message).toBe(message);
+    });
+  });
+
+  describe("Istio's flags without effect here: taken, with a note", () => {
+    const cases = Object.entries(NO_EFFECT).flatMap(([flag, { variables }]) => [
+      { flag, argv: [`--${flag}`], env: {}, origin: `--${flag}` },
+      { flag, argv: [`--${flag}=true`], env: {}, origin: `--${flag}` },
+      ...variables.flatMap((variable) =>
+        ['true', '1', 't'].map((value) => ({
+          flag,
+          argv: [],
+          env: { [variable]: value },
+          origin: `--${flag} (from ${variable})`,
+        })),
+      ),
+    ]);
+    it.each(cases)('$argv $env: a note, nothing else', async ({ argv, env, origin }) => {
+      expect(await configFrom(argv, env)).toEqual({ ...DEFAULTS, notes: [noEffect(origin)] });
+    });
+
+    const offCases = Object.entries(NO_EFFECT).flatMap(([flag, { variables }]) => [
+      { argv: [`--${flag}=false`], env: {} },
+      { argv: [`--no-${flag}`], env: {} },
+      ...variables.map((variable) => ({ argv: [], env: { [variable]: 'false' } })),
+      // The flag beats the variable.
+      ...variables.map((variable) => ({ argv: [`--no-${flag}`], env: { [variable]: 'true' } })),
+    ]);
+    it.each(offCases)('$argv $env: off, no note', async ({ argv, env }) => {
+      expect(await configFrom(argv, env)).toEqual(DEFAULTS);
+    });
+
+    it.each(
+      Object.entries(NO_EFFECT).flatMap(([flag, { variables }]) =>
+        variables.map((variable) => ({ flag, variable })),
+      ),
+    )('$variable=yes is no boolean: refused, naming --$flag', async ({ flag, variable }) => {
+      expect((await usageErrorFrom([], { [variable]: 'yes' })).message).toBe(
+        `invalid --${flag} (from ${variable}): expected true, false, 1, 0, t or f, got "yes"`,
+      );
+    });
+
+    it('all four at once: one note each, in a fixed order', async () => {
+      const config = await configFrom([
+        '--cni-mode',
+        '--dual-stack',
+        '--reconcile',
+        '--force-apply',
+      ]);
+      expect(config.notes).toEqual(
+        ['force-apply', 'reconcile', 'dual-stack', 'cni-mode'].map((f) => noEffect(`--${f}`)),
+      );
+    });
+  });
+
+  describe('Go durations for --probe-timeout and --retry-interval, as Istio takes them', () => {
+    it.each<[string, string, number]>([
+      ['probe-timeout', '5s', 5000],
+      ['probe-timeout', '500ms', 500],
+      ['probe-timeout', '1.5s', 1500],
+      ['probe-timeout', '1m', 60000],
+      ['probe-timeout', '1m30s', 90000],
+      ['probe-timeout', '2m500ms', 120500],
+      ['probe-timeout', '5m', 300000],
+      ['probe-timeout', '1ms', 1],
+      ['probe-timeout', '1000us', 1],
+      ['probe-timeout', '1000µs', 1],
+      ['probe-timeout', '2000000ns', 2],
+      ['probe-timeout', ' 10s ', 10000],
+      // Plain seconds, as before.
+      ['probe-timeout', '2', 2000],
+      ['probe-timeout', '0.25', 250],
+      ['retry-interval', '0s', 0],
+      ['retry-interval', '250ms', 250],
+      ['retry-interval', '1m', 60000],
+      ['retry-interval', '59s999ms', 59999],
+      ['retry-interval', '0.5', 500],
+    ])('--%s %s: %i ms', async (flag, value, ms) => {
+      const config = await configFrom([`--${flag}`, value]);
+      const got = flag === 'probe-timeout' ? config.probe.timeoutMs : config.retry.intervalMs;
+      expect(got).toBe(ms);
+    });
+
+    it.each<[Env, Partial<Config>]>([
+      [{ PROBE_TIMEOUT: '2s' }, probe({ timeoutMs: 2000 })],
+      [{ MESH_INIT_PROBE_TIMEOUT: '100ms', PROBE_TIMEOUT: 'x' }, probe({ timeoutMs: 100 })],
+      [{ MESH_INIT_RETRY_INTERVAL: '1m' }, retry({ intervalMs: 60000 })],
+    ])('%j', async (env, expected) => {
+      expect(await configFrom([], env)).toEqual({ ...DEFAULTS, ...expected });
+    });
+
+    const seconds = (origin: string, min: string, max: number, got: string) =>
+      `invalid ${origin}: expected a number of seconds or a duration such as 5s, ${min} to ${max} s, got "${got}"`;
+    it.each<[string, string, string]>([
+      ['probe-timeout', '5m1s', '5m1s'],
+      ['probe-timeout', '1h', '1h'],
+      ['probe-timeout', '0s', '0s'],
+      ['probe-timeout', '0ms', '0ms'],
+      ['probe-timeout', '999us', '999us'],
+      ['probe-timeout', '5S', '5S'],
+      ['probe-timeout', '5 s', '5 s'],
+      ['probe-timeout', '1d', '1d'],
+      ['probe-timeout', '5sec', '5sec'],
+      ['probe-timeout', 's', 's'],
+      ['probe-timeout', '5s5', '5s5'],
+      ['probe-timeout', '1e3ms', '1e3ms'],
+      ['retry-interval', '61s', '61s'],
+      ['retry-interval', '1m1ms', '1m1ms'],
+      ['retry-interval', '1h', '1h'],
+      ['retry-interval', 'ms', 'ms'],
+    ])('--%s %s is refused', async (flag, value, got) => {
+      const [min, max] = flag === 'probe-timeout' ? ['0.001', 300] : ['0', 60];
+      expect((await usageErrorFrom([`--${flag}`, value])).message).toBe(
+        seconds(`--${flag}`, min, max as number, got),
+      );
+    });
+
+    it('a Go duration with a bare point (".5s", "5.s") is taken, as Go takes it', async () => {
+      expect((await configFrom(['--probe-timeout', '.5s'])).probe.timeoutMs).toBe(500);
+      expect((await configFrom(['--probe-timeout', '5.s'])).probe.timeoutMs).toBe(5000);
+    });
+
+    it('a bad duration from a variable names it', async () => {
+      expect((await usageErrorFrom([], { PROBE_TIMEOUT: '10m' })).message).toBe(
+        seconds('--probe-timeout (from PROBE_TIMEOUT)', '0.001', 300, '10m'),
+      );
+    });
+  });
+
+  describe("Istio's variables, in their order", () => {
+    // Where two of Istio's names exist, the ISTIO_ one wins, as in Istio's injector.
+    it.each<[Env, Partial<Config>]>([
+      [{ PROXY_UID: '1000' }, { proxyUids: [1000], proxyGids: [1000] }],
+      [
+        { PROXY_UID: '1000', PROXY_GID: '2000' },
+        { proxyUids: [1000], proxyGids: [2000] },
+      ],
+      [
+        { MESH_INIT_PROXY_UID: '5', PROXY_UID: '1000' },
+        { proxyUids: [5], proxyGids: [5] },
+      ],
+      [{ PROXY_UID: '' }, {}],
+      [{ INBOUND_INTERCEPTION_MODE: 'TPROXY' }, { inboundMode: 'tproxy' }],
+      [{ ISTIO_INBOUND_INTERCEPTION_MODE: 'REDIRECT', INBOUND_INTERCEPTION_MODE: 'TPROXY' }, {}],
+      [
+        { ISTIO_INBOUND_TPROXY_MARK: '7', INBOUND_TPROXY_MARK: '8' },
+        { tproxy: { mark: 7, routeTable: 133 } },
+      ],
+      [
+        { ISTIO_INBOUND_TPROXY_ROUTE_TABLE: '70', INBOUND_TPROXY_ROUTE_TABLE: '80' },
+        { tproxy: { mark: 1337, routeTable: 70 } },
+      ],
+      [{ ISTIO_EXCLUDE_INTERFACES: 'eth2' }, { excludeInterfaces: ['eth2'] }],
+      [{ KUBE_VIRT_INTERFACES: 'eth1' }, { kubeVirtInterfaces: ['eth1'] }],
+      [{ ISTIO_OUTBOUND_PORTS: '443,8443' }, { outboundIncludePorts: [443, 8443] }],
+      [{ DROP_INVALID: 'true', INVALID_DROP: 'false' }, { dropInvalid: true }],
+      [{ INVALID_DROP: 'true' }, { dropInvalid: true }],
+      [{ DRY_RUN: 'true' }, { dryRun: true }],
+      [{ RUN_VALIDATION: 'true' }, { validate: true }],
+      [
+        { RUN_VALIDATION: 'true', SKIP_RULE_APPLY: 'true' },
+        { validate: true, skipRuleApply: true },
+      ],
+      [{ CLEANUP_ONLY: 'true' }, { mode: 'cleanup' }],
+      [{ IPTABLES_PROBE_PORT: '15003' }, probe({ port: 15003 })],
+    ])('%j', async (env, expected) => {
+      expect(await configFrom([], env)).toEqual({ ...DEFAULTS, ...expected });
+    });
+
+    it.each<[Env, string]>([
+      [
+        { SKIP_RULE_APPLY: 'true' },
+        'invalid --skip-rule-apply (from SKIP_RULE_APPLY): it only goes with --run-validation (there would be nothing to do)',
+      ],
+      [
+        { PROXY_GID: 'wheel' },
+        'invalid --proxy-gid (from PROXY_GID): expected a non-negative integer up to 4294967294, got "wheel"',
+      ],
+      [
+        { ISTIO_OUTBOUND_PORTS: '0' },
+        port('--outbound-include-ports (from ISTIO_OUTBOUND_PORTS)', '0'),
+      ],
+      [
+        { DRY_RUN: 'maybe' },
+        'invalid --dry-run (from DRY_RUN): expected true, false, 1, 0, t or f, got "maybe"',
+      ],
+    ])('%j is refused', async (env, message) => {
+      expect((await usageErrorFrom([], env)).message).toBe(message);
+    });
+  });
+
+  describe('notes: what Istio takes and mesh-init does not act on, or lets lose', () => {
+    it('none for the defaults nor for the argv Istio injects', async () => {
+      expect((await configFrom([])).notes).toEqual([]);
+      expect(
+        (
+          await configFrom([
+            'istio-iptables',
+            ...['-p', '15001', '-z', '15006', '-u', '1337', '-m', 'REDIRECT'],
+            ...['-i', '*', '-x', '', '-b', '*', '-d', '15090,15021,15020'],
+            '--log_output_level=default:info',
+          ])
+        ).notes,
+      ).toEqual([]);
+    });
+
+    it.each<[string[], Env, string[]]>([
+      [
+        ['-q', '443', '-o', '443'],
+        {},
+        [
+          'port 443 is in --outbound-include-ports and --outbound-exclude-ports: it is not captured (as in Istio, exclusion wins)',
+        ],
+      ],
+      [
+        ['-q', '80,443', '-o', '22,443'],
+        {},
+        [
+          'port 443 is in --outbound-include-ports and --outbound-exclude-ports: it is not captured (as in Istio, exclusion wins)',
+        ],
+      ],
+      [
+        ['-o', '443'],
+        { ISTIO_OUTBOUND_PORTS: '443' },
+        [
+          'port 443 is in --outbound-include-ports (from ISTIO_OUTBOUND_PORTS) and --outbound-exclude-ports: it is not captured (as in Istio, exclusion wins)',
+        ],
+      ],
+      [
+        ['-b', '8080,9090', '-d', '9090'],
+        {},
+        [
+          '--inbound-exclude-ports has no effect with a port list in --inbound-ports (as in Istio: only the listed ports are captured)',
+        ],
+      ],
+      // -d "" beside a list: nothing to ignore, no note.
+      [['-b', '8080', '-d', ''], {}, []],
+      [['-b', '*', '-d', '22'], {}, []],
+      [['-b', '', '-d', '22'], {}, []],
+      // Several at once, in the order the options are checked.
+      [
+        ['--redirect-dns', '-o', '53', '-q', '53', '--reconcile', '-k', 'eth1', '-c', 'eth1'],
+        {},
+        [
+          'port 53 is in --outbound-include-ports and --outbound-exclude-ports: it is not captured (as in Istio, exclusion wins)',
+          'interface eth1 is in --kube-virt-interfaces and --exclude-interfaces: its inbound TCP is outbound traffic, its outbound is not captured (as in Istio)',
+          noEffect('--reconcile'),
+          '--outbound-exclude-ports holds 53: DNS is not captured (as in Istio, exclusion wins)',
+        ],
+      ],
+    ])('%j %j', async (argv, env, notes) => {
+      expect((await configFrom(argv, env)).notes).toEqual(notes);
+    });
+
+    it('-q and -o overlapping: both lists are kept; the plan lets the exclusion win', async () => {
+      const config = await configFrom(['-q', '443,8443', '-o', '443']);
+      expect(config.outboundIncludePorts).toEqual([443, 8443]);
+      expect(config.outboundExcludePorts).toEqual([443]);
+    });
   });
 });

@@ -6,7 +6,9 @@
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { execa } from 'execa';
 
-export const BUNDLE = new URL('../../dist/mesh-init.cjs', import.meta.url).pathname;
+/** The bundle under test; MESH_INIT_BUNDLE runs the suite against another build (an older one, say). */
+export const BUNDLE =
+  process.env.MESH_INIT_BUNDLE ?? new URL('../../dist/mesh-init.cjs', import.meta.url).pathname;
 const PROBE = readFileSync(new URL('./probe.py', import.meta.url), 'utf8');
 const PYTHON = '/usr/bin/python3';
 
@@ -216,9 +218,10 @@ export class Pod {
     return stdout;
   }
 
-  /** Runs the real bundle inside the pod namespace. */
-  meshInit(args: readonly string[], env: Record<string, string> = {}) {
-    return execa('/usr/sbin/ip', ['netns', 'exec', this.pod, process.execPath, BUNDLE, ...args], {
+  /** Runs the real bundle inside the pod namespace (or another one of this pod's). */
+  meshInit(args: readonly string[], env: Record<string, string> = {}, where: Host = 'pod') {
+    const ns = this.namespace(where);
+    return execa('/usr/sbin/ip', ['netns', 'exec', ns, process.execPath, BUNDLE, ...args], {
       reject: false,
       stripFinalNewline: false,
       env,

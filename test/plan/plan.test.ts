@@ -161,6 +161,35 @@ const GOLDEN: readonly {
     resolvConf: DOCKER_RESOLV_CONF,
   },
   { name: 'drop-invalid', argv: ['--drop-invalid'], families: ['ipv4', 'ipv6'] },
+  // Istio parity (issue 14): the tunnel port, the pod's loopback range, owner groups.
+  { name: 'tunnel-port', argv: ['-e', '15009', '-z', '15006'], families: ['ipv4'] },
+  { name: 'ipv4-loopback-cidr', argv: ['--ipv4-loopback-cidr', '127.0.0.1/8'], families: ['ipv4'] },
+  { name: 'owner-groups', argv: ['--outbound-owner-groups', '1001,202'], families: ['ipv4'] },
+  {
+    name: 'owner-groups-exclude',
+    argv: ['--outbound-owner-groups-exclude', '888,999'],
+    families: ['ipv4'],
+  },
+  // A loopback range in -i: no loopback RETURN per owner, that range captured.
+  {
+    name: 'loopback-include-cidr',
+    argv: ['-i', '127.1.2.3/32', '--redirect-dns', '-u', '3,4', '-g', '1,2'],
+    families: ['ipv4'],
+    resolvConf: 'nameserver 127.0.0.53\n',
+  },
+  // IPv4 resolvers only: the proxy's IPv6 rules are still shaped for DNS capture.
+  {
+    name: 'dns-ipv4-resolvers-dual-stack',
+    argv: ['--redirect-dns'],
+    families: ['ipv4', 'ipv6'],
+    resolvConf: 'nameserver 10.96.0.10\n',
+  },
+  // With TPROXY, -c is let through before --drop-invalid and in mangle's OUTPUT.
+  {
+    name: 'tproxy-exclude-interfaces-drop-invalid',
+    argv: ['-m', 'TPROXY', '-c', 'eth2', '--drop-invalid'],
+    families: ['ipv4'],
+  },
   // Issue 5 all at once: nat, mangle (--drop-invalid first) and raw.
   {
     name: 'all-features',
@@ -228,6 +257,12 @@ const VARIED: readonly string[][] = [
     '--chain-prefix',
     'ABCDEFGHIJKLMNOP',
   ],
+  // Issue 14: Istio's tunnel port, loopback range, owner groups, a loopback range in -i.
+  ['-e', '15009', '--ipv4-loopback-cidr', '127.0.0.1/8', '-z', '15006'],
+  ['--outbound-owner-groups', '1001,istio-app', '-u', '1337,0'],
+  ['--outbound-owner-groups-exclude', '888', '--redirect-dns', '-g', '1338'],
+  ['-i', '127.1.2.3/32,10.96.0.0/12', '-x', '10.96.0.1', '--redirect-dns'],
+  ['-m', 'TPROXY', '-b', '8080,9090', '-c', 'eth2', '--drop-invalid', '-e', '15009'],
 ];
 const FAMILIES: readonly Family[] = ['ipv4', 'ipv6'];
 const everyPlan = async (): Promise<{ argv: string[]; config: Config; plan: TablePlan }[]> => {
@@ -398,33 +433,47 @@ describe('plan properties', () => {
     expect(ownedRules(none, 'INBOUND')).toEqual([]);
   });
 
-  it('inbound: excluded ports return before anything is captured', async () => {
-    for (const argv of [
+  // The tunnel port first (issue 14), then -d; as in Istio, -d only where all inbound
+  // TCP is captured: beside a port list it has no effect (config notes it).
+  it.each<[string[], number[]]>([
+    [
       ['-d', '22,15090'],
-      ['-b', '8080,9090', '-d', '22,15090'],
-    ]) {
+      [15008, 22, 15090],
+    ],
+    [
+      ['-b', '*', '-d', '22', '-e', '15009'],
+      [15009, 22],
+    ],
+    [['-b', '8080,9090', '-d', '22,15090'], [15008]],
+    [['-b', '8080,9090'], [15008]],
+  ])(
+    'inbound %j: the ports %j return, in order, before anything is captured',
+    async (argv, ports) => {
       const rules = ownedRules(planNat(await configFrom(argv), 'ipv4'), 'INBOUND');
       const firstJump = rules.findIndex((r) => r.target.kind === 'jump');
       const returns = rules.flatMap((r, i) => (r.target.kind === 'return' ? [i] : []));
-      expect(returns).toHaveLength(2);
+      expect(returns.map((i) => rules[i]?.matches)).toEqual(
+        ports.map((port) => [
+          { kind: 'protocol', proto: 'tcp' },
+          { kind: 'destinationPort', port },
+        ]),
+      );
       expect(firstJump).toBeGreaterThan(Math.max(...returns));
-    }
-  });
+    },
+  );
 
   it('inbound: a port list captures only those ports, "*" captures all TCP', async () => {
+    const tcp = { kind: 'protocol', proto: 'tcp' } as const;
+    const capture = { kind: 'jump', chain: 'IN_REDIRECT' } as const;
+    const tunnel = [[tcp, { kind: 'destinationPort', port: 15008 }], { kind: 'return' }];
     const only = ownedRules(planNat(await configFrom(['-b', '8080,9090']), 'ipv4'), 'INBOUND');
-    expect(only.map((r) => r.matches)).toEqual([
-      [
-        { kind: 'protocol', proto: 'tcp' },
-        { kind: 'destinationPort', port: 8080 },
-      ],
-      [
-        { kind: 'protocol', proto: 'tcp' },
-        { kind: 'destinationPort', port: 9090 },
-      ],
+    expect(only.map((r) => [r.matches, r.target])).toEqual([
+      tunnel,
+      [[tcp, { kind: 'destinationPort', port: 8080 }], capture],
+      [[tcp, { kind: 'destinationPort', port: 9090 }], capture],
     ]);
     const all = ownedRules(planNat(await configFrom(['-b', '*']), 'ipv4'), 'INBOUND');
-    expect(all.map((r) => r.matches)).toEqual([[{ kind: 'protocol', proto: 'tcp' }]]);
+    expect(all.map((r) => [r.matches, r.target])).toEqual([tunnel, [[tcp], capture]]);
   });
 
   it("outbound: the proxy's own traffic returns before any capture of outbound traffic", async () => {
@@ -434,10 +483,32 @@ describe('plan properties', () => {
       const toRedirect = rules.flatMap((r, i) =>
         r.target.kind === 'jump' && ['REDIRECT', 'OUTPUT_DNS'].includes(r.target.chain) ? [i] : [],
       );
+      const proxy = (m: Match) =>
+        m.kind === 'owner' &&
+        typeof m.id === 'number' &&
+        (m.by === 'uid' ? config.proxyUids : config.proxyGids).includes(m.id);
       const ownerReturns = rules.flatMap((r, i) =>
-        r.target.kind === 'return' && r.matches.some((m) => m.kind === 'owner') ? [i] : [],
+        r.target.kind === 'return' &&
+        r.matches.length === 1 &&
+        r.matches.some((m) => proxy(m) && !('negate' in m && m.negate))
+          ? [i]
+          : [],
       );
+      // Each proxy UID and GID: a RETURN for its own traffic, and (issue 14) one before
+      // it for everyone else's over lo, unless -i names a loopback range (as in Istio).
       expect(ownerReturns).toHaveLength(config.proxyUids.length + config.proxyGids.length);
+      const include = config.outboundIncludeCidrs;
+      const loopbackIncluded =
+        include.kind === 'only' &&
+        include.cidrs.some((c) => ipaddr.parse(c.address).range() === 'loopback');
+      const loReturns = rules.filter(
+        (r) =>
+          r.target.kind === 'return' &&
+          r.matches.some((m) => proxy(m) && 'negate' in m && m.negate),
+      );
+      expect(loReturns).toHaveLength(
+        loopbackIncluded ? 0 : config.proxyUids.length + config.proxyGids.length,
+      );
       if (toRedirect.length > 0) {
         expect(Math.min(...toRedirect)).toBeGreaterThan(Math.max(...ownerReturns));
       }
@@ -684,6 +755,7 @@ describe('plan properties: interfaces (-c, -k)', () => {
     const v6 = planNat(await configFrom(['-k', 'eth1', '-i', '10.96.0.0/12']), 'ipv6');
     expect(ownedRules(v6, 'INBOUND').map((r) => [r.matches, r.target])).toEqual([
       [[onIn('eth1')], RETURN],
+      [[tcp, { kind: 'destinationPort', port: 15008 }], RETURN],
       [[tcp], { kind: 'jump', chain: 'IN_REDIRECT' }],
     ]);
   });
@@ -769,10 +841,10 @@ describe('plan properties: every table (TPROXY, DNS capture, --drop-invalid)', (
         const tables = planTables(config, family).map((p) => p.table);
         seen.add(tables.join(','));
         const tproxy = config.inboundMode === 'tproxy' && config.inboundPorts.kind !== 'none';
+        // DNS capture is decided once for the pod (issue 14): raw in both families.
         const dns =
           config.dns.capture === 'all' ||
-          (config.dns.capture === 'resolvers' &&
-            config.dns.resolvers.some((cidr) => cidr.family === family));
+          (config.dns.capture === 'resolvers' && config.dns.resolvers.length > 0);
         expect(tables).toEqual(
           TABLES.filter(
             (t) =>
@@ -979,31 +1051,47 @@ describe('plan properties: every table (TPROXY, DNS capture, --drop-invalid)', (
       }
     });
 
-    it('-d RETURNs and -b jumps in mangle: excluded ports first, one TPROXY jump per listed port', async () => {
-      const plan = planMangle(
-        await configOf(['-m', 'TPROXY', '-b', '8080,9090', '-d', '15090']),
-        'ipv4',
-      );
+    it('-d RETURNs in mangle with -b "*": excluded ports first, then the capture', async () => {
+      const plan = planMangle(await configOf(['-m', 'TPROXY', '-b', '*', '-d', '15090']), 'ipv4');
       if (plan === undefined) throw new Error('expected a mangle plan');
       const rules = ownedRules(plan, 'INBOUND');
       const excluded = rules.findIndex((r) =>
         r.matches.some((m) => m.kind === 'destinationPort' && m.port === 15090),
       );
       const captured = rules.flatMap((r, i) =>
-        r.target.kind === 'jump' && r.target.chain === 'TPROXY' ? [i] : [],
+        r.target.kind === 'jump' && ['TPROXY', 'DIVERT'].includes(r.target.chain) ? [i] : [],
       );
       expect(rules[excluded]?.target).toEqual({ kind: 'return' });
-      expect(captured.map((i) => rules[i]?.matches)).toEqual([
-        [
-          { kind: 'protocol', proto: 'tcp' },
-          { kind: 'destinationPort', port: 8080 },
-        ],
-        [
-          { kind: 'protocol', proto: 'tcp' },
-          { kind: 'destinationPort', port: 9090 },
-        ],
-      ]);
+      expect(captured).toHaveLength(2);
       expect(excluded).toBeLessThan(Math.min(...captured));
+    });
+
+    // As in Istio (issue 14): -d beside a port list has no effect; each listed port gets
+    // its ESTABLISHED jump and its TPROXY jump, and no other port is marked.
+    it('-b list in mangle: per port, ESTABLISHED to DIVERT then TPROXY; -d ignored', async () => {
+      const plan = planMangle(
+        await configOf(['-m', 'TPROXY', '-b', '8080,9090', '-d', '15090']),
+        'ipv4',
+      );
+      if (plan === undefined) throw new Error('expected a mangle plan');
+      const rules = ownedRules(plan, 'INBOUND');
+      expect(
+        rules.some((r) => r.matches.some((m) => m.kind === 'destinationPort' && m.port === 15090)),
+      ).toBe(false);
+      const tcp = { kind: 'protocol', proto: 'tcp' } as const;
+      const established = { kind: 'ctstate', states: ['RELATED', 'ESTABLISHED'] } as const;
+      const jumps = rules.filter(
+        (r) => r.target.kind === 'jump' && ['TPROXY', 'DIVERT'].includes(r.target.chain),
+      );
+      expect(jumps.map((r) => [r.matches, r.target])).toEqual(
+        [8080, 9090].flatMap((port) => [
+          [
+            [tcp, { kind: 'destinationPort', port }, established],
+            { kind: 'jump', chain: 'DIVERT' },
+          ],
+          [[tcp, { kind: 'destinationPort', port }], { kind: 'jump', chain: 'TPROXY' }],
+        ]),
+      );
     });
 
     // -t and -r as flags need -m TPROXY; from their variables they wait for it.
@@ -1058,16 +1146,54 @@ describe('plan properties: every table (TPROXY, DNS capture, --drop-invalid)', (
     );
 
     it.each<[string, string]>([
-      ['no resolver of this family', 'nameserver 10.96.0.10\n'],
       ['no nameserver at all', 'search cluster.local\n'],
       ['an empty resolv.conf', ''],
+      ['only values that are no address', 'nameserver dns.example\n'],
     ])(
-      '%s: the ipv6 plan is exactly the plan without DNS capture, and no raw table',
+      '%s: nothing to capture, so both plans are exactly the plans without DNS capture, and no raw table',
       async (_name, resolvConf) => {
         const config = await configOf(['--redirect-dns'], resolvConf);
         const off = { ...config, dns: { capture: 'off' } as const };
-        expect(planNat(config, 'ipv6')).toEqual(planNat(off, 'ipv6'));
-        expect(planRaw(config, 'ipv6')).toBeUndefined();
+        for (const family of FAMILIES) {
+          expect(planNat(config, family)).toEqual(planNat(off, family));
+          expect(planRaw(config, family)).toBeUndefined();
+        }
+      },
+    );
+
+    // Istio decides DNS capture once for the pod (issue 14): with resolvers of one family
+    // only, the other family captures no DNS of the apps, yet the proxy's rules are those
+    // of DNS capture (its TCP to 53 over lo is not inbound; its UDP DNS has its zones).
+    it.each<[string, string, Family]>([
+      ['IPv4 resolvers only', 'nameserver 10.96.0.10\n', 'ipv6'],
+      ['IPv6 resolvers only', 'nameserver fd00:10:96::a\n', 'ipv4'],
+    ])(
+      '%s: the %s plan is shaped for DNS capture, without capturing any',
+      async (_name, resolvConf, family) => {
+        const config = await configOf(['--redirect-dns'], resolvConf);
+        const off = { ...config, dns: { capture: 'off' } as const };
+        const nat = planNat(config, family);
+        expect(nat.chains).toEqual(NAT_CHAINS);
+        expect(jumpsTo(nat, 'OUTPUT_DNS')).toEqual([]);
+        // Only the proxy's owner rules differ from the plan without DNS capture.
+        const differ = nat.rules.filter(
+          (r, i) => JSON.stringify(r) !== JSON.stringify(planNat(off, family).rules[i]),
+        );
+        expect(differ.map((r) => r.why)).toEqual([
+          'proxy calling its own pod IP is inbound traffic',
+          'loopback traffic inside the pod is not intercepted',
+          'loopback traffic inside the pod is not intercepted',
+        ]);
+        const raw = planRaw(config, family);
+        if (raw === undefined) throw new Error('expected a raw plan');
+        expect(raw.chains).toEqual(['OUTPUT_DNS']);
+        expect(raw.rules.map((r) => r.why)).toEqual([
+          "the proxy's upstream DNS queries are in zone 1",
+          "the proxy's DNS answers to the apps are in zone 2",
+          "the proxy's upstream DNS queries are in zone 1",
+          "the proxy's DNS answers to the apps are in zone 2",
+          'outbound DNS gets its conntrack zone',
+        ]);
       },
     );
 
@@ -1083,7 +1209,8 @@ describe('plan properties: every table (TPROXY, DNS capture, --drop-invalid)', (
       }
     });
 
-    it("the jump to ISTIO_OUTPUT_DNS: after the proxy's own RETURNs, before lo's (a resolver on lo is captured)", async () => {
+    it("the jump to ISTIO_OUTPUT_DNS: after the proxy's owner rules, before localhost's RETURN (a resolver on lo is captured)", async () => {
+      let seen = 0;
       for (const { config, plan } of await everyPlan()) {
         const rules = ownedRules(plan, 'OUTPUT');
         const at = rules.findIndex(
@@ -1093,27 +1220,52 @@ describe('plan properties: every table (TPROXY, DNS capture, --drop-invalid)', (
           expect(at).toBe(-1);
           continue;
         }
+        seen++;
         const owners = rules.flatMap((r, i) =>
-          r.target.kind === 'return' && r.matches.some((m) => m.kind === 'owner') ? [i] : [],
+          r.matches.some((m) => m.kind === 'owner') ? [i] : [],
         );
-        const lo = rules.findIndex(
+        const localhost = rules.findIndex(
           (r) =>
             r.target.kind === 'return' &&
             r.matches.length === 1 &&
-            r.matches[0]?.kind === 'outInterface' &&
-            r.matches[0].name === 'lo',
+            r.matches[0]?.kind === 'destination' &&
+            !r.matches[0].negate,
         );
-        expect(owners).toHaveLength(config.proxyUids.length + config.proxyGids.length);
+        // Per UID and GID: the jump to its own pod IP, others' lo RETURN (unless -i names a
+        // loopback range), its own RETURN; then the owner-group filter.
+        const include = config.outboundIncludeCidrs;
+        const perOwner =
+          include.kind === 'only' &&
+          include.cidrs.some((c) => ipaddr.parse(c.address).range() === 'loopback')
+            ? 2
+            : 3;
+        const groups = config.ownerGroups.kind === 'all' ? config.ownerGroups.except.length : 1;
+        expect(owners).toHaveLength(
+          perOwner * (config.proxyUids.length + config.proxyGids.length) + groups,
+        );
         expect(at).toBeGreaterThan(Math.max(...owners));
-        expect(at).toBeLessThan(lo);
+        expect(at).toBeLessThan(localhost);
         expect(rules[at]?.matches).toEqual([]);
-        // The proxy calling its own pod IP on port 53 (its DNS upstream on lo) is not inbound.
+        // The apps' TCP to 53 over lo is not let through by the lo RETURNs: it reaches the jump.
         for (const rule of rules.filter(
-          (r) => r.target.kind === 'jump' && r.target.chain === 'IN_REDIRECT',
+          (r) => r.why === 'loopback traffic inside the pod is not intercepted',
         )) {
           expect(rule.matches).toContainEqual({ kind: 'destinationPort', port: 53, negate: true });
         }
+        // The proxy's UIDs calling its own pod IP on port 53 (its DNS upstream on lo) is
+        // not inbound; as in Istio, its GIDs' rule keeps port 53.
+        for (const rule of rules.filter(
+          (r) => r.target.kind === 'jump' && r.target.chain === 'IN_REDIRECT',
+        )) {
+          const owner = rule.matches.find((m) => m.kind === 'owner');
+          expect(rule.matches).toContainEqual(
+            owner?.by === 'uid'
+              ? { kind: 'destinationPorts', ports: [53, config.inboundTunnelPort], negate: true }
+              : { kind: 'destinationPort', port: config.inboundTunnelPort, negate: true },
+          );
+        }
       }
+      expect(seen).toBeGreaterThan(2);
     });
 
     it("raw: the proxy upstream in zone 1, its answers and the apps in zone 2, the resolvers' answers in zone 1", async () => {
@@ -1479,5 +1631,326 @@ describe('plan properties: every table (TPROXY, DNS capture, --drop-invalid)', (
     for (const family of FAMILIES)
       expect(planTables(config, family)).toEqual(planTables(config, family));
     expect(config).toEqual(before);
+  });
+});
+
+/**
+ * Issue 14, item by item: the shape of each rule Istio's capture writes, pinned as plan
+ * data (the goldens pin the text). Each case is one difference the issue found, with
+ * mesh-init's rules now as Istio orders and shapes them.
+ */
+describe('Istio parity (issue 14): each rule shape, as data', () => {
+  const tcp: Match = { kind: 'protocol', proto: 'tcp' };
+  const udp: Match = { kind: 'protocol', proto: 'udp' };
+  const lo: Match = { kind: 'outInterface', name: 'lo' };
+  const v4 = (address: string, prefix: number): Cidr => ({ family: 'ipv4', address, prefix });
+  const v6 = (address: string, prefix: number): Cidr => ({ family: 'ipv6', address, prefix });
+  const to = (cidr: Cidr): Match => ({ kind: 'destination', cidr });
+  const notTo = (cidr: Cidr): Match => ({ kind: 'destination', cidr, negate: true });
+  const port = (p: number): Match => ({ kind: 'destinationPort', port: p });
+  const notPort = (p: number): Match => ({ kind: 'destinationPort', port: p, negate: true });
+  const notPorts = (...ports: number[]): Match => ({
+    kind: 'destinationPorts',
+    ports,
+    negate: true,
+  });
+  const uid = (id: number, negate = false): Match => ({
+    kind: 'owner',
+    by: 'uid',
+    id,
+    ...(negate ? { negate } : {}),
+  });
+  const gid = (id: number | string, negate = false): Match => ({
+    kind: 'owner',
+    by: 'gid',
+    id,
+    ...(negate ? { negate } : {}),
+  });
+  const RETURN = { kind: 'return' } as const;
+  const jump = (chain: OwnedChain) => ({ kind: 'jump', chain }) as const;
+  const shapes = (rules: readonly Rule[]) => rules.map((r) => [r.matches, r.target]);
+  const natOutput = async (argv: string[], family: Family = 'ipv4', resolvConf = RESOLV_CONF) =>
+    shapes(ownedRules(planNat(await configOf(argv, resolvConf), family), 'OUTPUT'));
+  const PASSTHROUGH_V4 = [[lo, { kind: 'source', cidr: v4('127.0.0.6', 32) }], RETURN];
+  const LOCALHOST_V4 = [[to(v4('127.0.0.1', 32))], RETURN];
+  const CAPTURE = [[], jump('REDIRECT')];
+
+  /** One proxy identity's block, as Istio writes it for each UID, then each GID. */
+  const block = (owner: (id: number, negate?: boolean) => Match, id: number, dns = false) => [
+    [
+      [
+        lo,
+        notTo(v4('127.0.0.1', 32)),
+        tcp,
+        dns && owner === uid ? notPorts(53, 15008) : notPort(15008),
+        owner(id),
+      ],
+      jump('IN_REDIRECT'),
+    ],
+    [[lo, ...(dns ? [tcp, notPort(53)] : []), owner(id, true)], RETURN],
+    [[owner(id)], RETURN],
+  ];
+
+  it('1, 2: the default ISTIO_OUTPUT, block by block: UID, then GID, then localhost', async () => {
+    expect(await natOutput([])).toEqual([
+      PASSTHROUGH_V4,
+      ...block(uid, 1337),
+      ...block(gid, 1337),
+      LOCALHOST_V4,
+      CAPTURE,
+    ]);
+  });
+
+  it('1: the tunnel port is not captured inbound, nor sent inbound by the proxy over lo', async () => {
+    const config = await configFrom(['-e', '15009']);
+    const inbound = ownedRules(planNat(config, 'ipv4'), 'INBOUND');
+    expect(shapes(inbound)[0]).toEqual([[tcp, port(15009)], RETURN]);
+    const toInbound = ownedRules(planNat(config, 'ipv4'), 'OUTPUT').filter(
+      (r) => r.target.kind === 'jump' && r.target.chain === 'IN_REDIRECT',
+    );
+    expect(toInbound).toHaveLength(2);
+    for (const rule of toInbound) expect(rule.matches).toContainEqual(notPort(15009));
+  });
+
+  it('1: without inbound capture in nat (-b "", TPROXY) there is no tunnel RETURN in nat, nor in mangle (as in Istio)', async () => {
+    for (const argv of [
+      ['-b', ''],
+      ['-m', 'TPROXY'],
+    ]) {
+      const config = await configFrom(argv);
+      for (const family of FAMILIES) {
+        expect(ownedRules(planNat(config, family), 'INBOUND')).toEqual([]);
+        const mangle = planMangle(config, family);
+        expect(
+          mangle?.rules.some((r) => r.matches.some((m) => m.kind === 'destinationPort')) ?? false,
+        ).toBe(false);
+      }
+    }
+  });
+
+  it("3: with DNS capture, the UIDs' rule skips 53 and the tunnel port (multiport), the GIDs' only the tunnel port; lo RETURNs let TCP 53 through to the DNS jump", async () => {
+    expect(await natOutput(['--redirect-dns', '-u', '3,4', '-g', '1,2'])).toEqual([
+      PASSTHROUGH_V4,
+      ...block(uid, 3, true),
+      ...block(uid, 4, true),
+      ...block(gid, 1, true),
+      ...block(gid, 2, true),
+      [[], jump('OUTPUT_DNS')],
+      LOCALHOST_V4,
+      CAPTURE,
+    ]);
+  });
+
+  it('3: the multiport match renders as Istio writes it', async () => {
+    const text = tablesTextFor(await configOf(['--redirect-dns', '-e', '15009']), 'ipv4');
+    expect(asAppended(text)).toContain(
+      '\n-A ISTIO_OUTPUT -o lo ! -d 127.0.0.1/32 -p tcp -m multiport ! --dports 53,15009 -m owner --uid-owner 1337 ',
+    );
+    expect(asAppended(text)).toContain(
+      '\n-A ISTIO_OUTPUT -o lo ! -d 127.0.0.1/32 -p tcp ! --dport 15009 -m owner --gid-owner 1337 ',
+    );
+  });
+
+  it.each<[string, string[], boolean]>([
+    ['an IPv4 loopback range in -i', ['-i', '127.1.2.3/32'], false],
+    ['all of 127/8 in -i', ['-i', '127.0.0.0/8,10.0.0.0/8'], false],
+    // Istio looks at both families' ranges for either family's rules.
+    ['::1 in -i, for the ipv4 rules too', ['-i', '::1/128,10.0.0.0/8'], false],
+    ['no loopback range in -i', ['-i', '10.0.0.0/8'], true],
+    ['-i "*"', ['-i', '*'], true],
+  ])('7: %s (%j): a lo RETURN per proxy owner: %s', async (_name, argv, loReturns) => {
+    for (const family of FAMILIES) {
+      const rules = ownedRules(planNat(await configFrom(argv), family), 'OUTPUT');
+      const lo = rules.filter((r) =>
+        r.matches.some((m) => m.kind === 'owner' && 'negate' in m && m.negate),
+      );
+      expect(lo).toHaveLength(loReturns ? 2 : 0);
+    }
+  });
+
+  it('7: a loopback range in -i is captured after the localhost RETURN, not let through over lo', async () => {
+    expect(await natOutput(['-i', '127.1.2.3/32'])).toEqual([
+      PASSTHROUGH_V4,
+      ...block(uid, 1337).filter((_, i) => i !== 1),
+      ...block(gid, 1337).filter((_, i) => i !== 1),
+      LOCALHOST_V4,
+      [[to(v4('127.1.2.3', 32))], jump('REDIRECT')],
+    ]);
+  });
+
+  it("--ipv4-loopback-cidr: the pod's loopback in every IPv4 rule that names it; IPv6 keeps ::1", async () => {
+    const config = await configFrom(['--ipv4-loopback-cidr', '127.0.0.1/8', '-m', 'TPROXY']);
+    const range = v4('127.0.0.0', 8);
+    const cidrs = (plan: TablePlan | undefined) =>
+      (plan?.rules ?? []).flatMap(cidrsOf).filter((c) => !['127.0.0.6', '::6'].includes(c.address));
+    const v4nat = planNat(config, 'ipv4');
+    expect(shapes(ownedRules(v4nat, 'OUTPUT')).at(-2)).toEqual([[to(range)], RETURN]);
+    expect(cidrs(v4nat)).toEqual([range, range, range]);
+    // TPROXY's ! -d, and the proxy's mark + 1 to its own pod IP.
+    expect(cidrs(planMangle(config, 'ipv4'))).toEqual([range, range, range]);
+    expect(cidrs(planNat(config, 'ipv6'))).toEqual([
+      v6('::1', 128),
+      v6('::1', 128),
+      v6('::1', 128),
+    ]);
+  });
+
+  it.each<[string, string[], unknown[][]]>([
+    [
+      'only some groups: one RETURN for all others',
+      ['--outbound-owner-groups', '1001,istio-app'],
+      [[[gid(1001, true), gid('istio-app', true)], RETURN]],
+    ],
+    [
+      'all but some: one RETURN per excluded group',
+      ['--outbound-owner-groups-exclude', '888,wheel'],
+      [
+        [[gid(888)], RETURN],
+        [[gid('wheel')], RETURN],
+      ],
+    ],
+    // As in Istio: an empty list captures no group, so all outbound TCP returns.
+    ['no group', ['--outbound-owner-groups', ''], [[[], RETURN]]],
+    ['every group (the default)', [], []],
+  ])(
+    'owner groups, %s: after the proxy blocks, before DNS and localhost',
+    async (_name, argv, filter) => {
+      expect(await natOutput(argv)).toEqual([
+        PASSTHROUGH_V4,
+        ...block(uid, 1337),
+        ...block(gid, 1337),
+        ...filter,
+        LOCALHOST_V4,
+        CAPTURE,
+      ]);
+      const dns = await natOutput([...argv, '--redirect-dns']);
+      const at = dns.findIndex(
+        ([, target]) => JSON.stringify(target) === JSON.stringify(jump('OUTPUT_DNS')),
+      );
+      expect(dns.slice(at - filter.length, at)).toEqual(filter);
+    },
+  );
+
+  it('owner groups render as iptables takes them, names and GIDs alike', async () => {
+    const text = tablesTextFor(
+      await configOf(['--outbound-owner-groups', '1001,istio-app']),
+      'ipv4',
+    );
+    expect(text).toContain(
+      '\n-A ISTIO_OUTPUT -m owner ! --gid-owner 1001 -m owner ! --gid-owner istio-app -m comment --comment "mesh-init: only the groups of --outbound-owner-groups are captured" -j RETURN\n',
+    );
+  });
+
+  it('4: IPv4 resolvers only: the IPv6 raw table zones the proxy, captures no app', async () => {
+    const config = await configOf(
+      ['--redirect-dns', '-u', '1337', '-g', '1338'],
+      'nameserver 10.96.0.10\n',
+    );
+    const raw = planRaw(config, 'ipv6');
+    if (raw === undefined) throw new Error('expected a raw plan');
+    const dns53 = [udp, port(53)];
+    const fromDnsPort: Match[] = [udp, { kind: 'sourcePort', port: 15053 }];
+    const zone = (n: number) => ({ kind: 'conntrackZone', zone: n });
+    expect(raw.chains).toEqual(['OUTPUT_DNS']);
+    expect(raw.rules.map((r) => [r.chain.name, r.matches, r.target])).toEqual([
+      ['OUTPUT_DNS', [...dns53, uid(1337)], zone(1)],
+      ['OUTPUT_DNS', [...fromDnsPort, uid(1337)], zone(2)],
+      ['OUTPUT_DNS', [...dns53, gid(1338)], zone(1)],
+      ['OUTPUT_DNS', [...fromDnsPort, gid(1338)], zone(2)],
+      ['OUTPUT', [udp], jump('OUTPUT_DNS')],
+    ]);
+    // And its nat: the proxy's rules of DNS capture, no jump to capture any.
+    const nat = shapes(ownedRules(planNat(config, 'ipv6'), 'OUTPUT'));
+    expect(nat).toContainEqual([
+      [lo, notTo(v6('::1', 128)), tcp, notPorts(53, 15008), uid(1337)],
+      jump('IN_REDIRECT'),
+    ]);
+    expect(nat).toContainEqual([[lo, tcp, notPort(53), gid(1338, true)], RETURN]);
+    expect(nat).not.toContainEqual([[], jump('OUTPUT_DNS')]);
+  });
+
+  it('5: TPROXY with a port list: ESTABLISHED goes to DIVERT for those ports only', async () => {
+    const plan = planMangle(await configFrom(['-m', 'TPROXY', '-b', '8080,9090']), 'ipv4');
+    const established = { kind: 'ctstate', states: ['RELATED', 'ESTABLISHED'] };
+    const divert = (plan?.rules ?? []).filter(
+      (r) => r.target.kind === 'jump' && r.target.chain === 'DIVERT',
+    );
+    expect(divert.map((r) => r.matches)).toEqual([
+      [tcp, port(8080), established],
+      [tcp, port(9090), established],
+    ]);
+    // With "*", one for all TCP, as before.
+    const all = planMangle(await configFrom(['-m', 'TPROXY']), 'ipv4');
+    expect(
+      (all?.rules ?? [])
+        .filter((r) => r.target.kind === 'jump' && r.target.chain === 'DIVERT')
+        .map((r) => r.matches),
+    ).toEqual([[tcp, established]]);
+  });
+
+  it('6: TPROXY with -c: the interface RETURNs first in mangle OUTPUT, INBOUND and DROP_INVALID', async () => {
+    const config = await configFrom(['-m', 'TPROXY', '-c', 'eth2,veth+', '--drop-invalid']);
+    const plan = planMangle(config, 'ipv4');
+    if (plan === undefined) throw new Error('expected a mangle plan');
+    const first2 = (chain: OwnedChain) => shapes(ownedRules(plan, chain)).slice(0, 2);
+    expect(first2('OUTPUT')).toEqual([
+      [[{ kind: 'outInterface', name: 'eth2' }], RETURN],
+      [[{ kind: 'outInterface', name: 'veth+' }], RETURN],
+    ]);
+    for (const chain of ['INBOUND', 'DROP_INVALID'] as const) {
+      expect(first2(chain)).toEqual([
+        [[{ kind: 'inInterface', name: 'eth2' }], RETURN],
+        [[{ kind: 'inInterface', name: 'veth+' }], RETURN],
+      ]);
+    }
+    expect(shapes(ownedRules(plan, 'DROP_INVALID')).slice(2)).toEqual([
+      [[{ kind: 'ctstate', states: ['INVALID'] }], { kind: 'drop' }],
+    ]);
+    // The connmark restore, which sent -c's packets to lo before, comes after them.
+    const out = ownedRules(plan, 'OUTPUT');
+    expect(out.findIndex((r) => r.target.kind === 'restoreMark')).toBeGreaterThan(1);
+  });
+
+  it('6: --drop-invalid without TPROXY: -c is not let through before the DROP (as in Istio)', async () => {
+    const plan = planMangle(await configFrom(['-c', 'eth2', '--drop-invalid']), 'ipv4');
+    expect(shapes(plan?.rules ?? [])).toEqual([
+      [[{ kind: 'ctstate', states: ['INVALID'] }], { kind: 'drop' }],
+      [[], jump('DROP_INVALID')],
+    ]);
+  });
+
+  it('TPROXY with -k: mangle has no rule for the VM interface (nat keeps the -k rules)', async () => {
+    const config = await configFrom(['-m', 'TPROXY', '-k', 'eth1']);
+    for (const family of FAMILIES) {
+      const mangle = planMangle(config, family);
+      expect(mangle?.rules.length).toBeGreaterThan(0);
+      expect(
+        mangle?.rules.some((r) =>
+          r.matches.some(
+            (m) => (m.kind === 'inInterface' || m.kind === 'outInterface') && m.name === 'eth1',
+          ),
+        ),
+      ).toBe(false);
+      expect(ownedRules(planNat(config, family), 'INBOUND').map((r) => r.target)).toEqual([
+        jump('REDIRECT'),
+        RETURN,
+      ]);
+    }
+  });
+
+  it('-o 53 with DNS capture: the RETURNs for 53 come before the jump to the DNS chain (exclusion wins)', async () => {
+    const rules = await natOutput(['--redirect-dns', '-o', '53']);
+    const returns = rules.flatMap(([matches, target], i) =>
+      JSON.stringify(target) === JSON.stringify(RETURN) &&
+      JSON.stringify(matches).includes('"port":53}') &&
+      !JSON.stringify(matches).includes('"negate":true')
+        ? [i]
+        : [],
+    );
+    const dnsJump = rules.findIndex(
+      ([, target]) => JSON.stringify(target) === JSON.stringify(jump('OUTPUT_DNS')),
+    );
+    expect(returns).toHaveLength(2);
+    expect(dnsJump).toBeGreaterThan(Math.max(...returns));
   });
 });

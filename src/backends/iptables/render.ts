@@ -28,6 +28,11 @@ function renderMatch(match: Match, previous: readonly Match[]): string {
       return match.kind === 'sourcePort'
         ? `--sport ${match.port}`
         : `${not(match.negate)}--dport ${match.port}`;
+    case 'destinationPorts':
+      if (!previous.some((m) => m.kind === 'protocol')) {
+        throw new Error('a destinationPorts match needs a protocol match before it');
+      }
+      return `-m multiport ${not(match.negate)}--dports ${match.ports.join(',')}`;
     case 'owner':
       return `-m owner ${not(match.negate)}--${match.by}-owner ${match.id}`;
     case 'mark':

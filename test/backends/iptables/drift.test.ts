@@ -540,8 +540,13 @@ describe('findDrift: what it reports', () => {
     '-A OUTPUT -p tcp -m comment --comment "mesh-init: outbound TCP is checked for capture" -j ISTIO_OUTPUT';
   const REDIRECT =
     '-A ISTIO_REDIRECT -p tcp -m comment --comment "mesh-init: outbound TCP goes to the proxy" -j REDIRECT --to-ports 15001';
-  const LO_RETURN =
+  const LOCALHOST_RETURN =
+    '-A ISTIO_OUTPUT -d 127.0.0.1/32 -m comment --comment "mesh-init: localhost traffic inside the pod is not intercepted" -j RETURN';
+  /** What mesh-init wrote before issue 14 in place of LOCALHOST_RETURN: it let all of lo through. */
+  const OLD_LO_RETURN =
     '-A ISTIO_OUTPUT -o lo -m comment --comment "mesh-init: loopback traffic inside the pod is not intercepted" -j RETURN';
+  const GID_LO_RETURN =
+    '-A ISTIO_OUTPUT -o lo -m owner ! --gid-owner 1337 -m comment --comment "mesh-init: loopback traffic inside the pod is not intercepted" -j RETURN';
   const UID_RETURN =
     '-A ISTIO_OUTPUT -m owner --uid-owner 1337 -m comment --comment "mesh-init: traffic of the proxy itself is never redirected (no loop)" -j RETURN';
   const GID_RETURN = UID_RETURN.replace('--uid-owner', '--gid-owner');
@@ -595,10 +600,24 @@ describe('findDrift: what it reports', () => {
     ],
     [
       'an extra rule',
-      addAfter(LO_RETURN, '-A ISTIO_OUTPUT -d 10.0.0.0/8 -j RETURN'),
+      addAfter(LOCALHOST_RETURN, '-A ISTIO_OUTPUT -d 10.0.0.0/8 -j RETURN'),
       ['ipv4 nat: ISTIO_OUTPUT:', '  - -A ISTIO_OUTPUT -d 10.0.0.0/8 -j RETURN'],
     ],
-    ['a missing rule', drop(LO_RETURN), ['ipv4 nat: ISTIO_OUTPUT:', `  + ${LO_RETURN}`]],
+    [
+      'a missing rule',
+      drop(LOCALHOST_RETURN),
+      ['ipv4 nat: ISTIO_OUTPUT:', `  + ${LOCALHOST_RETURN}`],
+    ],
+    [
+      "a missing loopback RETURN of the proxy's GID",
+      drop(GID_LO_RETURN),
+      ['ipv4 nat: ISTIO_OUTPUT:', `  + ${GID_LO_RETURN}`],
+    ],
+    [
+      'the -o lo RETURN of a mesh-init before issue 14, where the localhost RETURN goes',
+      replace(LOCALHOST_RETURN, OLD_LO_RETURN),
+      ['ipv4 nat: ISTIO_OUTPUT:', `  - ${OLD_LO_RETURN}`, `  + ${LOCALHOST_RETURN}`],
+    ],
     [
       'a changed port',
       replace(REDIRECT, REDIRECT.replace('15001', '15002')),
@@ -657,7 +676,10 @@ describe('findDrift: what it reports', () => {
 
   it('several differences: missing chains first, then hooks, then each owned chain', async () => {
     const state = live((lines) =>
-      addAfter(HOOK_OUT, HOOK_IN)(drop(':ISTIO_REDIRECT - [0:0]', REDIRECT, LO_RETURN)(lines)),
+      addAfter(
+        HOOK_OUT,
+        HOOK_IN,
+      )(drop(':ISTIO_REDIRECT - [0:0]', REDIRECT, LOCALHOST_RETURN)(lines)),
     );
     expect(findDrift(planNat(await configFrom([]), 'ipv4'), state, 'ISTIO_')).toEqual([
       'ipv4 nat: chain ISTIO_REDIRECT is missing',
@@ -666,7 +688,7 @@ describe('findDrift: what it reports', () => {
       'ipv4 nat: ISTIO_REDIRECT:',
       `  + ${REDIRECT}`,
       'ipv4 nat: ISTIO_OUTPUT:',
-      `  + ${LO_RETURN}`,
+      `  + ${LOCALHOST_RETURN}`,
     ]);
   });
 

@@ -513,7 +513,7 @@ describe('re-run over live rules (golden)', () => {
       const config = await configFrom(argv);
       const state = parseTableState(lead ? hooksFirst(fixture(save)) : fixture(save), 'nat');
       const text = renderRestore(planTransaction(planNat(config, family), state, 'ISTIO_'));
-      await expect(text).toMatchFileSnapshot(`./golden/${name}.${family}.golden`);
+      await expect(text).toMatchFileSnapshot(`../../golden/iptables/${name}.${family}.golden`);
 
       const lines = text.split('\n');
       expect(lines.filter((l) => l.startsWith('-D '))).toEqual(deleted);
@@ -553,7 +553,7 @@ describe('cleanup over live rules (golden)', () => {
     const text = renderRestore(
       planCleanup(family, 'nat', parseTableState(fixture(save), 'nat'), 'ISTIO_'),
     );
-    await expect(text).toMatchFileSnapshot(`./golden/cleanup.${family}.golden`);
+    await expect(text).toMatchFileSnapshot(`../../golden/iptables/cleanup.${family}.golden`);
 
     const lines = text.slice(0, -1).split('\n');
     expect(lines[0]).toBe(

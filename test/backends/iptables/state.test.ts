@@ -37,7 +37,10 @@ describe('parseTableState: nat', () => {
     (name) => {
       const state = parseTableState(fixture(name), 'nat');
       expect(state.chains).toEqual(NAT_CHAINS);
-      expect(state.rules).toHaveLength(19);
+      // Docker's and the CNI's 7, and mesh-init's 15 of its default plan (issue 14: the
+      // tunnel port's RETURN, and a loopback RETURN per proxy UID and GID).
+      expect(state.rules).toHaveLength(22);
+      expect(state.rules.filter((r) => r.spec.includes('"mesh-init: '))).toHaveLength(15);
       // The filter and mangle tables have rules in INPUT/OUTPUT/PREROUTING; none leak in.
       expect(state.rules.map((r) => r.target)).not.toContain('ACCEPT');
       expect(state.rules.map((r) => r.target)).not.toContain('MARK');
@@ -181,7 +184,7 @@ describe('parseTableState', () => {
           'ISTIO_REDIRECT',
         ],
       ],
-      13,
+      15,
     ],
     // Legacy lists a table only once it is in use: no raw table here.
     ['iptables-legacy-save.txt', 'raw', [], 0],
@@ -299,10 +302,10 @@ describe('tableSection', () => {
 
 describe('countRules', () => {
   it.each([
-    ['iptables-legacy-save.txt', 22],
-    ['iptables-nft-save.txt', 20],
-    ['iptables-nft-save-nat.txt', 19],
-    ['ip6tables-nft-save-nat.txt', 14],
+    ['iptables-legacy-save.txt', 25],
+    ['iptables-nft-save.txt', 23],
+    ['iptables-nft-save-nat.txt', 22],
+    ['ip6tables-nft-save-nat.txt', 17],
   ])('%s holds %i rules in all its tables', (name, rules) => {
     expect(countRules(fixture(name))).toBe(rules);
   });
