@@ -74,6 +74,7 @@ export function describeConfig(config: Config): Record<string, string> {
         }),
     'drop-invalid': String(config.dropInvalid),
     ipv6: String(config.ipv6),
+    'dual-stack': String(config.dualStack),
     'iptables-backend': config.backend,
     'chain-prefix': config.chainPrefix,
     ...(config.networkNamespace === undefined

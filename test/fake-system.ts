@@ -715,6 +715,8 @@ export const NOW = new Date('2026-11-26T00:00:00.000Z');
 
 export interface FakeOptions {
   readonly globalIpv6?: boolean;
+  /** The pod has a global IPv4 address too (so --ipv6 auto needs --dual-stack, as in Istio). */
+  readonly globalIpv4?: boolean;
   readonly answers?: Readonly<Record<string, Answer>>;
   /** What deps.validate answers (--run-validation). */
   readonly validation?: ValidationResult;
@@ -749,7 +751,10 @@ export function fakeSystem(setup: Setup, options: FakeOptions = {}) {
       outcomes[calls.length - 1] = result;
       return result;
     },
-    hasGlobalIpv6: () => options.globalIpv6 ?? false,
+    addressFamilies: () => ({
+      ipv4: options.globalIpv4 ?? false,
+      ipv6: options.globalIpv6 ?? false,
+    }),
     stdout: (text) => {
       stdout += text;
     },

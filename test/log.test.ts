@@ -97,6 +97,7 @@ describe('describeConfig and formatConfig', () => {
     'redirect-dns': 'false',
     'drop-invalid': 'false',
     ipv6: 'auto',
+    'dual-stack': 'false',
     'iptables-backend': 'auto',
     'chain-prefix': 'ISTIO_',
     wait: '10',
@@ -180,11 +181,7 @@ describe('describeConfig and formatConfig', () => {
       { 'run-validation': 'true', ...PROBE, 'probe-timeout': '90', 'retry-interval': '0.5' },
     ],
     // Accepted without effect: the config is the default one (the notes say why).
-    [
-      "Istio's flags without effect",
-      ['--dual-stack', '--reconcile', '--cni-mode', '--force-apply'],
-      {},
-    ],
+    ["Istio's flags without effect", ['--reconcile', '--cni-mode', '--force-apply'], {}],
     [
       'interfaces, normalised',
       ['-k', ' eth1,veth+ ,eth1', '-c', 'br-01.2,'],
@@ -288,7 +285,7 @@ describe('describeConfig and formatConfig', () => {
 
   it('formatConfig: key=value in that order, "" for an empty value', async () => {
     expect(formatConfig(await configFrom([]))).toBe(
-      'mode=apply proxy-port=15001 inbound-capture-port=15001 inbound-tunnel-port=15008 proxy-uid=1337 proxy-gid=1337 inbound-ports=* inbound-exclude-ports="" outbound-include-cidrs=* outbound-exclude-cidrs="" outbound-exclude-ports="" outbound-include-ports="" outbound-owner-groups=* ipv4-loopback-cidr=127.0.0.1/32 kube-virt-interfaces="" exclude-interfaces="" inbound-interception-mode=REDIRECT redirect-dns=false drop-invalid=false ipv6=auto iptables-backend=auto chain-prefix=ISTIO_ wait=10 max-retries=3 retry-interval=1 run-validation=false',
+      'mode=apply proxy-port=15001 inbound-capture-port=15001 inbound-tunnel-port=15008 proxy-uid=1337 proxy-gid=1337 inbound-ports=* inbound-exclude-ports="" outbound-include-cidrs=* outbound-exclude-cidrs="" outbound-exclude-ports="" outbound-include-ports="" outbound-owner-groups=* ipv4-loopback-cidr=127.0.0.1/32 kube-virt-interfaces="" exclude-interfaces="" inbound-interception-mode=REDIRECT redirect-dns=false drop-invalid=false ipv6=auto dual-stack=false iptables-backend=auto chain-prefix=ISTIO_ wait=10 max-retries=3 retry-interval=1 run-validation=false',
     );
     expect(formatConfig(await configFrom(['--dry-run', '-b', '', '-o', '22,53']))).toMatch(
       /^mode=apply \(dry-run\) .* inbound-ports="" .* outbound-exclude-ports=22,53 /,
@@ -311,7 +308,7 @@ describe('describeConfig and formatConfig', () => {
         await configFrom(['-m', 'TPROXY', '--redirect-dns', '--capture-all-dns', '--drop-invalid']),
       ),
     ).toContain(
-      ' exclude-interfaces="" inbound-interception-mode=TPROXY inbound-tproxy-mark=1337 inbound-tproxy-route-table=133 redirect-dns=true capture-all-dns=true dns-port=15053 drop-invalid=true ipv6=auto ',
+      ' exclude-interfaces="" inbound-interception-mode=TPROXY inbound-tproxy-mark=1337 inbound-tproxy-route-table=133 redirect-dns=true capture-all-dns=true dns-port=15053 drop-invalid=true ipv6=auto dual-stack=false ',
     );
   });
 
@@ -339,7 +336,7 @@ describe('describeConfig and formatConfig', () => {
       ...['dry-run', 'cleanup', 'check', 'skip-rule-apply'],
       ...['log-format', 'log_as_json', 'log_output_level'],
       // Accepted from Istio without effect, each with a note that says why.
-      ...['force-apply', 'reconcile', 'dual-stack', 'cni-mode'],
+      ...['force-apply', 'reconcile', 'cni-mode'],
       // Istio's spelling of --iptables-backend, shown as that.
       'force-iptables-binary',
     ];

@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { networkInterfaces } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { runCommand } from '../system/exec.js';
-import { hasGlobalIpv6 } from '../system/interfaces.js';
+import { addressFamilies } from '../system/interfaces.js';
 import { validateRedirect } from '../system/probe.js';
 import { main } from './cli.js';
 
@@ -11,7 +11,7 @@ import { main } from './cli.js';
 process.exitCode = 1;
 void main(process.argv.slice(2), process.env, {
   run: runCommand,
-  hasGlobalIpv6: () => hasGlobalIpv6(networkInterfaces()),
+  addressFamilies: () => addressFamilies(networkInterfaces()),
   stdout: (text) => process.stdout.write(text),
   stderr: (text) => process.stderr.write(text),
   sleep: (ms) => sleep(ms),

@@ -13,6 +13,7 @@ import type { Logger } from '../log.js';
 import { INBOUND_PASSTHROUGH, usesTproxy } from '../plan/matches.js';
 import { planTables } from '../plan/plan.js';
 import type { RunCommand } from '../system/exec.js';
+import type { AddressFamilies } from '../system/interfaces.js';
 import {
   addLocalRoute,
   addPassthroughAddress,
@@ -22,13 +23,13 @@ import {
   readLocalRoute,
   removeLocalRoute,
 } from '../system/ip.js';
-import { hasGlobalIpv6In, inNamespace } from '../system/netns.js';
+import { addressFamiliesIn, inNamespace } from '../system/netns.js';
 import type { ValidationResult } from '../system/probe.js';
 
 export interface Deps {
   readonly run: RunCommand;
-  /** Whether the pod has an IPv6 address that is neither loopback nor link-local. */
-  readonly hasGlobalIpv6: () => boolean | Promise<boolean>;
+  /** The families the pod has an address of that is neither loopback nor link-local. */
+  readonly addressFamilies: () => AddressFamilies | Promise<AddressFamilies>;
   readonly stdout: (text: string) => void;
   readonly stderr: (text: string) => void;
   readonly sleep: (ms: number) => Promise<void>;
@@ -41,9 +42,29 @@ export interface Deps {
   readonly readResolvConf: () => Promise<string>;
 }
 
-export async function familiesFor(config: Config, deps: Deps): Promise<Family[]> {
-  const ipv6 = config.ipv6 === 'auto' ? await deps.hasGlobalIpv6() : config.ipv6;
-  return ipv6 ? ['ipv4', 'ipv6'] : ['ipv4'];
+/** The families a run captures, and why IPv6 is not among them (for the log). */
+interface Families {
+  readonly families: Family[];
+  readonly ipv6Left: string | undefined;
+}
+
+/**
+ * IPv4 always; IPv6 with `--ipv6 true`, or, by default, as Istio decides it: where
+ * the pod has IPv6 and no IPv4 (an IPv6-only pod), or has IPv6 and --dual-stack
+ * says the mesh's proxies serve both families. A proxy that listens on IPv4 only
+ * would refuse every captured IPv6 connection.
+ */
+export async function familiesFor(config: Config, deps: Deps): Promise<Families> {
+  const only = (ipv6Left: string): Families => ({ families: ['ipv4'], ipv6Left });
+  if (config.ipv6 === false) return only('--ipv6 false');
+  if (config.ipv6 === 'auto') {
+    const has = await deps.addressFamilies();
+    if (!has.ipv6) return only('no global IPv6 address');
+    if (has.ipv4 && !config.dualStack) {
+      return only('the pod has IPv4 too and --dual-stack is off, as in Istio');
+    }
+  }
+  return { families: ['ipv4', 'ipv6'], ipv6Left: undefined };
 }
 
 /** With --network-namespace, every program runs in that namespace, and its addresses count. */
@@ -51,7 +72,7 @@ function scopedTo(config: Config, deps: Deps): Deps {
   const path = config.networkNamespace;
   if (path === undefined) return deps;
   const run = inNamespace(deps.run, path);
-  return { ...deps, run, hasGlobalIpv6: () => hasGlobalIpv6In(run) };
+  return { ...deps, run, addressFamilies: () => addressFamiliesIn(run) };
 }
 
 async function runValidation(config: Config, deps: Deps, log: Logger): Promise<void> {
@@ -60,9 +81,8 @@ async function runValidation(config: Config, deps: Deps, log: Logger): Promise<v
   log.info('validated', `validation passed: ${result.detail}`);
 }
 
-function ipv6Note(config: Config, families: readonly Family[]): string {
-  if (families.includes('ipv6')) return '';
-  return `; ipv6 not captured (${config.ipv6 === false ? '--ipv6 false' : 'no global IPv6 address'})`;
+function ipv6Note({ ipv6Left }: Families): string {
+  return ipv6Left === undefined ? '' : `; ipv6 not captured (${ipv6Left})`;
 }
 
 function engineFor(deps: Deps, log: Logger): Engine {
@@ -125,17 +145,18 @@ async function routingDrift(config: Config, families: Family[], deps: Deps): Pro
 /** --check: the difference between live and planned rules, exit 5 when there is one. */
 async function checkDrift(
   config: Config,
-  families: Family[],
+  scope: Families,
   engine: Engine,
   deps: Deps,
   log: Logger,
 ) {
+  const { families } = scope;
   const drift = [
     ...(await engine.check(config, families)),
     ...(await routingDrift(config, families, deps)),
   ];
   if (drift.length === 0) {
-    log.info('check', `check: the live rules are the planned ones${ipv6Note(config, families)}`, {
+    log.info('check', `check: the live rules are the planned ones${ipv6Note(scope)}`, {
       drift: false,
     });
     return EXIT_OK;
@@ -213,11 +234,12 @@ async function prepareRouting(
 /** Applies the rules; any failure after a change puts every change back. */
 async function applyRules(
   config: Config,
-  families: Family[],
+  scope: Families,
   engine: Engine,
   deps: Deps,
   log: Logger,
 ) {
+  const { families } = scope;
   const changes = new Changes();
   let applied: Awaited<ReturnType<Engine['apply']>>;
   try {
@@ -232,7 +254,7 @@ async function applyRules(
     planTables(config, family).reduce((sum, plan) => sum + plan.rules.length, 0),
   );
   const summary = families.map((f, i) => `${f} (${rules[i]} rules)`).join(' and ');
-  log.info('applied', `applied ${summary} with ${applied.label}${ipv6Note(config, families)}`, {
+  log.info('applied', `applied ${summary} with ${applied.label}${ipv6Note(scope)}`, {
     families,
     rules,
     reads: applied.reads,
@@ -308,14 +330,15 @@ async function readResolvers(config: Config, deps: Deps, log: Logger): Promise<C
 export async function runMeshInit(given: Config, shellDeps: Deps, log: Logger): Promise<number> {
   const deps = scopedTo(given, shellDeps);
   const config = given.skipRuleApply ? given : await readResolvers(given, deps, log);
-  const families = await familiesFor(config, deps);
+  const scope = await familiesFor(config, deps);
+  const { families } = scope;
   if (config.skipRuleApply) {
     await runValidation(config, deps, log);
     return EXIT_OK;
   }
   const engine = engineFor(deps, log);
   if (config.dryRun) return printDryRun(config, families, engine, deps, log);
-  if (config.mode === 'check') return checkDrift(config, families, engine, deps, log);
+  if (config.mode === 'check') return checkDrift(config, scope, engine, deps, log);
   if (config.mode === 'cleanup') return cleanUp(config, families, engine, deps, log);
-  return applyRules(config, families, engine, deps, log);
+  return applyRules(config, scope, engine, deps, log);
 }

@@ -67,6 +67,8 @@ export interface Config {
   readonly dropInvalid: boolean;
   readonly dryRun: boolean;
   readonly ipv6: 'auto' | boolean;
+  /** Istio's --dual-stack: with --ipv6 auto, a pod with both families gets IPv6 captured too. */
+  readonly dualStack: boolean;
   readonly backend: 'auto' | Backend;
   readonly chainPrefix: string;
   /** What this run does: install the rules, remove mesh-init's, or compare live with planned. */
@@ -580,7 +582,6 @@ function modes(given: Given) {
   for (const [flag, why] of [
     ['force-apply', 'mesh-init always reconciles'],
     ['reconcile', 'mesh-init always replaces what an earlier run left'],
-    ['dual-stack', 'mesh-init captures IPv6 wherever the pod has it (see --ipv6)'],
     ['cni-mode', 'mesh-init waits for the xtables lock in every mode'],
   ] as const) {
     if (given.flag(flag))
@@ -661,6 +662,7 @@ export function validateConfig(options: GivenOptions): Config {
     dns: dns(given, tcpPorts, outboundConfig.outboundExcludePorts),
     dropInvalid: given.flag('drop-invalid'),
     ipv6,
+    dualStack: given.flag('dual-stack'),
     backend: backend(given),
     chainPrefix: chainPrefix(given),
     retry: retry(given),

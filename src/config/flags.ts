@@ -153,7 +153,7 @@ export const FLAGS: readonly FlagSpec[] = [
     type: 'string',
     env: ['MESH_INIT_IPV6'],
     describe:
-      'capture IPv6 too: auto (when the pod has a non-link-local IPv6 address), true, false',
+      'capture IPv6 too: auto (as Istio: an IPv6-only pod, or any pod with IPv6 and --dual-stack), true, false',
     defaultText: 'auto',
   },
   {
@@ -353,7 +353,7 @@ export const FLAGS: readonly FlagSpec[] = [
   {
     name: 'dual-stack',
     type: 'boolean',
-    env: ['DUAL_STACK', 'ISTIO_DUAL_STACK'],
+    env: ['MESH_INIT_DUAL_STACK', 'DUAL_STACK', 'ISTIO_DUAL_STACK'],
     describe:
       "Istio's dual-stack switch: accepted, mesh-init captures IPv6 wherever the pod has it (--ipv6)",
     defaultText: 'false',

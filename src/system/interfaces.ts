@@ -1,19 +1,29 @@
 import type { NetworkInterfaceInfo } from 'node:os';
 import ipaddr from 'ipaddr.js';
 
-/** True when some interface has an IPv6 address that is not loopback and not link-local (fe80::/10). */
-export function hasGlobalIpv6(
+/** Which families the pod has an address of that is neither loopback nor link-local. */
+export interface AddressFamilies {
+  readonly ipv4: boolean;
+  readonly ipv6: boolean;
+}
+
+/** What the address is, once any zone (`fe80::1%eth0`) is dropped. */
+function rangeOf(address: string): string | undefined {
+  const plain = address.split('%')[0] ?? '';
+  return ipaddr.isValid(plain) ? ipaddr.parse(plain).range() : undefined;
+}
+
+/** The families of the interfaces' global addresses (not loopback, not link-local). */
+export function addressFamilies(
   interfaces: Readonly<Record<string, readonly NetworkInterfaceInfo[] | undefined>>,
-): boolean {
-  return Object.values(interfaces).some((addresses) =>
-    (addresses ?? []).some(
-      (a) =>
-        a.family === 'IPv6' &&
-        !a.internal &&
-        ipaddr.IPv6.isValid(a.address.split('%')[0] ?? '') &&
-        !['linkLocal', 'loopback'].includes(
-          ipaddr.IPv6.parse(a.address.split('%')[0] ?? '').range(),
-        ),
-    ),
-  );
+): AddressFamilies {
+  const global = Object.values(interfaces)
+    .flatMap((addresses) => addresses ?? [])
+    .filter(
+      (a) => !a.internal && !['linkLocal', 'loopback', undefined].includes(rangeOf(a.address)),
+    );
+  return {
+    ipv4: global.some((a) => a.family === 'IPv4'),
+    ipv6: global.some((a) => a.family === 'IPv6'),
+  };
 }

@@ -5,6 +5,7 @@
  */
 import { BackendError } from '../errors.js';
 import { describeFailure, type RunCommand } from './exec.js';
+import type { AddressFamilies } from './interfaces.js';
 
 /** util-linux's nsenter takes any namespace path: /var/run/netns/NAME, /proc/PID/ns/net. */
 export function inNamespace(run: RunCommand, path: string): RunCommand {
@@ -12,16 +13,20 @@ export function inNamespace(run: RunCommand, path: string): RunCommand {
 }
 
 /**
- * Whether the namespace has an IPv6 address that is neither loopback nor link-local:
- * what `ip` lists with scope global (ULA addresses included, as for our own namespace).
+ * The families the namespace has a global address of (not loopback, not link-local):
+ * what `ip` lists with scope global, ULA addresses included as for our own namespace.
  */
-export async function hasGlobalIpv6In(run: RunCommand): Promise<boolean> {
-  const args = ['-6', '-o', 'addr', 'show', 'scope', 'global'];
+export async function addressFamiliesIn(run: RunCommand): Promise<AddressFamilies> {
+  const args = ['-o', 'addr', 'show', 'scope', 'global'];
   const shown = await run('ip', args);
   if (shown.exitCode !== 0) {
     throw new BackendError(
-      `cannot read the IPv6 addresses (ip ${args.join(' ')}): ${describeFailure(shown)}`,
+      `cannot read the namespace's addresses (ip ${args.join(' ')}): ${describeFailure(shown)}`,
     );
   }
-  return shown.stdout.trim() !== '';
+  const lines = shown.stdout.split('\n');
+  return {
+    ipv4: lines.some((line) => /\sinet\s/.test(line)),
+    ipv6: lines.some((line) => /\sinet6\s/.test(line)),
+  };
 }

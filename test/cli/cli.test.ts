@@ -30,7 +30,7 @@ const CONFIG_LINE = expect.stringMatching(
   /^mesh-init: config: mode=[a-z]+( \(dry-run\))? proxy-port=/,
 );
 const DEFAULT_CONFIG_LINE =
-  'mesh-init: config: mode=apply proxy-port=15001 inbound-capture-port=15001 inbound-tunnel-port=15008 proxy-uid=1337 proxy-gid=1337 inbound-ports=* inbound-exclude-ports="" outbound-include-cidrs=* outbound-exclude-cidrs="" outbound-exclude-ports="" outbound-include-ports="" outbound-owner-groups=* ipv4-loopback-cidr=127.0.0.1/32 kube-virt-interfaces="" exclude-interfaces="" inbound-interception-mode=REDIRECT redirect-dns=false drop-invalid=false ipv6=auto iptables-backend=auto chain-prefix=ISTIO_ wait=10 max-retries=3 retry-interval=1 run-validation=false';
+  'mesh-init: config: mode=apply proxy-port=15001 inbound-capture-port=15001 inbound-tunnel-port=15008 proxy-uid=1337 proxy-gid=1337 inbound-ports=* inbound-exclude-ports="" outbound-include-cidrs=* outbound-exclude-cidrs="" outbound-exclude-ports="" outbound-include-ports="" outbound-owner-groups=* ipv4-loopback-cidr=127.0.0.1/32 kube-virt-interfaces="" exclude-interfaces="" inbound-interception-mode=REDIRECT redirect-dns=false drop-invalid=false ipv6=auto dual-stack=false iptables-backend=auto chain-prefix=ISTIO_ wait=10 max-retries=3 retry-interval=1 run-validation=false';
 
 const RESTORE_ARGS = ['--noflush', '--wait=10'];
 const ISTIO_INJECTOR = [
@@ -577,11 +577,10 @@ describe('failures', () => {
     },
     {
       name: "Istio's flags without effect: one note each, the default run",
-      argv: ['--dual-stack', '--reconcile', '--cni-mode', '--force-apply'],
+      argv: ['--reconcile', '--cni-mode', '--force-apply'],
       notes: [
         '--force-apply is accepted without effect: mesh-init always reconciles',
         '--reconcile is accepted without effect: mesh-init always replaces what an earlier run left',
-        '--dual-stack is accepted without effect: mesh-init captures IPv6 wherever the pod has it (see --ipv6)',
         '--cni-mode is accepted without effect: mesh-init waits for the xtables lock in every mode',
       ],
       check: async (result) => {
@@ -875,7 +874,7 @@ describe('failures', () => {
     [
       'the IPv6 probe throws',
       {
-        hasGlobalIpv6: () => {
+        addressFamilies: () => {
           throw new RangeError('boom');
         },
       },

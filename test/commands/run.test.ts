@@ -2821,7 +2821,7 @@ describe('TPROXY, DNS capture and --drop-invalid: nat, mangle and raw per family
 // nsenter, and --ipv6 auto asks that namespace for its addresses, not our own.
 describe('--network-namespace: every program runs in that namespace', () => {
   const NS = '/var/run/netns/pod';
-  const SHOW_V6 = 'ip -6 -o addr show scope global';
+  const SHOW_V6 = 'ip -o addr show scope global';
   type Inner = { file: string; args: string[]; input: string | undefined };
   const line = (c: Inner) => [c.file, ...c.args].join(' ');
   /** nsenter, as the fake system answers it: the program after `--` runs on the fake kernel. */
@@ -2898,5 +2898,65 @@ describe('--network-namespace: every program runs in that namespace', () => {
     expect(result.restores().map((c) => c.input)).toEqual(
       (await run([], LIVE_NFT)).restores().map((c) => c.input),
     );
+  });
+});
+
+// Istio's choice of families (issue 14): IPv6 where the pod is IPv6-only, or where
+// --dual-stack (ISTIO_DUAL_STACK) says the proxies serve both families.
+describe('--ipv6 auto decides as Istio does', () => {
+  const restored = (result: Awaited<ReturnType<typeof run>>) =>
+    result.restores().map((c) => c.file);
+  it.each<[string, string[], { globalIpv4: boolean; globalIpv6: boolean }, string[], string]>([
+    [
+      'an IPv4-only pod',
+      [],
+      { globalIpv4: true, globalIpv6: false },
+      ['iptables-nft-restore'],
+      'no global IPv6 address',
+    ],
+    [
+      'a dual-stack pod without --dual-stack',
+      [],
+      { globalIpv4: true, globalIpv6: true },
+      ['iptables-nft-restore'],
+      'the pod has IPv4 too and --dual-stack is off, as in Istio',
+    ],
+    [
+      'a dual-stack pod with --dual-stack',
+      ['--dual-stack'],
+      { globalIpv4: true, globalIpv6: true },
+      ['iptables-nft-restore', 'ip6tables-nft-restore'],
+      '',
+    ],
+    [
+      'a dual-stack pod with ISTIO_DUAL_STACK (through its variable)',
+      [],
+      { globalIpv4: true, globalIpv6: true },
+      ['iptables-nft-restore', 'ip6tables-nft-restore'],
+      '',
+    ],
+    [
+      'an IPv6-only pod: both families, as Istio',
+      [],
+      { globalIpv4: false, globalIpv6: true },
+      ['iptables-nft-restore', 'ip6tables-nft-restore'],
+      '',
+    ],
+    [
+      '--ipv6 true on an IPv4-only pod',
+      ['--ipv6', 'true'],
+      { globalIpv4: true, globalIpv6: false },
+      ['iptables-nft-restore', 'ip6tables-nft-restore'],
+      '',
+    ],
+  ])('%s', async (name, argv, families, restores, why) => {
+    const env: Record<string, string> = name.includes('ISTIO_DUAL_STACK')
+      ? { ISTIO_DUAL_STACK: 'true' }
+      : {};
+    const result = await run(['--iptables-backend', 'nft', ...argv], {}, { ...families, env });
+    expect(result.code).toBe(0);
+    expect(restored(result)).toEqual(restores);
+    const applied = result.stderrLines().find((l) => l.includes(': applied '));
+    expect(applied?.endsWith(why === '' ? 'backend' : `; ipv6 not captured (${why})`)).toBe(true);
   });
 });

@@ -45,6 +45,7 @@ const DEFAULTS: Config = {
   dropInvalid: false,
   dryRun: false,
   ipv6: 'auto',
+  dualStack: false,
   backend: 'auto',
   chainPrefix: 'ISTIO_',
   mode: 'apply',
@@ -92,6 +93,14 @@ const FEATURES: Record<
     with: { MESH_INIT_REDIRECT_DNS: 'true' },
     gives: { dns: { capture: 'all', port: 15053, resolvers: [] } },
   },
+  // Istio's switch for pods with both families: --ipv6 auto then captures IPv6 too.
+  'dual-stack': {
+    set: [['--dual-stack'], ['--dual-stack=true']],
+    unset: [['--dual-stack=false'], ['--no-dual-stack']],
+    on: ['true', '1', 't'],
+    off: ['false', '0', ''],
+    gives: { dualStack: true },
+  },
   'drop-invalid': {
     set: [['--drop-invalid'], ['--drop-invalid=true']],
     unset: [['--drop-invalid=false'], ['--no-drop-invalid']],
@@ -106,6 +115,7 @@ const ISTIO_FEATURE_VARIABLES: Record<string, string[]> = {
   'redirect-dns': ['ISTIO_META_DNS_CAPTURE', 'REDIRECT_DNS'],
   'capture-all-dns': ['CAPTURE_ALL_DNS'],
   'drop-invalid': ['DROP_INVALID', 'INVALID_DROP'],
+  'dual-stack': ['DUAL_STACK', 'ISTIO_DUAL_STACK'],
 };
 
 /** Istio's argv-only flags: taken as its injector writes them, from no variable. */
@@ -120,10 +130,6 @@ const NO_EFFECT: Record<string, { variables: string[]; why: string }> = {
   reconcile: {
     variables: ['RECONCILE'],
     why: 'mesh-init always replaces what an earlier run left',
-  },
-  'dual-stack': {
-    variables: ['DUAL_STACK', 'ISTIO_DUAL_STACK'],
-    why: 'mesh-init captures IPv6 wherever the pod has it (see --ipv6)',
   },
   'cni-mode': {
     variables: ['CNI_MODE'],
@@ -2544,16 +2550,23 @@ describe("Istio's options (issue 14)", () => {
       );
     });
 
-    it('all four at once: one note each, in a fixed order', async () => {
-      const config = await configFrom([
-        '--cni-mode',
-        '--dual-stack',
-        '--reconcile',
-        '--force-apply',
-      ]);
+    it('all three at once: one note each, in a fixed order', async () => {
+      const config = await configFrom(['--cni-mode', '--reconcile', '--force-apply']);
       expect(config.notes).toEqual(
-        ['force-apply', 'reconcile', 'dual-stack', 'cni-mode'].map((f) => noEffect(`--${f}`)),
+        ['force-apply', 'reconcile', 'cni-mode'].map((f) => noEffect(`--${f}`)),
       );
+    });
+
+    it.each<[string[], Record<string, string>, boolean]>([
+      [[], {}, false],
+      [['--dual-stack'], {}, true],
+      [[], { DUAL_STACK: 'true' }, true],
+      [[], { ISTIO_DUAL_STACK: '1' }, true],
+      [['--no-dual-stack'], { ISTIO_DUAL_STACK: 'true' }, false],
+    ])('--dual-stack %j %j: dualStack %s, no note', async (argv, env, dualStack) => {
+      const config = await configFrom(argv, env);
+      expect(config.dualStack).toBe(dualStack);
+      expect(config.notes).toEqual([]);
     });
   });
 

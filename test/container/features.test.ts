@@ -3,8 +3,9 @@
 // destination), DNS capture with Docker's embedded resolver on 127.0.0.11 (the
 // "resolver on lo" case), and --drop-invalid. Every pod and the peer that talks to
 // them sit on one internal Docker network, dual-stack, so TPROXY and --drop-invalid
-// are proved over IPv6 too (mesh-init's `--ipv6 auto` sees the pod's global IPv6
-// address and programs ip6tables as well). DNS capture has no IPv6 case: Docker's
+// are proved over IPv6 too (with --dual-stack, as Istio's injector sets for a
+// dual-stack mesh, `--ipv6 auto` sees the pod's global IPv6 address and programs
+// ip6tables as well). DNS capture has no IPv6 case: Docker's
 // embedded DNS listens on 127.0.0.11 only, so a pod's resolv.conf names no IPv6
 // resolver to capture.
 //
@@ -112,7 +113,7 @@ describe.runIf(missing === undefined)("issue #5's features in Docker pods", () =
   });
 
   describe('-m TPROXY: inbound TCP reaches a transparent listener with its destination kept', () => {
-    const args = [...INIT_ARGS, '-m', 'TPROXY', '-z', String(INBOUND_PORT)];
+    const args = [...INIT_ARGS, '--dual-stack', '-m', 'TPROXY', '-z', String(INBOUND_PORT)];
     let pod: Pod;
     let sidecars: Sidecars;
 
@@ -321,7 +322,7 @@ describe.runIf(missing === undefined)("issue #5's features in Docker pods", () =
   });
 
   describe('--drop-invalid: a segment conntrack cannot place is dropped in mangle PREROUTING', () => {
-    const args = [...INIT_ARGS, '--drop-invalid'];
+    const args = [...INIT_ARGS, '--dual-stack', '--drop-invalid'];
     let pod: Pod;
     let sidecars: Sidecars;
 
@@ -344,7 +345,7 @@ describe.runIf(missing === undefined)("issue #5's features in Docker pods", () =
       const checked = await check(pod, args);
       expect(checked.exitCode, checked.stdout + checked.stderr).toBe(0);
       // --check compares mangle too: without the flag, the chain is drift (exit 5).
-      const without = await check(pod, INIT_ARGS);
+      const without = await check(pod, [...INIT_ARGS, '--dual-stack']);
       expect(without.exitCode, without.stderr).toBe(5);
       expect(without.stdout).toContain('DROP_INVALID');
     });

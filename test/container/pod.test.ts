@@ -225,7 +225,8 @@ describe.runIf(engine.ok)('dual-stack pods with the mesh-init init container', (
     const [server, client] = await Promise.all(
       ['service-two', 'service-one'].map(async (name) => {
         const pod = await cluster.startPod(name);
-        const init = await cluster.runInit(pod, INIT_ARGS);
+        // As Istio's injector passes ISTIO_DUAL_STACK for a dual-stack mesh.
+        const init = await cluster.runInit(pod, [...INIT_ARGS, '--dual-stack']);
         expect(init.exitCode, init.stderr).toBe(0);
         return { pod, sidecars: await cluster.startSidecars(pod) };
       }),
@@ -253,5 +254,16 @@ describe.runIf(engine.ok)('dual-stack pods with the mesh-init init container', (
     expect(serverLog.filter((line) => line.includes(id))).toEqual([
       expect.stringMatching(accessLine(agent, id, 'service-two', '127.0.0.1:8080')),
     ]);
+  });
+
+  it('without --dual-stack, as Istio, a pod with IPv4 too is captured over IPv4 only', async () => {
+    const pod = await cluster.startPod('ipv4-only-mesh');
+    const init = await cluster.runInit(pod, INIT_ARGS);
+    expect(init.exitCode, init.stderr).toBe(0);
+    expect(init.stderr).toContain(
+      'ipv6 not captured (the pod has IPv4 too and --dual-stack is off',
+    );
+    expect((await cluster.natTables(pod, 6)).nft).not.toContain('ISTIO_');
+    expect((await cluster.natTables(pod, 4)).nft).toContain('ISTIO_OUTPUT');
   });
 });

@@ -175,4 +175,12 @@ kernelSuite('Istio parity: the same packets go to the same place', () => {
     expect((await net.connect('peer', 'tcp', v4.pod, APP)).server).toBe('proxy-inbound');
     expect(await net.exec('peer', ['iptables-legacy-save', '-t', 'nat'])).not.toContain('ISTIO_');
   });
+
+  it('8. --ipv6 auto: a pod with both families is captured over IPv6 only with --dual-stack', async () => {
+    await meshInit([]);
+    expect((await net.connect('peer', 'tcp', v6.pod, APP)).server).toBe('app');
+    expect((await net.connect('peer', 'tcp', v4.pod, APP)).server).toBe('proxy-inbound');
+    await meshInit(['--dual-stack']);
+    expect((await net.connect('peer', 'tcp', v6.pod, APP)).server).toBe('proxy-inbound');
+  });
 });

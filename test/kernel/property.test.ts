@@ -118,7 +118,7 @@ async function dryRun(argv: string[], env: Record<string, string>): Promise<Outc
   const code = await main(['--dry-run', ...argv], env, {
     // No live table to read: the texts are those for a fresh namespace.
     run: async () => ({ exitCode: 1, stdout: '', stderr: 'no table in this test' }),
-    hasGlobalIpv6: () => true,
+    addressFamilies: () => ({ ipv4: false, ipv6: true }),
     stdout: (text) => {
       stdout += text;
     },

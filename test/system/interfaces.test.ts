@@ -1,7 +1,7 @@
-/** When --ipv6 auto captures IPv6: the pod has an IPv6 address that is neither loopback nor link-local. */
+/** What --ipv6 auto reads: the families of the pod's addresses that are neither loopback nor link-local. */
 import type { NetworkInterfaceInfo } from 'node:os';
 import { describe, expect, it } from 'vitest';
-import { hasGlobalIpv6 } from '../../src/system/interfaces.js';
+import { addressFamilies } from '../../src/system/interfaces.js';
 
 const v4 = (address: string, internal = false): NetworkInterfaceInfo => ({
   address,
@@ -24,7 +24,7 @@ const v6 = (address: string, internal = false): NetworkInterfaceInfo => ({
 type Interfaces = Record<string, NetworkInterfaceInfo[] | undefined>;
 const lo = [v4('127.0.0.1', true), v6('::1', true)];
 
-describe('hasGlobalIpv6', () => {
+describe('addressFamilies', () => {
   it.each<[string, Interfaces, boolean]>([
     ['no interfaces', {}, false],
     ['loopback only', { lo }, false],
@@ -47,13 +47,24 @@ describe('hasGlobalIpv6', () => {
       true,
     ],
     ['internal non-loopback IPv6 is ignored', { dummy: [v6('fd00::1', true)] }, false],
-  ])('%s → %s', (_name, interfaces, expected) => {
-    expect(hasGlobalIpv6(interfaces)).toBe(expected);
+  ])('%s: IPv6 %s', (_name, interfaces, expected) => {
+    expect(addressFamilies(interfaces).ipv6).toBe(expected);
   });
 
-  // src/interfaces.ts tests the text with /^fe[89ab]/, which also matches compressed
+  it.each<[string, Interfaces, boolean]>([
+    ['loopback only', { lo }, false],
+    ['IPv6-only pod', { lo, eth0: [v6('2001:db8::7')] }, false],
+    ['IPv4 link-local only (169.254/16)', { eth0: [v4('169.254.1.2')] }, false],
+    ['internal non-loopback IPv4 is ignored', { dummy: [v4('10.9.9.9', true)] }, false],
+    ['IPv4 pod', { lo, eth0: [v4('10.244.1.7')] }, true],
+    ['dual-stack pod', { lo, eth0: [v4('10.244.1.7'), v6('fd00:10:244:1::7')] }, true],
+  ])('%s: IPv4 %s', (_name, interfaces, expected) => {
+    expect(addressFamilies(interfaces).ipv4).toBe(expected);
+  });
+
+  // An earlier version tested the text with /^fe[89ab]/, which also matches compressed
   // addresses whose first group is only three digits, e.g. fe8::1 = 0fe8::1, not in fe80::/10.
   it('0fe8::1 written fe8::1 is not link-local', () => {
-    expect(hasGlobalIpv6({ eth0: [v6('fe8::1')] })).toBe(true);
+    expect(addressFamilies({ eth0: [v6('fe8::1')] }).ipv6).toBe(true);
   });
 });
