@@ -185,6 +185,19 @@ describe('every kind with a pod template', () => {
     ]);
   });
 
+  it("warns about Istio's own init container in the same pod, and still injects", async () => {
+    const text = fixture('kinds.yaml').replace('name: migrate', 'name: istio-init');
+    const result = await inject(text, [], 'kinds.yaml');
+    expect(result.injected).toBe(9);
+    expect(result.notices).toEqual([
+      {
+        level: 'warning',
+        message:
+          "Deployment deployment (kinds.yaml, document 3): it also has Istio's istio-init init container, which programs the same iptables chains: keep one of the two",
+      },
+    ]);
+  });
+
   it('refuses to upgrade a workload whose selector cannot come from labels', async () => {
     const text = fixture('old-apis.yaml').replace('      labels:\n        app: beta1\n', '');
     expect(await usageError(text, ['--upgrade-api'])).toBe(
