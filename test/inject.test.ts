@@ -430,6 +430,14 @@ describe('idempotence', () => {
     );
   });
 
+  it('leaves an opted-out pod exactly as it was, an empty annotations map included', async () => {
+    const text =
+      'apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  labels: {sidecar.istio.io/inject: "false"}\n  annotations: {}\nspec:\n  containers: []\n';
+    const result = await inject(text);
+    expect(result.output).toBe(text);
+    expect(result.injected).toBe(0);
+  });
+
   it('refuses to take over a container of the same name that inject did not add', async () => {
     const text = fixture('kinds.yaml').replace('name: migrate', 'name: mesh-init');
     expect(await usageError(text)).toBe(

@@ -1,3 +1,4 @@
+import type { Container } from 'kubernetes-types/core/v1.js';
 import { type Document, isMap, isSeq, type YAMLMap } from 'yaml';
 import type { GivenOption, GivenOptions } from '../../args.js';
 import {
@@ -126,7 +127,7 @@ function decideContainers(
   labels: ReadonlyMap<string, unknown>,
   settings: InjectSettings,
   notices: Notice[],
-) {
+): { initContainers: Container[]; containers: Container[] } {
   const none = { initContainers: [], containers: [] };
   if (!wantsInjection(annotations, labels, resource.describe)) return none;
   if (spec.get('hostNetwork') === true) {

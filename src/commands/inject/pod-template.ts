@@ -110,7 +110,7 @@ export function writeStatus(doc: Document, template: YAMLMap, injected: Injected
   const nothing = injected.initContainers.length === 0 && injected.containers.length === 0;
   const annotations = template.getIn(['metadata', 'annotations'], true);
   if (nothing) {
-    if (isMap(annotations)) {
+    if (isMap(annotations) && annotations.has(STATUS_ANNOTATION)) {
       annotations.delete(STATUS_ANNOTATION);
       // An annotations map (and metadata) inject made for its record alone goes with it.
       if (annotations.items.length === 0) template.deleteIn(['metadata', 'annotations']);
