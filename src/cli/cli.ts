@@ -1,3 +1,4 @@
+import type { InjectDeps } from '../commands/inject/command.js';
 import { type Deps, runMeshInit } from '../commands/run.js';
 import { validateConfig } from '../config/config.js';
 import { EXIT_INTERNAL, EXIT_OK, MeshInitError } from '../errors.js';
@@ -12,7 +13,7 @@ import { parseCommandLine } from './args.js';
 export async function main(
   argv: readonly string[],
   env: Readonly<Record<string, string | undefined>>,
-  deps: Deps,
+  deps: Deps & { readonly readInput?: InjectDeps['readInput'] },
 ): Promise<number> {
   // Until the flags are validated, a guess: JSON as soon as it was asked for, so that
   // even a usage error is logged the way the user reads logs.
@@ -26,6 +27,13 @@ export async function main(
     (!argv.some((arg) => arg.startsWith('--log-format')) && env.MESH_INIT_LOG_FORMAT === 'json');
   let log = createLogger(guess ? 'json' : 'text', deps.stderr, deps.now);
   try {
+    if (argv[0] === 'inject') {
+      const { readInput } = deps;
+      if (readInput === undefined) throw new Error('inject needs a way to read its input');
+      // Loaded only here: the init container's own run does not pay for the YAML parser.
+      const { runInject } = await import('../commands/inject/command.js');
+      return await runInject(argv.slice(1), { ...deps, readInput });
+    }
     const parsed = await parseCommandLine(argv, env);
     if (parsed.kind === 'help') {
       deps.stdout(`${parsed.text}\n`);

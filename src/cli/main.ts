@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { networkInterfaces } from 'node:os';
+import { text } from 'node:stream/consumers';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { runCommand } from '../system/exec.js';
 import { addressFamilies } from '../system/interfaces.js';
@@ -18,6 +19,7 @@ void main(process.argv.slice(2), process.env, {
   now: () => new Date(),
   random: Math.random,
   readResolvConf: () => readFile('/etc/resolv.conf', 'utf8'),
+  readInput: (filename) => (filename === '-' ? text(process.stdin) : readFile(filename, 'utf8')),
   validate: (config) =>
     validateRedirect(config, { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 }),
 }).then((code) => {

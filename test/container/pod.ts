@@ -29,7 +29,7 @@ export const APP_PORT = 8080;
 export const INIT_ARGS: readonly string[] = ['-p', String(PROXY_PORT), '-u', String(PROXY_UID)];
 
 const RUN_LABEL = 'mesh-init-test.run';
-const HELPERS_DIR = '/opt/mesh-test';
+export const HELPERS_DIR = '/opt/mesh-test';
 const helperFiles = [
   'echo-server.mjs',
   'test-proxy.mjs',
@@ -119,6 +119,15 @@ export interface InPodOptions {
   readonly capabilities?: readonly string[];
 }
 
+/** The pod's sandbox (its pause container), when not the default one. */
+export interface SandboxOptions {
+  /** Default: the mesh-init image, idling in Node. */
+  readonly image?: string;
+  readonly entrypoint?: readonly string[];
+  /** Names the pod answers to on the cluster network (its Services); default its own name. */
+  readonly aliases?: readonly string[];
+}
+
 export interface NatTables {
   readonly legacy: string;
   readonly nft: string;
@@ -138,7 +147,7 @@ export interface HttpAnswer {
 }
 
 /** Waits for a one-shot container to exit, whatever its exit code (testcontainers' own one-shot check polls once a second and throws on a non-zero code). */
-class UntilExit implements WaitStrategy {
+export class UntilExit implements WaitStrategy {
   private timeoutMs = 60_000;
 
   async waitUntilReady(container: Parameters<WaitStrategy['waitUntilReady']>[0]): Promise<void> {
@@ -236,16 +245,18 @@ export class Cluster {
    * attaches a container with network aliases to the default bridge first, and a
    * pod must be on the internal network alone. The alias is the Service name.
    */
-  async startPod(name: string): Promise<Pod> {
+  async startPod(name: string, sandbox: SandboxOptions = {}): Promise<Pod> {
     const container = await this.client.container.create({
       name: `mesh-init-test-${this.runId}-${name}`,
-      Image: IMAGE,
+      Image: sandbox.image ?? IMAGE,
       Hostname: name,
       // The image has no coreutils (no `sleep`): Node idles as the pause process.
-      Entrypoint: ['node', '-e', 'setInterval(() => {}, 1 << 30)'],
+      Entrypoint: [...(sandbox.entrypoint ?? ['node', '-e', 'setInterval(() => {}, 1 << 30)'])],
       Labels: this.labels,
       HostConfig: { NetworkMode: this.network, CapDrop: ['ALL'] },
-      NetworkingConfig: { EndpointsConfig: { [this.network]: { Aliases: [name] } } },
+      NetworkingConfig: {
+        EndpointsConfig: { [this.network]: { Aliases: [...(sandbox.aliases ?? [name])] } },
+      },
     });
     await this.client.container.start(container);
     const info = await this.client.container.inspect(container);
@@ -430,6 +441,18 @@ export class Cluster {
     await this.client.network.remove(this.client.network.getById(this.network));
   }
 
+  /**
+   * A container of the pod as a spec describes it: joined to its namespace, labelled
+   * for remove(), the test helpers in /opt/mesh-test, and nothing else set.
+   */
+  containerInPod(pod: Pod, role: string, image: string): GenericContainer {
+    return new GenericContainer(image)
+      .withName(`mesh-init-test-${this.runId}-${pod.name}-${role}`)
+      .withNetworkMode(`container:${pod.id}`)
+      .withCopyFilesToContainer(helperFiles)
+      .withLabels(this.labels);
+  }
+
   private inPod(pod: Pod, options: InPodOptions): GenericContainer {
     let container = new GenericContainer(options.image ?? IMAGE)
       .withName(`mesh-init-test-${this.runId}-${pod.name}-${options.role}`)
@@ -445,7 +468,8 @@ export class Cluster {
     return container;
   }
 
-  private async runToCompletion(container: GenericContainer): Promise<RunResult> {
+  /** Starts a one-shot container (its wait strategy waits for the exit) and returns its outcome, removing it. */
+  async runToCompletion(container: GenericContainer): Promise<RunResult> {
     const started = await container.start();
     try {
       const info = await this.client.container.inspect(
@@ -458,7 +482,8 @@ export class Cluster {
     }
   }
 
-  private async logsOf(id: string): Promise<{ stdout: string; stderr: string }> {
+  /** A container's stdout and stderr so far. */
+  async logsOf(id: string): Promise<{ stdout: string; stderr: string }> {
     const buffer = (await this.client.container.dockerode
       .getContainer(id)
       .logs({ stdout: true, stderr: true, follow: false })) as unknown as Buffer;
