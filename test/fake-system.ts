@@ -717,6 +717,8 @@ export interface FakeOptions {
   readonly globalIpv6?: boolean;
   /** The pod has a global IPv4 address too (so --ipv6 auto needs --dual-stack, as in Istio). */
   readonly globalIpv4?: boolean;
+  /** The init container's /etc/group. */
+  readonly groupFile?: string;
   readonly answers?: Readonly<Record<string, Answer>>;
   /** What deps.validate answers (--run-validation). */
   readonly validation?: ValidationResult;
@@ -770,6 +772,7 @@ export function fakeSystem(setup: Setup, options: FakeOptions = {}) {
       validations.push({ config, afterCalls: calls.length });
       return options.validation ?? { ok: true, detail: 'the probe landed on the proxy port' };
     },
+    readGroupFile: async () => options.groupFile ?? 'root:x:0:\nadm:x:4:\n',
     readResolvConf: async () => {
       resolvConfReads++;
       const answer = options.resolvConf ?? POD_RESOLV_CONF;

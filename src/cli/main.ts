@@ -19,6 +19,7 @@ void main(process.argv.slice(2), process.env, {
   now: () => new Date(),
   random: Math.random,
   readResolvConf: () => readFile('/etc/resolv.conf', 'utf8'),
+  readGroupFile: () => readFile('/etc/group', 'utf8'),
   readInput: (filename) => (filename === '-' ? text(process.stdin) : readFile(filename, 'utf8')),
   validate: (config) =>
     validateRedirect(config, { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 }),

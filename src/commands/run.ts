@@ -6,9 +6,10 @@ import { Changes } from '../backends/changes.js';
 import type { Engine } from '../backends/engine.js';
 import { IptablesEngine } from '../backends/iptables/engine.js';
 import { type Config, withResolvers } from '../config/config.js';
+import { namesGroups, parseGroupFile, withGroupIds } from '../config/groups.js';
 import type { Family } from '../config/net.js';
 import { parseResolvConf } from '../config/resolv.js';
-import { BackendError, EXIT_DRIFT, EXIT_OK, ValidationError } from '../errors.js';
+import { BackendError, EXIT_DRIFT, EXIT_OK, UsageError, ValidationError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { INBOUND_PASSTHROUGH, usesTproxy } from '../plan/matches.js';
 import { planTables } from '../plan/plan.js';
@@ -38,6 +39,8 @@ export interface Deps {
   readonly validate: (config: Config) => Promise<ValidationResult>;
   /** In [0, 1): spreads retries of runs that collided. */
   readonly random: () => number;
+  /** The init container's /etc/group, for group names in the owner-group filters. */
+  readonly readGroupFile: () => Promise<string>;
   /** The pod's /etc/resolv.conf, for --redirect-dns. */
   readonly readResolvConf: () => Promise<string>;
 }
@@ -324,12 +327,26 @@ async function readResolvers(config: Config, deps: Deps, log: Logger): Promise<C
   return withResolvers(config, resolvers);
 }
 
-/** The whole run, by mode. Returns the exit code. */
+/** Group names of the owner-group filters, as their GIDs in this container. */
+async function readGroups(config: Config, deps: Deps): Promise<Config> {
+  if (!namesGroups(config)) return config;
+  let text: string;
+  try {
+    text = await deps.readGroupFile();
+  } catch (error) {
+    throw new UsageError(
+      `cannot read /etc/group for the group names of --outbound-owner-groups (${(error as Error).message}); give GIDs`,
+    );
+  }
+  return withGroupIds(config, parseGroupFile(text));
+}
 
 /** The whole run, by mode. Returns the exit code. */
 export async function runMeshInit(given: Config, shellDeps: Deps, log: Logger): Promise<number> {
   const deps = scopedTo(given, shellDeps);
-  const config = given.skipRuleApply ? given : await readResolvers(given, deps, log);
+  const config = given.skipRuleApply
+    ? given
+    : await readGroups(await readResolvers(given, deps, log), deps);
   const scope = await familiesFor(config, deps);
   const { families } = scope;
   if (config.skipRuleApply) {

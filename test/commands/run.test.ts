@@ -2960,3 +2960,22 @@ describe('--ipv6 auto decides as Istio does', () => {
     expect(applied?.endsWith(why === '' ? 'backend' : `; ipv6 not captured (${why})`)).toBe(true);
   });
 });
+
+describe('group names of the owner-group filters', () => {
+  it('are resolved from /etc/group: the rules hold GIDs', async () => {
+    const result = await run(['--dry-run', '--outbound-owner-groups', 'adm,202'], {}, {});
+    expect(result.code).toBe(0);
+    expect(result.stdout()).toContain(
+      '-m owner ! --gid-owner 4 -m owner ! --gid-owner 202 -m comment --comment "mesh-init: only the groups of --outbound-owner-groups are captured" -j RETURN',
+    );
+  });
+
+  it('an unknown name exits 2 before anything runs', async () => {
+    const result = await run(['--outbound-owner-groups', 'java'], {}, {});
+    expect(result.code).toBe(2);
+    expect(result.calls).toEqual([]);
+    expect(result.stderrLines().at(-1)).toBe(
+      `mesh-init: invalid --outbound-owner-groups: group "java" is not in the init container's /etc/group; give its GID`,
+    );
+  });
+});

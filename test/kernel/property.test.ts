@@ -130,6 +130,8 @@ async function dryRun(argv: string[], env: Record<string, string>): Promise<Outc
     random: () => 0,
     validate: async () => ({ ok: true, detail: 'not run' }),
     readResolvConf: async () => '',
+    // Group names resolve as in an init container with Debian's groups.
+    readGroupFile: async () => 'root:x:0:\ndaemon:x:1:\nadm:x:4:\nnogroup:x:65534:\n',
   });
   return { code, stdout, stderr };
 }
