@@ -67,7 +67,10 @@ export function describeConfig(config: Config): Record<string, string> {
         }),
     'drop-invalid': String(config.dropInvalid),
     ipv6: String(config.ipv6),
-    'iptables-backend': config.backend,
+    // Native nftables uses no iptables backend: it is named in the backend's place.
+    ...(config.nativeNftables
+      ? { 'native-nftables': 'true' }
+      : { 'iptables-backend': config.backend }),
     'chain-prefix': config.chainPrefix,
     wait: String(config.retry.waitSeconds),
     'max-retries': String(config.retry.maxRetries),

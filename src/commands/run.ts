@@ -5,6 +5,7 @@
 import { Changes } from '../backends/changes.js';
 import type { Engine } from '../backends/engine.js';
 import { IptablesEngine } from '../backends/iptables/engine.js';
+import { NftablesEngine } from '../backends/nftables/engine.js';
 import { type Config, withResolvers } from '../config/config.js';
 import type { Family } from '../config/net.js';
 import { parseResolvConf } from '../config/resolv.js';
@@ -55,8 +56,10 @@ function ipv6Note(config: Config, families: readonly Family[]): string {
   return `; ipv6 not captured (${config.ipv6 === false ? '--ipv6 false' : 'no global IPv6 address'})`;
 }
 
-function engineFor(deps: Deps, log: Logger): Engine {
-  return new IptablesEngine({ run: deps.run, sleep: deps.sleep, random: deps.random, log });
+/** Native nftables only when asked for: --iptables-backend auto picks among iptables backends. */
+function engineFor(config: Config, deps: Deps, log: Logger): Engine {
+  const engineDeps = { run: deps.run, sleep: deps.sleep, random: deps.random, log };
+  return config.nativeNftables ? new NftablesEngine(engineDeps) : new IptablesEngine(engineDeps);
 }
 
 /** TPROXY marks inbound packets that a policy route then delivers to lo. */
@@ -307,7 +310,7 @@ export async function runMeshInit(given: Config, deps: Deps, log: Logger): Promi
     await runValidation(config, deps, log);
     return EXIT_OK;
   }
-  const engine = engineFor(deps, log);
+  const engine = engineFor(config, deps, log);
   if (config.dryRun) return printDryRun(config, families, engine, deps, log);
   if (config.mode === 'check') return checkDrift(config, families, engine, deps, log);
   if (config.mode === 'cleanup') return cleanUp(config, families, engine, deps, log);

@@ -57,7 +57,10 @@ export interface Config {
   readonly dropInvalid: boolean;
   readonly dryRun: boolean;
   readonly ipv6: 'auto' | boolean;
+  /** The iptables backend; unused with nativeNftables. */
   readonly backend: 'auto' | Backend;
+  /** Native nftables (Istio's --native-nftables): nft and inet tables instead of iptables. */
+  readonly nativeNftables: boolean;
   readonly chainPrefix: string;
   /** What this run does: install the rules, remove mesh-init's, or compare live with planned. */
   readonly mode: 'apply' | 'cleanup' | 'check';
@@ -425,9 +428,12 @@ export function validateConfig(options: GivenOptions): Config {
     );
   }
 
-  const nativeNftables = get('native-nftables');
-  if (nativeNftables && nativeNftables.value !== false) {
-    throw new UsageError(`invalid ${nativeNftables.origin}: not supported yet (see the README)`);
+  // Native nftables uses no iptables backend: a backend asked for says otherwise.
+  const nativeNftables = flag('native-nftables');
+  if (nativeNftables && backendOption && backend !== 'auto') {
+    throw new UsageError(
+      `conflicting ${get('native-nftables')?.origin} and ${backendOption.origin}: native nftables uses no iptables backend`,
+    );
   }
 
   const dnsPortOption = get('dns-port');
@@ -494,6 +500,7 @@ export function validateConfig(options: GivenOptions): Config {
     dryRun: flag('dry-run'),
     ipv6,
     backend,
+    nativeNftables,
     chainPrefix,
     mode: flag('cleanup') ? 'cleanup' : flag('check') ? 'check' : 'apply',
     validate: flag('run-validation'),

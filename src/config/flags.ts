@@ -283,12 +283,12 @@ export const FLAGS: readonly FlagSpec[] = [
     describe: 'drop packets conntrack marks INVALID (they would bypass the proxy)',
     defaultText: 'false',
   },
-  // Istio's feature that is not built: refused clearly, never ignored.
   {
     name: 'native-nftables',
     type: 'boolean',
-    env: [],
-    describe: "Istio's native nftables mode: not supported, refused when set",
+    env: ['MESH_INIT_NATIVE_NFTABLES', 'NATIVE_NFTABLES'],
+    describe:
+      'apply with nft in inet tables, both IP families in one transaction, instead of iptables',
     defaultText: 'false',
   },
   {

@@ -43,6 +43,7 @@ const DEFAULTS: Config = {
   dryRun: false,
   ipv6: 'auto',
   backend: 'auto',
+  nativeNftables: false,
   chainPrefix: 'ISTIO_',
   mode: 'apply',
   validate: false,
@@ -94,6 +95,14 @@ const FEATURES: Record<
     off: ['false', '0', ''],
     gives: { dropInvalid: true },
   },
+  // Issue 9: Istio's injector passes --native-nftables; its variable is NATIVE_NFTABLES.
+  'native-nftables': {
+    set: [['--native-nftables'], ['--native-nftables=true']],
+    unset: [['--native-nftables=false'], ['--no-native-nftables']],
+    on: ['true', '1', 'TRUE'],
+    off: ['false', '0', ''],
+    gives: { nativeNftables: true },
+  },
 };
 
 /** Istio's variables for the feature flags: its injector copies proxyMetadata into env. */
@@ -101,10 +110,11 @@ const ISTIO_FEATURE_VARIABLES: Record<string, string[]> = {
   'redirect-dns': ['ISTIO_META_DNS_CAPTURE', 'REDIRECT_DNS'],
   'capture-all-dns': ['CAPTURE_ALL_DNS'],
   'drop-invalid': ['INVALID_DROP'],
+  'native-nftables': ['NATIVE_NFTABLES'],
 };
 
 /** Istio's argv-only flags: taken as its injector writes them, from no variable. */
-const ARGV_ONLY = ['log_as_json', 'log_output_level', 'force-apply', 'native-nftables'];
+const ARGV_ONLY = ['log_as_json', 'log_output_level', 'force-apply'];
 
 const v4 = (address: string, prefix: number) => ({ family: 'ipv4', address, prefix }) as const;
 const v6 = (address: string, prefix: number) => ({ family: 'ipv6', address, prefix }) as const;
@@ -1021,10 +1031,7 @@ describe('TPROXY, DNS capture and --drop-invalid (issue 5)', () => {
     expect((await usageErrorFrom([], env)).message).toBe(message);
   });
 
-  it('--native-nftables is still refused; --force-apply is accepted (mesh-init always reconciles)', async () => {
-    expect((await usageErrorFrom(['--native-nftables'])).message).toBe(
-      'invalid --native-nftables: not supported yet (see the README)',
-    );
+  it('--force-apply is accepted (mesh-init always reconciles)', async () => {
     expect(await configFrom(['--force-apply'])).toEqual(DEFAULTS);
   });
 });
@@ -1919,5 +1926,58 @@ describe('parseResolvConf: the nameservers DNS capture sends to the DNS port', (
     // No DNS capture needs no resolvers: the config is returned as it is.
     const off = await configFrom([]);
     expect(withResolvers(off, resolvers)).toBe(off);
+  });
+});
+
+describe('--native-nftables and the iptables backend (issue 9)', () => {
+  const conflict = (native: string, backend: string) =>
+    `conflicting ${native} and ${backend}: native nftables uses no iptables backend`;
+
+  it.each<[string[], Env, string]>([
+    [
+      ['--native-nftables', '--iptables-backend', 'nft'],
+      {},
+      conflict('--native-nftables', '--iptables-backend'),
+    ],
+    [
+      ['--iptables-backend=legacy', '--native-nftables'],
+      {},
+      conflict('--native-nftables', '--iptables-backend'),
+    ],
+    [
+      ['--native-nftables'],
+      { MESH_INIT_IPTABLES_BACKEND: 'legacy' },
+      conflict('--native-nftables', '--iptables-backend (from MESH_INIT_IPTABLES_BACKEND)'),
+    ],
+    [
+      [],
+      { NATIVE_NFTABLES: 'true', MESH_INIT_IPTABLES_BACKEND: 'NFT' },
+      conflict(
+        '--native-nftables (from NATIVE_NFTABLES)',
+        '--iptables-backend (from MESH_INIT_IPTABLES_BACKEND)',
+      ),
+    ],
+  ])('%j %j: a backend asked for is refused, naming both', async (argv, env, message) => {
+    expect((await usageErrorFrom(argv, env)).message).toBe(message);
+  });
+
+  it.each<[string[], Env]>([
+    [['--native-nftables'], {}],
+    [['--native-nftables', '--iptables-backend', 'auto'], {}],
+    [[], { NATIVE_NFTABLES: '1', MESH_INIT_IPTABLES_BACKEND: 'auto' }],
+  ])('%j %j: backend auto goes with it (nothing asked for)', async (argv, env) => {
+    expect(await configFrom(argv, env)).toEqual({ ...DEFAULTS, nativeNftables: true });
+  });
+
+  it('turned off, any backend is taken as usual', async () => {
+    expect(
+      await configFrom(['--no-native-nftables', '--iptables-backend', 'legacy'], {
+        NATIVE_NFTABLES: 'true',
+      }),
+    ).toEqual({ ...DEFAULTS, backend: 'legacy' });
+  });
+
+  it('--iptables-backend auto never means native nftables', async () => {
+    expect((await configFrom(['--iptables-backend', 'auto'])).nativeNftables).toBe(false);
   });
 });
