@@ -45,7 +45,7 @@ const configOf = async (argv: readonly string[], resolvConf = '') =>
  * The configurations of the iptables goldens (test/plan/plan.test.ts), each as one
  * script for the families its iptables goldens have: test/golden/nftables/<name>.golden.
  */
-export const NFT_GOLDEN: readonly {
+const NFT_GOLDEN: readonly {
   name: string;
   argv: string[];
   families: Family[];
