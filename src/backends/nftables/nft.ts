@@ -79,7 +79,7 @@ export async function applyScript(run: RunCommand, script: string, options: Retr
   throw new NftRejectedError(
     [
       `${NFT} rejected the rules${busy}; nothing of them was applied: ${describeFailure(result)}`,
-      ...lines.map((n) => `  line ${n}: ${text[n - 1] ?? ''}`),
+      ...lines.flatMap((n) => (n <= text.length ? [`  line ${n}: ${text[n - 1]}`] : [])),
     ].join('\n'),
     lines,
     result.stderr,
