@@ -239,3 +239,45 @@ kernelSuite('native nftables: --drop-invalid', () => {
     expect(await net.nftRuleset()).not.toContain('istio-proxy-mangle');
   });
 });
+
+// Docker's embedded DNS (127.0.0.11) has a NAT rule of its own in the pod, put there
+// by iptables (either backend) before mesh-init runs, that sends queries to another
+// port. Capture must come first, and the answer must meet the proxy's query in its
+// conntrack zone.
+kernelSuite('native nftables: DNS with a resolver on lo behind its own DNAT', () => {
+  for (const backend of ['legacy', 'nft'] as const) {
+    describe(`the DNAT rule in iptables-${backend}`, () => {
+      const LOCAL_ANSWER = '192.0.2.11';
+      let net: Pod;
+      beforeAll(async () => {
+        net = await Pod.create();
+        net.setResolvConf('nameserver 127.0.0.11\noptions timeout:1 attempts:1\n');
+        await net.serve('pod', 'local-resolver', { dns: LOCAL_ANSWER }, [5353]);
+        await net.serve('pod', 'proxy-dns', { dns: PROXY_ANSWER, loopback: true }, [15053], proxy);
+        const dnat =
+          '-A OUTPUT -d 127.0.0.11/32 -p udp --dport 53 -j DNAT --to-destination 127.0.0.11:5353';
+        await net.restoreForeign(backend, 'ipv4', ['*nat', dnat, 'COMMIT', ''].join('\n'));
+        // Twice: a re-run makes its tables anew, hooks and all, and must still come first.
+        for (let run = 0; run < 2; run++) {
+          const result = await net.meshInit([
+            ...['--native-nftables', '-u', String(PROXY_UID), '--ipv6', 'false', '--redirect-dns'],
+          ]);
+          expect(result.exitCode, result.stderr).toBe(0);
+        }
+      });
+      afterAll(async () => net?.destroy());
+
+      it("an app's lookup is answered by the proxy", async () => {
+        expect(await net.probe('pod', 'resolve', ['svc.test'], app)).toEqual({
+          addresses: [PROXY_ANSWER],
+        });
+      });
+
+      it("the proxy's own query gets the local resolver's answer", async () => {
+        expect(await net.probe('pod', 'query', ['127.0.0.11', 'svc.test'], proxy)).toEqual({
+          addresses: [LOCAL_ANSWER],
+        });
+      });
+    });
+  }
+});
