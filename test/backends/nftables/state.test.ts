@@ -10,7 +10,10 @@
  *   eth1 -i 10.96.0.0/12,fd00::/64`, resolv.conf `nameserver ::127.0.0.53`;
  * - drifted.json: that, after `nft delete rule` (the loopback RETURN), `nft insert
  *   rule … istio-output tcp dport 9 return`, `nft add chain … extra` and `nft add
- *   table inet istio-proxy-mangle`.
+ *   table inet istio-proxy-mangle`;
+ * - trixie-tproxy-interfaces.json: nft 1.1.3 in the image (`docker run --network none`),
+ *   `--native-nftables --ipv6 true -m TPROXY --drop-invalid -c veth+ -k eth1
+ *   -i 10.0.0.0/8,fd00::/8 -d 22 -o 53 -q 443`.
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
@@ -145,9 +148,18 @@ describe('parseRuleset over real nft -j output', () => {
 });
 
 describe('findDrift', () => {
+  const TRIXIE = {
+    argv: [
+      ...['-m', 'TPROXY', '--drop-invalid', '-c', 'veth+', '-k', 'eth1'],
+      ...['-i', '10.0.0.0/8,fd00::/8', '-d', '22', '-o', '53', '-q', '443'],
+    ],
+    resolvConf: '',
+  };
+
   it.each([
     ['all-features.json', ALL_FEATURES],
     ['ipv6-resolver-interfaces.json', INTERFACES],
+    ['trixie-tproxy-interfaces.json', TRIXIE],
   ])('%s reads back exactly as planned: no drift', async (file, config) => {
     expect(findDrift(await planOf(config), parseRuleset(fixture(file), OURS))).toEqual([]);
   });
