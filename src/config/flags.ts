@@ -127,7 +127,8 @@ export const FLAGS: readonly FlagSpec[] = [
     short: 'n',
     type: 'boolean',
     env: ['MESH_INIT_DRY_RUN'],
-    describe: 'print the iptables-restore input instead of applying it; needs no privileges',
+    describe:
+      'print the iptables-restore input (the nft script with --native-nftables) instead of applying it; needs no privileges',
     defaultText: 'false',
   },
   {
@@ -170,7 +171,8 @@ export const FLAGS: readonly FlagSpec[] = [
     name: 'cleanup',
     type: 'boolean',
     env: ['MESH_INIT_CLEANUP'],
-    describe: "remove mesh-init's chains and jumps (one transaction per family), leave all else",
+    describe:
+      "remove mesh-init's chains and jumps (its inet tables with --native-nftables), leave all else",
     defaultText: 'false',
   },
   {
