@@ -2,9 +2,10 @@
 # Runs inside image/Dockerfile's first stage, after apt has installed the
 # packages there: copies into /rootfs only what the init container runs, so the
 # final stage can start FROM scratch. That is the runtime closure (Depends and
-# Pre-Depends, recursively) of nodejs, iptables, iproute2 (`ip`, which puts ::6
-# on lo in IPv6 pods) and dash, without docs, man pages, locales, iconv modules
-# or corepack. No apt, dpkg, perl or coreutils.
+# Pre-Depends, recursively) of nodejs, iptables, nftables (`nft`, for
+# --native-nftables), iproute2 (`ip`, which puts ::6 on lo in IPv6 pods) and
+# dash, without docs, man pages, locales, iconv modules or corepack. No apt,
+# dpkg, perl or coreutils.
 #
 # The packages' dpkg status goes to /var/lib/dpkg/status.d/ (as distroless
 # images do) and /etc/os-release is kept, so image scanners still see what the
@@ -12,10 +13,14 @@
 set -euo pipefail
 
 out=/rootfs
-roots=(nodejs iptables iproute2 dash)
+roots=(nodejs iptables nftables iproute2 dash)
 # Not needed at run time: corepack (the npm/yarn/pnpm shim), debconf (Perl, and no perl here).
-skip_packages='^(node-corepack|debconf)$'
-skip_files='^/usr/share/(man|info|locale|lintian|bug|doc-base)/|^/usr/share/doc/.*/[^/]*$|^/usr/lib/x86_64-linux-gnu/gconv/|^/usr/share/nodejs/@types/'
+# Of iproute2 only `ip` is run: the libraries only its other programs load go too
+# (Berkeley DB for arpd; TI-RPC and its Kerberos for ss; libcap2-bin's tools). That
+# makes room for nftables within 130 MB.
+skip_packages='^(node-corepack|debconf|libdb5\.3t64|libtirpc3t64|libtirpc-common|libgssapi-krb5-2|libkrb5-3|libk5crypto3|libkrb5support0|libkeyutils1|libcom-err2|libcap2-bin)$'
+iproute2_others='arpd|bridge|ctstat|dcb|devlink|genl|ifstat|lnstat|nstat|rdma|routel|rtacct|rtmon|rtstat|ss|tc|tipc|vdpa'
+skip_files="^/usr/share/(man|info|locale|lintian|bug|doc-base)/|^/usr/share/doc/.*/[^/]*\$|^/usr/lib/x86_64-linux-gnu/gconv/|^/usr/share/nodejs/@types/|^/usr/s?bin/(${iproute2_others})\$|^/usr/lib/x86_64-linux-gnu/tc/"
 
 mapfile -t packages < <(
   apt-cache depends --recurse --installed --no-recommends --no-suggests --no-conflicts \

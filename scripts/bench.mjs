@@ -1,11 +1,13 @@
 #!/usr/bin/env node
 // npm run bench: how long mesh-init's whole apply takes next to the floor of any
-// Node program that applies the same rules (start Node, run one iptables-restore),
-// per backend, in fresh network namespaces. Prints figures; asserts nothing.
+// Node program that applies the same rules (start Node, run the same programs with
+// the same input), per backend, in fresh network namespaces: IPv4 alone with each
+// iptables backend, then both families with iptables-nft (a restore per family) and
+// with native nftables (one nft -f for both). Prints figures; asserts nothing.
 //
 //   sudo npm run bench [-- --runs 30]
 //
-// Needs root, iproute2, iptables, strace and GNU time. NODE_EXTRA_CA_CERTS is
+// Needs root, iproute2, iptables, nftables, strace and GNU time. NODE_EXTRA_CA_CERTS is
 // removed from the measured commands' environment: it makes every Node start read
 // a CA bundle (~75 ms here), which would drown what is measured.
 import { spawnSync } from 'node:child_process';
@@ -16,7 +18,20 @@ import { join } from 'node:path';
 const runsArg = process.argv.indexOf('--runs');
 const RUNS = runsArg > 0 ? Number(process.argv[runsArg + 1]) : 30;
 const BUNDLE = new URL('../dist/mesh-init.cjs', import.meta.url).pathname;
-const ARGS = ['-p', '15001', '-u', '1337', '--ipv6', 'false'];
+const ARGS = ['-p', '15001', '-u', '1337'];
+/** What is measured: mesh-init's argv, and how its dry-run text is fed in the floor. */
+const CASES = [
+  { name: 'legacy', args: [...ARGS, '--ipv6', 'false', '--iptables-backend', 'legacy'] },
+  { name: 'nft', args: [...ARGS, '--ipv6', 'false', '--iptables-backend', 'nft'] },
+  {
+    name: 'iptables-nft, ipv4 and ipv6',
+    args: [...ARGS, '--ipv6', 'true', '--iptables-backend', 'nft'],
+  },
+  {
+    name: 'native nftables, ipv4 and ipv6',
+    args: [...ARGS, '--ipv6', 'true', '--native-nftables'],
+  },
+];
 const env = { ...process.env };
 delete env.NODE_EXTRA_CA_CERTS;
 
@@ -67,62 +82,66 @@ for (const tool of ['strace', '/usr/bin/time']) {
 }
 
 const dir = mkdtempSync(join(tmpdir(), 'mesh-init-bench-'));
-// The text mesh-init applies in a fresh namespace (the same for both backends).
-const text = inFreshNamespace(
-  (ns) =>
-    sh('ip', [
-      'netns',
-      'exec',
-      ns,
-      process.execPath,
-      BUNDLE,
-      '--dry-run',
-      ...ARGS,
-      '--iptables-backend',
-      'legacy',
-    ]).stdout,
-);
 console.log(`mesh-init ${ARGS.join(' ')}: ${RUNS} runs per figure, medians`);
 console.log(
   `machine: ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, node ${process.version}; NODE_EXTRA_CA_CERTS unset for the runs\n`,
 );
 
-const rows = [];
-for (const backend of ['legacy', 'nft']) {
-  /** The measured command, run inside namespace ns. */
-  const meshInit = (ns) => [
-    'netns',
-    'exec',
-    ns,
-    process.execPath,
-    BUNDLE,
-    ...ARGS,
-    '--iptables-backend',
-    backend,
+/**
+ * The programs a minimal Node program would start for a case, with their input: the
+ * dry-run text of each family for an iptables backend, the one script for native
+ * nftables; and, with IPv6, the `ip` that puts ::6 on lo.
+ */
+function floorCommands(args) {
+  const text = inFreshNamespace(
+    (ns) => sh('ip', ['netns', 'exec', ns, process.execPath, BUNDLE, '--dry-run', ...args]).stdout,
+  );
+  const ipv6 = args.includes('true');
+  const lo = ipv6 ? [{ file: 'ip', args: ['-6', 'addr', 'replace', '::6/128', 'dev', 'lo'] }] : [];
+  if (args.includes('--native-nftables')) {
+    return [...lo, { file: 'nft', args: ['-f', '-'], input: text }];
+  }
+  const backend = args[args.indexOf('--iptables-backend') + 1];
+  const texts = text.split(/(?=^# mesh-init: )/m);
+  return [
+    ...lo,
+    ...texts.map((input) => ({
+      file: `${input.startsWith('# mesh-init: ipv6') ? 'ip6tables' : 'iptables'}-${backend}-restore`,
+      args: ['--noflush'],
+      input,
+    })),
   ];
+}
+
+const rows = [];
+for (const { name, args } of CASES) {
+  /** The measured command, run inside namespace ns. */
+  const meshInit = (ns) => ['netns', 'exec', ns, process.execPath, BUNDLE, ...args];
+  const commands = floorCommands(args);
   const apply = [];
   const floor = [];
-  const parts = { node: [], restore: [], netns: [] };
+  const parts = { node: [], rules: [], netns: [] };
   for (let i = 0; i < RUNS; i++) {
     apply.push(inFreshNamespace((ns) => time('ip', meshInit(ns))));
-    // The floor: Node starting, plus one restore of the same text in a fresh
-    // namespace; one `ip netns exec` is subtracted so both sides pay it once.
+    // The floor: Node starting, plus the same programs with the same input in a fresh
+    // namespace; one `ip netns exec` per program is subtracted so both sides pay it once.
     inFreshNamespace((ns) => {
       const node = time('ip', ['netns', 'exec', ns, process.execPath, '-e', '0']);
-      const restore = time(
-        'ip',
-        ['netns', 'exec', ns, `iptables-${backend}-restore`, '--noflush'],
-        { input: text },
-      );
+      let rules = 0;
+      for (const command of commands) {
+        rules += time('ip', ['netns', 'exec', ns, command.file, ...command.args], {
+          input: command.input,
+        });
+      }
       const netns = time('ip', ['netns', 'exec', ns, 'true']);
       parts.node.push(node);
-      parts.restore.push(restore);
+      parts.rules.push(rules - commands.length * netns);
       parts.netns.push(netns);
-      floor.push(node + restore - netns);
+      floor.push(node + rules - commands.length * netns);
     });
   }
   // Programs mesh-init starts: every successful execve but ip's own and node's.
-  const trace = join(dir, `${backend}.trace`);
+  const trace = join(dir, 'trace');
   inFreshNamespace((ns) =>
     sh('strace', [
       '-f',
@@ -144,29 +163,20 @@ for (const backend of ['legacy', 'nft']) {
   // Peak memory (max RSS) of the mesh-init process itself.
   const rss = inFreshNamespace((ns) => {
     const result = sh('ip', [
-      'netns',
-      'exec',
-      ns,
-      '/usr/bin/time',
-      '-f',
-      '%M',
-      process.execPath,
-      BUNDLE,
-      ...ARGS,
-      '--iptables-backend',
-      backend,
+      ...['netns', 'exec', ns, '/usr/bin/time', '-f', '%M', process.execPath, BUNDLE],
+      ...args,
     ]);
     return Number(result.stderr.trim().split('\n').pop());
   });
-  rows.push({ backend, apply: median(apply), floor: median(floor), parts, programs, rss });
+  rows.push({ name, apply: median(apply), floor: median(floor), parts, programs, rss });
 }
 rmSync(dir, { recursive: true, force: true });
 
 for (const row of rows) {
-  console.log(`${row.backend}:`);
+  console.log(`${row.name}:`);
   console.log(`  mesh-init apply          ${ms(row.apply)}`);
   console.log(
-    `  floor                    ${ms(row.floor)}  (node -e 0 ${ms(median(row.parts.node))} + restore ${ms(median(row.parts.restore))} - ip netns exec ${ms(median(row.parts.netns))})`,
+    `  floor                    ${ms(row.floor)}  (node -e 0 ${ms(median(row.parts.node))} + the programs ${ms(median(row.parts.rules))})`,
   );
   console.log(
     `  ratio                    ${(row.apply / row.floor).toFixed(2)}  (goal on legacy: <= 1.25)`,

@@ -75,7 +75,10 @@ export function describeConfig(config: Config): Record<string, string> {
     'drop-invalid': String(config.dropInvalid),
     ipv6: String(config.ipv6),
     'dual-stack': String(config.dualStack),
-    'iptables-backend': config.backend,
+    // Native nftables uses no iptables backend: it is named in the backend's place.
+    ...(config.nativeNftables
+      ? { 'native-nftables': 'true' }
+      : { 'iptables-backend': config.backend }),
     'chain-prefix': config.chainPrefix,
     ...(config.networkNamespace === undefined
       ? {}

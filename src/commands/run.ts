@@ -5,6 +5,7 @@
 import { Changes } from '../backends/changes.js';
 import type { Engine } from '../backends/engine.js';
 import { IptablesEngine } from '../backends/iptables/engine.js';
+import { NftablesEngine } from '../backends/nftables/engine.js';
 import { type Config, withResolvers } from '../config/config.js';
 import { namesGroups, parseGroupFile, withGroupIds } from '../config/groups.js';
 import type { Family } from '../config/net.js';
@@ -88,8 +89,10 @@ function ipv6Note({ ipv6Left }: Families): string {
   return ipv6Left === undefined ? '' : `; ipv6 not captured (${ipv6Left})`;
 }
 
-function engineFor(deps: Deps, log: Logger): Engine {
-  return new IptablesEngine({ run: deps.run, sleep: deps.sleep, random: deps.random, log });
+/** Native nftables only when asked for: --iptables-backend auto picks among iptables backends. */
+function engineFor(config: Config, deps: Deps, log: Logger): Engine {
+  const engineDeps = { run: deps.run, sleep: deps.sleep, random: deps.random, log };
+  return config.nativeNftables ? new NftablesEngine(engineDeps) : new IptablesEngine(engineDeps);
 }
 
 /** --dry-run prints the text apply would feed for what is live, and names the other commands it would run. */
@@ -353,7 +356,7 @@ export async function runMeshInit(given: Config, shellDeps: Deps, log: Logger): 
     await runValidation(config, deps, log);
     return EXIT_OK;
   }
-  const engine = engineFor(deps, log);
+  const engine = engineFor(config, deps, log);
   if (config.dryRun) return printDryRun(config, families, engine, deps, log);
   if (config.mode === 'check') return checkDrift(config, scope, engine, deps, log);
   if (config.mode === 'cleanup') return cleanUp(config, families, engine, deps, log);

@@ -69,7 +69,10 @@ export interface Config {
   readonly ipv6: 'auto' | boolean;
   /** Istio's --dual-stack: with --ipv6 auto, a pod with both families gets IPv6 captured too. */
   readonly dualStack: boolean;
+  /** The iptables backend; unused with nativeNftables. */
   readonly backend: 'auto' | Backend;
+  /** Native nftables (Istio's --native-nftables): nft and inet tables instead of iptables. */
+  readonly nativeNftables: boolean;
   readonly chainPrefix: string;
   /** What this run does: install the rules, remove mesh-init's, or compare live with planned. */
   readonly mode: 'apply' | 'cleanup' | 'check';
@@ -522,6 +525,19 @@ function dns(given: Given, tcpPorts: ReturnType<typeof ports>, excluded: readonl
   return { capture, port: dnsPort, resolvers: [] } as const;
 }
 
+/** Native nftables, or an iptables backend: a backend asked for beside native nftables conflicts. */
+function engine(given: Given): { backend: 'auto' | Backend; nativeNftables: boolean } {
+  const chosen = backend(given);
+  const nativeNftables = given.flag('native-nftables');
+  if (nativeNftables && chosen !== 'auto') {
+    const asked = given.get('iptables-backend') ?? given.get('force-iptables-binary');
+    throw new UsageError(
+      `conflicting ${given.get('native-nftables')?.origin} and ${asked?.origin}: native nftables uses no iptables backend`,
+    );
+  }
+  return { backend: chosen, nativeNftables };
+}
+
 function backend(given: Given): 'auto' | Backend {
   const option = given.get('iptables-backend');
   const chosen = option
@@ -633,13 +649,6 @@ function logFormat(given: Given): 'text' | 'json' {
   return given.flag('log_as_json') ? 'json' : (chosen ?? 'text');
 }
 
-function refused(given: Given): void {
-  const nativeNftables = given.get('native-nftables');
-  if (nativeNftables && nativeNftables.value !== false) {
-    throw new UsageError(`invalid ${nativeNftables.origin}: not supported yet (see the README)`);
-  }
-}
-
 /**
  * The one place where user input is checked. Every message names the flag (and the
  * variable it came from) and the bad value; the result is fully typed and trusted.
@@ -663,13 +672,12 @@ export function validateConfig(options: GivenOptions): Config {
     dropInvalid: given.flag('drop-invalid'),
     ipv6,
     dualStack: given.flag('dual-stack'),
-    backend: backend(given),
+    ...engine(given),
     chainPrefix: chainPrefix(given),
     retry: retry(given),
     probe: probe(given),
     logFormat: logFormat(given),
     notes: given.notes,
   };
-  refused(given);
   return config;
 }

@@ -145,7 +145,8 @@ export const FLAGS: readonly FlagSpec[] = [
     short: 'n',
     type: 'boolean',
     env: ['MESH_INIT_DRY_RUN', 'DRY_RUN'],
-    describe: 'print the iptables-restore input instead of applying it; needs no privileges',
+    describe:
+      'print the iptables-restore input (the nft script with --native-nftables) instead of applying it; needs no privileges',
     defaultText: 'false',
   },
   {
@@ -189,7 +190,8 @@ export const FLAGS: readonly FlagSpec[] = [
     aliases: ['cleanup-only'],
     type: 'boolean',
     env: ['MESH_INIT_CLEANUP', 'CLEANUP_ONLY'],
-    describe: "remove mesh-init's chains and jumps (one transaction per family), leave all else",
+    describe:
+      "remove mesh-init's chains and jumps (its inet tables with --native-nftables), leave all else",
     defaultText: 'false',
   },
   {
@@ -335,12 +337,12 @@ export const FLAGS: readonly FlagSpec[] = [
     describe: 'drop packets conntrack marks INVALID (they would bypass the proxy)',
     defaultText: 'false',
   },
-  // Istio's feature that is not built: refused clearly, never ignored.
   {
     name: 'native-nftables',
     type: 'boolean',
-    env: [],
-    describe: "Istio's native nftables mode: not supported, refused when set",
+    env: ['MESH_INIT_NATIVE_NFTABLES', 'NATIVE_NFTABLES'],
+    describe:
+      'apply with nft in inet tables, both IP families in one transaction, instead of iptables',
     defaultText: 'false',
   },
   {
@@ -355,7 +357,7 @@ export const FLAGS: readonly FlagSpec[] = [
     type: 'boolean',
     env: ['MESH_INIT_DUAL_STACK', 'DUAL_STACK', 'ISTIO_DUAL_STACK'],
     describe:
-      "Istio's dual-stack switch: accepted, mesh-init captures IPv6 wherever the pod has it (--ipv6)",
+      'with --ipv6 auto: capture IPv6 in a pod that has IPv4 too (the proxies serve both families)',
     defaultText: 'false',
   },
   {

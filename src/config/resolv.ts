@@ -14,7 +14,7 @@ export interface Resolvers {
 }
 
 /** An IPv6 text with its trailing dotted quad (inet_pton takes only four decimal parts) as two hex groups. */
-function withoutDottedQuad(text: string): string | undefined {
+export function withoutDottedQuad(text: string): string | undefined {
   const at = text.lastIndexOf(':');
   const quad = text.slice(at + 1);
   if (!quad.includes('.')) return text;

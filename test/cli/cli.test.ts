@@ -392,7 +392,11 @@ describe('failures', () => {
       { ISTIO_META_DNS_CAPTURE: 'yes' },
       /^mesh-init: invalid --redirect-dns \(from ISTIO_META_DNS_CAPTURE\): expected true, false, 1, 0, t or f, got "yes"\n$/,
     ],
-    [['--native-nftables'], {}, /^mesh-init: invalid --native-nftables: not supported yet/],
+    [
+      ['--native-nftables', '--iptables-backend', 'legacy'],
+      {},
+      /^mesh-init: conflicting --native-nftables and --iptables-backend: native nftables uses no iptables backend\n$/,
+    ],
     [['-p', '15001', 'istio-iptables'], {}, /^mesh-init: Unknown argument: istio-iptables\n$/],
     // A flag that means nothing without its mode: refused, whatever it would mean later.
     // (-t and -r are not such flags: they also name what a re-run or --cleanup removes.)

@@ -47,6 +47,7 @@ const DEFAULTS: Config = {
   ipv6: 'auto',
   dualStack: false,
   backend: 'auto',
+  nativeNftables: false,
   chainPrefix: 'ISTIO_',
   mode: 'apply',
   validate: false,
@@ -108,6 +109,14 @@ const FEATURES: Record<
     off: ['false', '0', ''],
     gives: { dropInvalid: true },
   },
+  // Issue 9: Istio's injector passes --native-nftables; its variable is NATIVE_NFTABLES.
+  'native-nftables': {
+    set: [['--native-nftables'], ['--native-nftables=true']],
+    unset: [['--native-nftables=false'], ['--no-native-nftables']],
+    on: ['true', '1', 'TRUE'],
+    off: ['false', '0', ''],
+    gives: { nativeNftables: true },
+  },
 };
 
 /** Istio's variables for the feature flags: its injector copies proxyMetadata into env. */
@@ -116,10 +125,11 @@ const ISTIO_FEATURE_VARIABLES: Record<string, string[]> = {
   'capture-all-dns': ['CAPTURE_ALL_DNS'],
   'drop-invalid': ['DROP_INVALID', 'INVALID_DROP'],
   'dual-stack': ['DUAL_STACK', 'ISTIO_DUAL_STACK'],
+  'native-nftables': ['NATIVE_NFTABLES'],
 };
 
 /** Istio's argv-only flags: taken as its injector writes them, from no variable. */
-const ARGV_ONLY = ['log_as_json', 'log_output_level', 'native-nftables'];
+const ARGV_ONLY = ['log_as_json', 'log_output_level'];
 
 /**
  * Istio's flags that change nothing here (issue 14): taken from argv and from Istio's
@@ -1111,18 +1121,11 @@ describe('TPROXY, DNS capture and --drop-invalid (issue 5)', () => {
     expect((await usageErrorFrom([], env)).message).toBe(message);
   });
 
-  it('--native-nftables is still refused; --force-apply is accepted (mesh-init always reconciles)', async () => {
-    expect((await usageErrorFrom(['--native-nftables'])).message).toBe(
-      'invalid --native-nftables: not supported yet (see the README)',
-    );
-    expect((await usageErrorFrom(['--native-nftables', '--force-apply'])).message).toBe(
-      'invalid --native-nftables: not supported yet (see the README)',
-    );
+  it('--force-apply is accepted (mesh-init always reconciles)', async () => {
     expect(await configFrom(['--force-apply'])).toEqual({
       ...DEFAULTS,
       notes: ['--force-apply is accepted without effect: mesh-init always reconciles'],
     });
-    expect(await configFrom(['--no-native-nftables'])).toEqual(DEFAULTS);
   });
 });
 
@@ -2774,5 +2777,58 @@ describe("Istio's options (issue 14)", () => {
       expect(config.outboundIncludePorts).toEqual([443, 8443]);
       expect(config.outboundExcludePorts).toEqual([443]);
     });
+  });
+});
+
+describe('--native-nftables and the iptables backend (issue 9)', () => {
+  const conflict = (native: string, backend: string) =>
+    `conflicting ${native} and ${backend}: native nftables uses no iptables backend`;
+
+  it.each<[string[], Env, string]>([
+    [
+      ['--native-nftables', '--iptables-backend', 'nft'],
+      {},
+      conflict('--native-nftables', '--iptables-backend'),
+    ],
+    [
+      ['--iptables-backend=legacy', '--native-nftables'],
+      {},
+      conflict('--native-nftables', '--iptables-backend'),
+    ],
+    [
+      ['--native-nftables'],
+      { MESH_INIT_IPTABLES_BACKEND: 'legacy' },
+      conflict('--native-nftables', '--iptables-backend (from MESH_INIT_IPTABLES_BACKEND)'),
+    ],
+    [
+      [],
+      { NATIVE_NFTABLES: 'true', MESH_INIT_IPTABLES_BACKEND: 'NFT' },
+      conflict(
+        '--native-nftables (from NATIVE_NFTABLES)',
+        '--iptables-backend (from MESH_INIT_IPTABLES_BACKEND)',
+      ),
+    ],
+  ])('%j %j: a backend asked for is refused, naming both', async (argv, env, message) => {
+    expect((await usageErrorFrom(argv, env)).message).toBe(message);
+  });
+
+  it.each<[string[], Env]>([
+    [['--native-nftables'], {}],
+    [['--native-nftables', '--iptables-backend', 'auto'], {}],
+    [[], { NATIVE_NFTABLES: '1', MESH_INIT_IPTABLES_BACKEND: 'auto' }],
+  ])('%j %j: backend auto goes with it (nothing asked for)', async (argv, env) => {
+    expect(await configFrom(argv, env)).toEqual({ ...DEFAULTS, nativeNftables: true });
+  });
+
+  it('turned off, any backend is taken as usual', async () => {
+    expect(
+      await configFrom(['--no-native-nftables', '--iptables-backend', 'legacy'], {
+        NATIVE_NFTABLES: 'true',
+      }),
+    ).toEqual({ ...DEFAULTS, backend: 'legacy' });
+  });
+
+  it('--iptables-backend auto never means native nftables', async () => {
+    expect((await configFrom(['--iptables-backend', 'auto'])).nativeNftables).toBe(false);
   });
 });

@@ -44,3 +44,31 @@ kernelSuite('golden restore texts', () => {
     );
   }
 });
+
+const NFT_DIR = new URL('../golden/nftables/', import.meta.url);
+const nftGoldens = readdirSync(NFT_DIR)
+  .filter((name) => name.endsWith('.golden'))
+  .map((name) => ({ name, text: readFileSync(new URL(name, NFT_DIR), 'utf8') }));
+
+kernelSuite('golden nft scripts', () => {
+  let net: Pod;
+  beforeAll(async () => {
+    net = await Pod.create();
+  });
+  afterAll(async () => net?.destroy());
+
+  it('there are nft goldens to check', () => {
+    expect(nftGoldens.length).toBeGreaterThanOrEqual(30);
+  });
+
+  // `nft -c` sends the transaction to the kernel, which checks it and throws it away.
+  it.each(nftGoldens.map(({ name }) => name))('%s is accepted by nft -c', async (name) => {
+    const { text } = nftGoldens.find((golden) => golden.name === name) ?? { text: '' };
+    const result = await execa('ip', ['netns', 'exec', net.pod, 'nft', '-c', '-f', '-'], {
+      input: text,
+      reject: false,
+    });
+    expect(result.stderr).toBe('');
+    expect(result.exitCode).toBe(0);
+  });
+});

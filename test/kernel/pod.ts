@@ -27,6 +27,7 @@ export function missingPrerequisites(): string | undefined {
     '/usr/sbin/ip',
     '/usr/sbin/iptables-legacy-restore',
     '/usr/sbin/iptables-nft-restore',
+    '/usr/sbin/nft',
     '/usr/bin/setpriv',
     PYTHON,
   ]) {
@@ -237,6 +238,29 @@ export class Pod {
       .filter((line) => !line.startsWith('#'))
       .map((line) => line.replace(/\[\d+:\d+\]$/, '[0:0]'))
       .join('\n');
+  }
+
+  /** The pod's whole nft ruleset as `nft list ruleset` prints it, counters zeroed. */
+  async nftRuleset(): Promise<string> {
+    const { stdout } = await execa('ip', ['netns', 'exec', this.pod, 'nft', 'list', 'ruleset']);
+    return stdout.replace(/counter packets \d+ bytes \d+/g, 'counter packets 0 bytes 0');
+  }
+
+  /** Packets counted by the rules of an inet table whose comment contains `why`. */
+  async nftPackets(table: string, why: string): Promise<number> {
+    const { stdout } = await execa('ip', [
+      ...['netns', 'exec', this.pod, 'nft', '-j', 'list', 'table', 'inet', table],
+    ]);
+    type Expr = { counter?: { packets: number } };
+    type Item = { rule?: { comment?: string; expr: Expr[] } };
+    return (JSON.parse(stdout).nftables as Item[])
+      .flatMap((item) => (item.rule?.comment?.includes(why) ? item.rule.expr : []))
+      .reduce((sum, expr) => sum + (expr.counter?.packets ?? 0), 0);
+  }
+
+  /** Feeds an nft script in the pod (tables "others" put there). */
+  async nftForeign(script: string): Promise<void> {
+    await execa('ip', ['netns', 'exec', this.pod, 'nft', '-f', '-'], { input: script });
   }
 
   /** Runs a restore of foreign rules in the pod (rules "others" put there). */

@@ -1,7 +1,8 @@
 /**
  * Property tests of the command line: thousands of random argv and environment
  * combinations either give restore text that the real iptables-restore --test
- * accepts, or exit 2 with a message naming a flag. Never a crash, never a stack
+ * accepts (or, with --native-nftables, an nft script that `nft -c` accepts), or
+ * exit 2 with a message naming a flag. Never a crash, never a stack
  * trace. Everything runs in-process through main() (dry-run, no live table), then
  * the texts go through the real binaries in a throw-away namespace.
  */
@@ -143,11 +144,16 @@ kernelSuite('command line properties', () => {
   });
   afterAll(async () => net?.destroy());
 
-  it('random argv and environment: valid restore text, or exit 2 naming a flag', async () => {
+  it('random argv and environment: valid restore text or nft script, or exit 2 naming a flag', async () => {
     const texts = new Map<string, 'ipv4' | 'ipv6'>();
+    const scripts = new Set<string>();
     let usageErrors = 0;
+    // A third of the runs with --native-nftables, anywhere in argv or from NATIVE_NFTABLES.
+    const native = fc.constantFrom('', '', '', '', 'flag', 'env');
     await fc.assert(
-      fc.asyncProperty(flagArgs, envArgs, async (argv, env) => {
+      fc.asyncProperty(flagArgs, envArgs, native, async (given, givenEnv, how) => {
+        const argv = how === 'flag' ? ['--native-nftables', ...given] : given;
+        const env = how === 'env' ? { ...givenEnv, NATIVE_NFTABLES: 'true' } : givenEnv;
         const { code, stdout, stderr } = await dryRun(argv, env);
         expect(stderr).not.toMatch(/internal error|\n\s+at /);
         if (code === 2) {
@@ -157,6 +163,12 @@ kernelSuite('command line properties', () => {
           return;
         }
         expect(code).toBe(0);
+        if (how !== '') {
+          // One script for both families, as apply feeds it to nft -f.
+          expect(stdout).toMatch(/^# mesh-init: .*inet tables/);
+          scripts.add(stdout);
+          return;
+        }
         for (const text of stdout.split(/(?=^# mesh-init: )/m)) {
           texts.set(text, text.startsWith('# mesh-init: ipv6') ? 'ipv6' : 'ipv4');
         }
@@ -166,6 +178,7 @@ kernelSuite('command line properties', () => {
     // Both outcomes must really occur, or the generators are too narrow.
     expect(usageErrors).toBeGreaterThan(500);
     expect(texts.size).toBeGreaterThan(400);
+    expect(scripts.size).toBeGreaterThan(80);
 
     const rejected: string[] = [];
     const queue = [...texts];
@@ -188,8 +201,21 @@ kernelSuite('command line properties', () => {
         }
       }),
     );
+    // Every script through the kernel's check (nft -c: checked, then thrown away).
+    const nftQueue = [...scripts];
+    await Promise.all(
+      Array.from({ length: 4 }, async () => {
+        for (let script = nftQueue.pop(); script !== undefined; script = nftQueue.pop()) {
+          const result = await execa('ip', ['netns', 'exec', net.pod, 'nft', '-c', '-f', '-'], {
+            input: script,
+            reject: false,
+          });
+          if (result.exitCode !== 0) rejected.push(`nft -c: ${result.stderr}\n${script}`);
+        }
+      }),
+    );
     expect(rejected.slice(0, 3)).toEqual([]);
-  }, 120_000);
+  }, 180_000);
 
   it('the real binary: exit 0 or 2, never a stack trace', async () => {
     const samples = fc.sample(fc.tuple(flagArgs, envArgs), { numRuns: 60, seed: 7 });

@@ -17,7 +17,7 @@ export function kernelSuite(name: string, body: () => void): void {
     });
   } else {
     console.warn(
-      `[kernel] SKIPPED "${name}": ${missing}. Run as root with iptables, iproute2 and python3 installed (bash .ci/run installs them).`,
+      `[kernel] SKIPPED "${name}": ${missing}. Run as root with iptables, nftables, iproute2 and python3 installed (bash .ci/run installs them).`,
     );
     describe.skip(name, body);
   }
