@@ -263,7 +263,7 @@ describe('cleanup and check', () => {
       [
         'inet istio-proxy-nat istio-output:',
         '  - tcp dport 9 return',
-        '  + oifname "lo" return comment "mesh-init: loopback traffic inside the pod is not intercepted"',
+        '  + ip daddr 127.0.0.1 return comment "mesh-init: localhost traffic inside the pod is not intercepted"',
         'inet istio-proxy-nat: chain extra is not planned',
         'inet istio-proxy-mangle: table is not planned (a run with these flags deletes it)',
         '',

@@ -2,16 +2,18 @@
  * Reading `nft -j list ruleset inet` as data, from real output (nft 1.0.6, a
  * network namespace): the fixtures under test/fixtures/nftables were captured after
  * applying a config with the bundle, next to a foreign inet table ("foreign") and
- * an iptables-nft rule (an ip-family table, which `list ruleset inet` leaves out):
+ * an iptables-nft rule (an ip-family table, which `list ruleset inet` leaves out);
+ * scripts/fixtures.mjs retakes them so:
  *
  * - all-features.json: `--native-nftables --ipv6 true` + Istio's TPROXY injector
  *   argv, `--redirect-dns --drop-invalid`, resolv.conf with 10.96.0.10 and fd00:10:96::a;
  * - ipv6-resolver-interfaces.json: then `--redirect-dns -c veth+ -o 22 -u 1337,0 -k
  *   eth1 -i 10.96.0.0/12,fd00::/64`, resolv.conf `nameserver ::127.0.0.53`;
- * - drifted.json: that, after `nft delete rule` (the loopback RETURN), `nft insert
- *   rule … istio-output tcp dport 9 return`, `nft add chain … extra` and `nft add
- *   table inet istio-proxy-mangle`;
- * - trixie-tproxy-interfaces.json: nft 1.1.3 in the image (`docker run --network none`),
+ * - drifted.json: that, after `nft delete rule` (IPv4's localhost RETURN, `ip daddr
+ *   127.0.0.1 return`), `nft insert rule … istio-output tcp dport 9 return`, `nft add
+ *   chain … extra` and `nft add table inet istio-proxy-mangle`;
+ * - trixie-tproxy-interfaces.json: nft 1.1.3 in the image (`docker run --network none`,
+ *   IPv6 on),
  *   `--native-nftables --ipv6 true -m TPROXY --drop-invalid -c veth+ -k eth1
  *   -i 10.0.0.0/8,fd00::/8 -d 22 -o 53 -q 443`.
  */
@@ -170,7 +172,7 @@ describe('findDrift', () => {
     ).toEqual([
       'inet istio-proxy-nat istio-output:',
       '  - tcp dport 9 return',
-      '  + oifname "lo" return comment "mesh-init: loopback traffic inside the pod is not intercepted"',
+      '  + ip daddr 127.0.0.1 return comment "mesh-init: localhost traffic inside the pod is not intercepted"',
       'inet istio-proxy-nat: chain extra is not planned',
       'inet istio-proxy-mangle: table is not planned (a run with these flags deletes it)',
     ]);
