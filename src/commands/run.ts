@@ -31,8 +31,8 @@ export interface Deps {
   readonly stderr: (text: string) => void;
   readonly sleep: (ms: number) => Promise<void>;
   readonly now: () => Date;
-  /** --run-validation: probes the capture in this namespace. */
-  readonly validate: (config: Config) => Promise<ValidationResult>;
+  /** --run-validation: probes the capture of these families in this namespace. */
+  readonly validate: (config: Config, families: readonly Family[]) => Promise<ValidationResult>;
   /** In [0, 1): spreads retries of runs that collided. */
   readonly random: () => number;
   /** The pod's /etc/resolv.conf, for --redirect-dns. */
@@ -44,8 +44,13 @@ export function familiesFor(config: Config, hasGlobalIpv6: () => boolean): Famil
   return ipv6 ? ['ipv4', 'ipv6'] : ['ipv4'];
 }
 
-async function runValidation(config: Config, deps: Deps, log: Logger): Promise<void> {
-  const result = await deps.validate(config);
+async function runValidation(
+  config: Config,
+  families: readonly Family[],
+  deps: Deps,
+  log: Logger,
+): Promise<void> {
+  const result = await deps.validate(config, families);
   if (!result.ok) throw new ValidationError(`validation failed: ${result.detail}`);
   log.info('validated', `validation passed: ${result.detail}`);
 }
@@ -233,7 +238,7 @@ async function applyRules(
     reads: applied.reads,
   });
   await dropStaleLocalRoute(config, applied.tproxyLeft, deps, log);
-  if (config.validate) await runValidation(config, deps, log);
+  if (config.validate) await runValidation(config, families, deps, log);
   return EXIT_OK;
 }
 
@@ -298,13 +303,11 @@ async function readResolvers(config: Config, deps: Deps, log: Logger): Promise<C
 }
 
 /** The whole run, by mode. Returns the exit code. */
-
-/** The whole run, by mode. Returns the exit code. */
 export async function runMeshInit(given: Config, deps: Deps, log: Logger): Promise<number> {
   const config = given.skipRuleApply ? given : await readResolvers(given, deps, log);
   const families = familiesFor(config, deps.hasGlobalIpv6);
   if (config.skipRuleApply) {
-    await runValidation(config, deps, log);
+    await runValidation(config, families, deps, log);
     return EXIT_OK;
   }
   const engine = engineFor(deps, log);
