@@ -51,15 +51,15 @@ const same = (a: string, b: string) =>
 
 /**
  * In `/proc/net/tcp` or `tcp6` text: a socket on `port` whose peer is `from`, that
- * is, the far end of the probe connection, accepted on that port. Its owner's UID,
- * or undefined when there is none. A dual-stack listener's IPv4 peers are
- * IPv4-mapped there.
+ * is, the far end of the probe connection, accepted on that port, with its owner's
+ * UID while it has one; undefined when there is no such socket. A dual-stack
+ * listener's IPv4 peers are IPv4-mapped there.
  */
 export function findAccepted(
   procText: string,
   port: number,
   from: { address: string; port: number },
-): { uid: number } | undefined {
+): { uid?: number } | undefined {
   for (const line of procText.split('\n').slice(1)) {
     const fields = line.trim().split(/\s+/);
     const [localAddress, localPort] = (fields[1] ?? '').split(':');
@@ -68,7 +68,10 @@ export function findAccepted(
     if (Number.parseInt(localPort ?? '', 16) !== port) continue;
     if (Number.parseInt(remotePort ?? '', 16) !== from.port) continue;
     const peer = procAddress(remoteAddress);
-    if (peer !== undefined && same(peer, from.address)) return { uid: Number(fields[7]) };
+    if (peer === undefined || !same(peer, from.address)) continue;
+    // Once its owner closed it (TIME_WAIT, or FIN_WAIT2 of a closed socket) the kernel
+    // keeps a bare entry: inode 0, uid 0, no owner to name.
+    return fields[9] === '0' ? {} : { uid: Number(fields[7]) };
   }
   return undefined;
 }
@@ -125,7 +128,9 @@ async function landed(
 function describeLanding(probe: Probe, landing: Landing, found: { uid?: number }): string {
   const port = `port ${probe.landingPort}`;
   if (landing.listener === 'own') return `${port} (this validation's listener)`;
-  return `${port}, where a listener of uid ${found.uid ?? '?'} was already running (it answered; port ${probe.landingPort} was in use, so the validation listened on none)`;
+  const owner =
+    found.uid === undefined ? 'it answered and closed the connection' : `uid ${found.uid}`;
+  return `${port}, where a listener was already running (${owner}; the port was in use, so the validation listened on none)`;
 }
 
 /**

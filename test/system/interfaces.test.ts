@@ -78,7 +78,12 @@ describe('localAddresses', () => {
 
   it('skips what it cannot read: no cidr (old Node), no address', () => {
     expect(
-      localAddresses({ eth0: [{ ...v4('10.0.0.1'), cidr: null }, { ...v4(''), cidr: '/24' }] }),
+      localAddresses({
+        eth0: [
+          { ...v4('10.0.0.1'), cidr: null },
+          { ...v4(''), cidr: '/24' },
+        ],
+      }),
     ).toEqual([]);
   });
 });

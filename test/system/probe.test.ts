@@ -22,48 +22,48 @@ const TCP6 = `  sl  local_address                         remote_address        
 `;
 
 describe('findAccepted', () => {
-  it.each<[string, string, number, { address: string; port: number }, { uid: number } | undefined]>(
+  it.each<
+    [string, string, number, { address: string; port: number }, { uid?: number } | undefined]
+  >([
     [
-      [
-        'IPv4: the accepted end of 127.0.0.1:35949',
-        TCP,
-        15006,
-        { address: '127.0.0.1', port: 35949 },
-        { uid: 1337 },
-      ],
-      ['IPv4: another source port', TCP, 15006, { address: '127.0.0.1', port: 35950 }, undefined],
-      ['IPv4: another source address', TCP, 15006, { address: '10.0.0.1', port: 35949 }, undefined],
-      ['IPv4: another landing port', TCP, 15001, { address: '127.0.0.1', port: 35949 }, undefined],
-      [
-        'IPv6: the accepted end of [::1]:41115',
-        TCP6,
-        15006,
-        { address: '::1', port: 41115 },
-        { uid: 1337 },
-      ],
-      [
-        'a dual-stack listener: IPv4-mapped, in TIME_WAIT (uid 0)',
-        TCP6,
-        15006,
-        { address: '127.0.0.1', port: 40000 },
-        { uid: 0 },
-      ],
-      [
-        'no sockets',
-        TCP.split('\n')[0] ?? '',
-        15006,
-        { address: '127.0.0.1', port: 35949 },
-        undefined,
-      ],
-      [
-        'not /proc text',
-        'garbage\nmore garbage here',
-        15006,
-        { address: '127.0.0.1', port: 1 },
-        undefined,
-      ],
+      'IPv4: the accepted end of 127.0.0.1:35949',
+      TCP,
+      15006,
+      { address: '127.0.0.1', port: 35949 },
+      { uid: 1337 },
     ],
-  )('%s', (_name, text, port, from, expected) => {
+    ['IPv4: another source port', TCP, 15006, { address: '127.0.0.1', port: 35950 }, undefined],
+    ['IPv4: another source address', TCP, 15006, { address: '10.0.0.1', port: 35949 }, undefined],
+    ['IPv4: another landing port', TCP, 15001, { address: '127.0.0.1', port: 35949 }, undefined],
+    [
+      'IPv6: the accepted end of [::1]:41115',
+      TCP6,
+      15006,
+      { address: '::1', port: 41115 },
+      { uid: 1337 },
+    ],
+    [
+      'a dual-stack listener: IPv4-mapped, closed already (TIME_WAIT: no owner)',
+      TCP6,
+      15006,
+      { address: '127.0.0.1', port: 40000 },
+      {},
+    ],
+    [
+      'no sockets',
+      TCP.split('\n')[0] ?? '',
+      15006,
+      { address: '127.0.0.1', port: 35949 },
+      undefined,
+    ],
+    [
+      'not /proc text',
+      'garbage\nmore garbage here',
+      15006,
+      { address: '127.0.0.1', port: 1 },
+      undefined,
+    ],
+  ])('%s', (_name, text, port, from, expected) => {
     expect(findAccepted(text, port, from)).toEqual(expected);
   });
 });
@@ -135,7 +135,7 @@ describe('probeConnection', () => {
     const outcome = await probeConnection(probe(taken, taken));
     expect(outcome.kind).toBe('landed');
     expect(outcome.detail).toContain(
-      `was accepted on port ${taken}, where a listener of uid ${process.getuid?.()} was already running (it answered; port ${taken} was in use, so the validation listened on none)`,
+      `was accepted on port ${taken}, where a listener was already running (uid ${process.getuid?.()}; the port was in use, so the validation listened on none)`,
     );
   });
 
