@@ -89,7 +89,9 @@ export function describeConfig(config: Config): Record<string, string> {
     'run-validation': String(config.validate),
     ...(config.validate
       ? {
-          'probe-address': config.probe.address,
+          'probe-address': list(
+            [config.probe.addresses.ipv4, config.probe.addresses.ipv6].flatMap((a) => a ?? []),
+          ),
           'probe-port': String(config.probe.port),
           'probe-timeout': String(config.probe.timeoutMs / 1000),
         }

@@ -738,7 +738,7 @@ export function fakeSystem(setup: Setup, options: FakeOptions = {}) {
   /** What each call answered, by the index of the call. */
   const outcomes: CommandResult[] = [];
   const sleeps: number[] = [];
-  const validations: { config: Config; afterCalls: number }[] = [];
+  const validations: { config: Config; families: readonly Family[]; afterCalls: number }[] = [];
   let resolvConfReads = 0;
   let stdout = '';
   let stderr = '';
@@ -768,8 +768,8 @@ export function fakeSystem(setup: Setup, options: FakeOptions = {}) {
     },
     now: () => NOW,
     random: () => options.random ?? 0.5,
-    validate: async (config) => {
-      validations.push({ config, afterCalls: calls.length });
+    validate: async (config, families) => {
+      validations.push({ config, families, afterCalls: calls.length });
       return options.validation ?? { ok: true, detail: 'the probe landed on the proxy port' };
     },
     readGroupFile: async () => options.groupFile ?? 'root:x:0:\nadm:x:4:\n',

@@ -106,7 +106,8 @@ describe('describeConfig and formatConfig', () => {
     'run-validation': 'false',
   };
   /** Shown only when the run validates. */
-  const PROBE = { 'probe-address': '192.0.2.1', 'probe-port': '15002', 'probe-timeout': '5' };
+  // No --probe-address: chosen at run time, by the UID mesh-init runs as.
+  const PROBE = { 'probe-address': '', 'probe-port': '15002', 'probe-timeout': '5' };
 
   it.each<[string, string[], Record<string, string>]>([
     ['defaults', [], {}],
@@ -254,6 +255,11 @@ describe('describeConfig and formatConfig', () => {
         'probe-port': '8080',
         'probe-timeout': '0.5',
       },
+    ],
+    [
+      '--run-validation with an address of each family: IPv4 first',
+      ['--run-validation', '--probe-address', 'fd00::1,10.0.0.1'],
+      { 'run-validation': 'true', ...PROBE, 'probe-address': '10.0.0.1,fd00::1' },
     ],
     [
       '--skip-rule-apply: validate only',

@@ -36,8 +36,8 @@ export interface Deps {
   readonly stderr: (text: string) => void;
   readonly sleep: (ms: number) => Promise<void>;
   readonly now: () => Date;
-  /** --run-validation: probes the capture in this namespace. */
-  readonly validate: (config: Config) => Promise<ValidationResult>;
+  /** --run-validation: probes the capture of these families in this namespace. */
+  readonly validate: (config: Config, families: readonly Family[]) => Promise<ValidationResult>;
   /** In [0, 1): spreads retries of runs that collided. */
   readonly random: () => number;
   /** The init container's /etc/group, for group names in the owner-group filters. */
@@ -79,8 +79,13 @@ function scopedTo(config: Config, deps: Deps): Deps {
   return { ...deps, run, addressFamilies: () => addressFamiliesIn(run) };
 }
 
-async function runValidation(config: Config, deps: Deps, log: Logger): Promise<void> {
-  const result = await deps.validate(config);
+async function runValidation(
+  config: Config,
+  families: readonly Family[],
+  deps: Deps,
+  log: Logger,
+): Promise<void> {
+  const result = await deps.validate(config, families);
   if (!result.ok) throw new ValidationError(`validation failed: ${result.detail}`);
   log.info('validated', `validation passed: ${result.detail}`);
 }
@@ -266,7 +271,7 @@ async function applyRules(
     reads: applied.reads,
   });
   await dropStaleLocalRoute(config, applied.tproxyLeft, deps, log);
-  if (config.validate) await runValidation(config, deps, log);
+  if (config.validate) await runValidation(config, families, deps, log);
   return EXIT_OK;
 }
 
@@ -353,7 +358,7 @@ export async function runMeshInit(given: Config, shellDeps: Deps, log: Logger): 
   const scope = await familiesFor(config, deps);
   const { families } = scope;
   if (config.skipRuleApply) {
-    await runValidation(config, deps, log);
+    await runValidation(config, families, deps, log);
     return EXIT_OK;
   }
   const engine = engineFor(config, deps, log);

@@ -98,7 +98,11 @@ export interface RetryPolicy {
 
 /** Where --run-validation connects, and how long it may take. */
 export interface ValidationProbe {
-  readonly address: string;
+  /**
+   * --probe-address, per family: where the probe connects. A family without one
+   * is probed at addresses chosen at run time (see docs/validation.md).
+   */
+  readonly addresses: Readonly<Partial<Record<Family, string>>>;
   readonly port: number;
   readonly timeoutMs: number;
 }
@@ -195,6 +199,37 @@ function parseCidrList(option: GivenOption): Cidr[] {
     seen.add(key);
   }
   return cidrs;
+}
+
+/** --probe-address: at most one IPv4 and one IPv6 address, unicast; empty = chosen at run time. */
+function parseProbeAddresses(option: GivenOption): Partial<Record<Family, string>> {
+  const found: Partial<Record<Family, string>> = {};
+  for (const item of items(String(option.value))) {
+    const isV4 = ipaddr.IPv4.isValidFourPartDecimal(item);
+    const isV6 = !isV4 && ipaddr.IPv6.isValid(item) && !item.includes('%');
+    const address = isV4 || isV6 ? ipaddr.parse(item) : undefined;
+    const mapped = address?.kind() === 'ipv6' && (address as ipaddr.IPv6).isIPv4MappedAddress();
+    const range = address?.range();
+    if (
+      address === undefined ||
+      mapped ||
+      range === 'unspecified' ||
+      range === 'multicast' ||
+      range === 'broadcast'
+    ) {
+      throw invalid(
+        option,
+        'at most one IPv4 and one IPv6 unicast address, such as 192.0.2.1,2001:db8::1',
+        item,
+      );
+    }
+    const family: Family = isV4 ? 'ipv4' : 'ipv6';
+    if (found[family] !== undefined) {
+      throw invalid(option, `one ${family === 'ipv4' ? 'IPv4' : 'IPv6'} address at most`, item);
+    }
+    found[family] = address.toString();
+  }
+  return found;
 }
 
 function parseBounded(option: GivenOption, max: number, min = 0): number {
@@ -623,16 +658,36 @@ function retry(given: Given): RetryPolicy {
   };
 }
 
-function probe(given: Given): ValidationProbe {
+function probe(
+  given: Given,
+  ipv6: 'auto' | boolean,
+  tcpPorts: ReturnType<typeof ports>,
+): ValidationProbe {
   const addressOption = given.get('probe-address');
-  const address = addressOption ? text(addressOption) : '192.0.2.1';
-  if (addressOption && !ipaddr.IPv4.isValidFourPartDecimal(address)) {
-    throw invalid(addressOption, 'an IPv4 address such as 192.0.2.1');
+  const addresses = addressOption ? parseProbeAddresses(addressOption) : {};
+  const ipv6Option = given.get('ipv6');
+  if (addressOption && addresses.ipv6 !== undefined && ipv6 === false && ipv6Option) {
+    throw new UsageError(
+      `conflicting ${addressOption.origin} and ${ipv6Option.origin}: IPv6 address "${addresses.ipv6}" given but IPv6 capture is off`,
+    );
   }
   const timeoutOption = given.get('probe-timeout');
+  const probePort = port(given, 'probe-port', 15002);
+  // Without capture, a probe to the port it should land on would land there anyway.
+  const { proxyPort, inboundCapturePort } = tcpPorts;
+  if (given.flag('run-validation') && [proxyPort, inboundCapturePort].includes(probePort)) {
+    const name = given.name('probe-port', '--probe-port (default 15002)');
+    const taken =
+      probePort === proxyPort
+        ? given.name('proxy-port', '--proxy-port')
+        : given.name('inbound-capture-port', '--inbound-capture-port');
+    throw new UsageError(
+      `conflicting ${name} and ${taken}: the probe must connect to a port other than the one it should land on (${probePort})`,
+    );
+  }
   return {
-    address,
-    port: port(given, 'probe-port', 15002),
+    addresses,
+    port: probePort,
     timeoutMs: timeoutOption ? parseSeconds(timeoutOption, 300, false) : 5000,
   };
 }
@@ -675,7 +730,7 @@ export function validateConfig(options: GivenOptions): Config {
     ...engine(given),
     chainPrefix: chainPrefix(given),
     retry: retry(given),
-    probe: probe(given),
+    probe: probe(given, ipv6, tcpPorts),
     logFormat: logFormat(given),
     notes: given.notes,
   };

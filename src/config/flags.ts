@@ -205,7 +205,7 @@ export const FLAGS: readonly FlagSpec[] = [
     name: 'run-validation',
     type: 'boolean',
     env: ['MESH_INIT_RUN_VALIDATION', 'RUN_VALIDATION'],
-    describe: 'after applying, prove that an outbound connection lands on the proxy port',
+    describe: 'after applying, prove that a probe connection the rules capture lands on its port',
     defaultText: 'false',
   },
   {
@@ -219,8 +219,10 @@ export const FLAGS: readonly FlagSpec[] = [
     name: 'probe-address',
     type: 'string',
     env: ['MESH_INIT_PROBE_ADDRESS'],
-    describe: 'IPv4 address the validation connects to; the rules must capture it',
-    defaultText: '192.0.2.1',
+    describe:
+      'address the validation connects to, at most one IPv4 and one IPv6; the rules must capture it for the UID mesh-init runs as',
+    defaultText:
+      'chosen per UID: 127.0.0.6 and ::6 for the proxy, 192.0.2.1 and 2001:db8::1 for others',
   },
   {
     name: 'probe-port',

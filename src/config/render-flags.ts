@@ -91,7 +91,8 @@ const RENDER: Readonly<Record<string, (config: Config) => Rendered>> = {
   check: (c) => (c.mode === 'check' ? true : undefined),
   'run-validation': (c) => (c.validate ? true : undefined),
   'skip-rule-apply': (c) => (c.skipRuleApply ? true : undefined),
-  'probe-address': (c) => unlessDefault(c.probe.address, DEFAULTS.probe.address, c.probe.address),
+  'probe-address': (c) =>
+    nonEmpty([c.probe.addresses.ipv4, c.probe.addresses.ipv6].flatMap((a) => a ?? [])),
   'probe-port': (c) => unlessDefault(c.probe.port, DEFAULTS.probe.port, String(c.probe.port)),
   'probe-timeout': (c) =>
     unlessDefault(c.probe.timeoutMs, DEFAULTS.probe.timeoutMs, seconds(c.probe.timeoutMs)),

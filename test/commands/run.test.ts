@@ -1118,18 +1118,27 @@ describe('--run-validation', () => {
     expect(result.validations[0]?.afterCalls).toBe(result.calls.length);
     expect(result.restores()).toHaveLength(2);
     expect(result.validations[0]?.config.validate).toBe(true);
+    // Every family the run captured is validated.
+    expect(result.validations[0]?.families).toEqual(['ipv4', 'ipv6']);
     expect(result.stderrLines().at(-1)).toBe(
       'mesh-init: validation passed: the probe landed on the proxy port',
     );
   });
 
   it('the probe settings reach deps.validate', async () => {
-    const argv = ['--run-validation', '--probe-address', '10.0.0.1', '--probe-port', '8080'];
+    const argv = [
+      '--run-validation',
+      '--probe-address',
+      '10.0.0.1,fd00::1',
+      '--probe-port',
+      '8080',
+    ];
     const result = await run([...argv, '--probe-timeout', '2', '-p', '15009']);
     expect(result.validations[0]?.config).toMatchObject({
       proxyPort: 15009,
-      probe: { address: '10.0.0.1', port: 8080, timeoutMs: 2000 },
+      probe: { addresses: { ipv4: '10.0.0.1', ipv6: 'fd00::1' }, port: 8080, timeoutMs: 2000 },
     });
+    expect(result.validations[0]?.families).toEqual(['ipv4']);
   });
 
   it('a failed validation exits 126 with its detail; the rules stay', async () => {
@@ -1165,7 +1174,22 @@ describe('--run-validation', () => {
       expect(result.code).toBe(code);
       expect(result.calls).toEqual([]);
       expect(result.validations).toHaveLength(1);
+      expect(result.validations[0]?.families).toEqual(['ipv4', 'ipv6']);
       expect(result.stderrLines()).toEqual([expect.stringMatching(/^mesh-init: config: /), last]);
+    },
+  );
+
+  it.each<[string, string[], boolean, string[]]>([
+    ['a pod without a global IPv6 address', [], false, ['ipv4']],
+    ['--ipv6 true without one', ['--ipv6', 'true'], false, ['ipv4', 'ipv6']],
+    ['--ipv6 false with one', ['--ipv6', 'false'], true, ['ipv4']],
+  ])(
+    '--skip-rule-apply validates the families a run would capture: %s',
+    async (_n, argv, v6, f) => {
+      const result = await run(['--skip-rule-apply', '--run-validation', ...argv], LIVE_NFT, {
+        globalIpv6: v6,
+      });
+      expect(result.validations[0]?.families).toEqual(f);
     },
   );
 });

@@ -53,7 +53,7 @@ const DEFAULTS: Config = {
   validate: false,
   skipRuleApply: false,
   retry: { waitSeconds: 10, maxRetries: 3, intervalMs: 1000 },
-  probe: { address: '192.0.2.1', port: 15002, timeoutMs: 5000 },
+  probe: { addresses: {}, port: 15002, timeoutMs: 5000 },
   logFormat: 'text',
   networkNamespace: undefined,
   notes: [],
@@ -401,8 +401,32 @@ describe('good values', () => {
       ['--wait', '2', '--max-retries', '5', '--retry-interval', '0.1'],
       retry({ waitSeconds: 2, maxRetries: 5, intervalMs: 100 }),
     ],
-    ['--probe-address', ['--probe-address', '10.0.0.1'], probe({ address: '10.0.0.1' })],
-    ['--probe-address blanks', ['--probe-address', ' 10.0.0.2 '], probe({ address: '10.0.0.2' })],
+    [
+      '--probe-address',
+      ['--probe-address', '10.0.0.1'],
+      probe({ addresses: { ipv4: '10.0.0.1' } }),
+    ],
+    [
+      '--probe-address blanks',
+      ['--probe-address', ' 10.0.0.2 '],
+      probe({ addresses: { ipv4: '10.0.0.2' } }),
+    ],
+    [
+      '--probe-address one of each family, IPv6 in its short form',
+      ['--probe-address', '2001:DB8:0::7, 192.0.2.7'],
+      probe({ addresses: { ipv4: '192.0.2.7', ipv6: '2001:db8::7' } }),
+    ],
+    [
+      '--probe-address IPv6 alone',
+      ['--probe-address', '::6'],
+      probe({ addresses: { ipv6: '::6' } }),
+    ],
+    ['--probe-address "" = chosen at run time', ['--probe-address', ''], probe({ addresses: {} })],
+    [
+      '--probe-address a loopback address (the rules decide at run time)',
+      ['--probe-address', '127.0.0.1'],
+      probe({ addresses: { ipv4: '127.0.0.1' } }),
+    ],
     ['--probe-port', ['--probe-port', '8080'], probe({ port: 8080 })],
     ['--probe-timeout decimal', ['--probe-timeout', '0.5'], probe({ timeoutMs: 500 })],
     ['--probe-timeout highest', ['--probe-timeout', '300'], probe({ timeoutMs: 300000 })],
@@ -1145,7 +1169,7 @@ describe('bad values', () => {
   const seconds = (flag: string, min: string, max: number, got: string) =>
     `invalid --${flag}: expected a number of seconds or a duration such as 5s, ${min} to ${max} s, got "${got}"`;
   const address = (got: string) =>
-    `invalid --probe-address: expected an IPv4 address such as 192.0.2.1, got "${got}"`;
+    `invalid --probe-address: expected at most one IPv4 and one IPv6 unicast address, such as 192.0.2.1,2001:db8::1, got "${got}"`;
 
   it.each<[string[], string]>([
     [['-p', '0'], port('proxy-port', '0')],
@@ -1283,10 +1307,39 @@ describe('bad values', () => {
     [['--probe-port', 'http'], port('probe-port', 'http')],
     [['--probe-address', '192.0.2'], address('192.0.2')],
     [['--probe-address', '300.1.1.1'], address('300.1.1.1')],
-    [['--probe-address', '::1'], address('::1')],
     [['--probe-address', '192.0.2.1/32'], address('192.0.2.1/32')],
     [['--probe-address', 'example.com'], address('example.com')],
-    [['--probe-address', ''], address('')],
+    [['--probe-address', '0.0.0.0'], address('0.0.0.0')],
+    [['--probe-address', '::'], address('::')],
+    [['--probe-address', '224.0.0.1'], address('224.0.0.1')],
+    [['--probe-address', 'ff02::1'], address('ff02::1')],
+    [['--probe-address', '255.255.255.255'], address('255.255.255.255')],
+    [['--probe-address', '::ffff:192.0.2.1'], address('::ffff:192.0.2.1')],
+    [['--probe-address', 'fe80::1%eth0'], address('fe80::1%eth0')],
+    [
+      ['--probe-address', '192.0.2.1,192.0.2.2'],
+      'invalid --probe-address: expected one IPv4 address at most, got "192.0.2.2"',
+    ],
+    [
+      ['--probe-address', '::6,2001:db8::1'],
+      'invalid --probe-address: expected one IPv6 address at most, got "2001:db8::1"',
+    ],
+    [
+      ['--probe-address', '2001:db8::1', '--ipv6', 'false'],
+      'conflicting --probe-address and --ipv6: IPv6 address "2001:db8::1" given but IPv6 capture is off',
+    ],
+    [
+      ['--run-validation', '--probe-port', '15001'],
+      'conflicting --probe-port and --proxy-port: the probe must connect to a port other than the one it should land on (15001)',
+    ],
+    [
+      ['--run-validation', '-z', '15006', '--probe-port', '15006'],
+      'conflicting --probe-port and --inbound-capture-port: the probe must connect to a port other than the one it should land on (15006)',
+    ],
+    [
+      ['--run-validation', '-p', '15002'],
+      'conflicting --probe-port (default 15002) and --proxy-port: the probe must connect to a port other than the one it should land on (15002)',
+    ],
     [['--log-format', 'xml'], 'invalid --log-format: expected one of text, json, got "xml"'],
     [['--log-format', 'JSON'], 'invalid --log-format: expected one of text, json, got "JSON"'],
     [['--log-format', ''], 'invalid --log-format: expected one of text, json, got ""'],
@@ -1596,9 +1649,9 @@ describe('environment variables', () => {
     },
     'probe-address': {
       good: '10.0.0.1',
-      expect: probe({ address: '10.0.0.1' }),
-      bad: 'fd00::1',
-      says: 'expected an IPv4 address such as 192.0.2.1, got "fd00::1"',
+      expect: probe({ addresses: { ipv4: '10.0.0.1' } }),
+      bad: 'fd00::/64',
+      says: 'expected at most one IPv4 and one IPv6 unicast address, such as 192.0.2.1,2001:db8::1, got "fd00::/64"',
     },
     'probe-port': {
       good: '9090',

@@ -291,6 +291,47 @@ export class Cluster {
     return this.runToCompletion(init);
   }
 
+  /**
+   * The validation init container of CNI mode, with the securityContext of Istio's
+   * istio-validation: the image's entrypoint with `--run-validation
+   * --skip-rule-apply`, as `user` (the proxy's UID unless told), every capability
+   * dropped, allowPrivilegeEscalation: false.
+   */
+  async runValidation(
+    pod: Pod,
+    args: readonly string[],
+    user = `${PROXY_UID}:${PROXY_UID}`,
+  ): Promise<RunResult> {
+    const validation = new GenericContainer(IMAGE)
+      .withNetworkMode(`container:${pod.id}`)
+      .withCommand(['--run-validation', '--skip-rule-apply', ...args])
+      .withUser(user)
+      .withDroppedCapabilities('ALL')
+      .withSecurityOpt('no-new-privileges')
+      .withLabels(this.labels)
+      .withWaitStrategy(new UntilExit());
+    return this.runToCompletion(validation);
+  }
+
+  /**
+   * Takes the pod's default routes away (Docker gives even an internal network's
+   * pods one, through a bridge that leads nowhere), by a one-shot container with
+   * NET_ADMIN in the pod's namespace. Returns the routes left.
+   */
+  async dropDefaultRoutes(pod: Pod): Promise<string> {
+    const script =
+      'ip -4 route del default 2>/dev/null; ip -6 route del default 2>/dev/null; ' +
+      'ip -4 route show; ip -6 route show';
+    const result = await this.runInPod(pod, {
+      role: `route-${randomUUID().slice(0, 4)}`,
+      entrypoint: ['sh', '-c', script],
+      capabilities: ['NET_ADMIN'],
+    });
+    if (result.exitCode !== 0)
+      throw new Error(`dropping the default routes failed: ${result.stderr}`);
+    return result.stdout;
+  }
+
   /** The app (echo server on 8080) and the proxy (UID 1337, port 15001), joining the pod's namespace. */
   async startSidecars(pod: Pod): Promise<Sidecars> {
     const sidecar = (role: string, script: string) =>

@@ -52,6 +52,19 @@ export interface As {
 
 let counter = 0;
 
+/** setpriv's way to a UID with no capability left in any set. */
+function unprivileged(as: { uid: number; gid: number }): string[] {
+  return [
+    '/usr/bin/setpriv',
+    `--reuid=${as.uid}`,
+    `--regid=${as.gid}`,
+    '--clear-groups',
+    '--inh-caps=-all',
+    '--bounding-set=-all',
+    '--no-new-privs',
+  ];
+}
+
 /**
  * A veth pair from the pod's podLink to the peer's eth0, with the addresses given
  * (IPv6 ones without duplicate address detection), every link and lo up.
@@ -288,9 +301,34 @@ export class Pod {
     await wire(this.pod, 'eth1', ns, { pod: ['10.200.2.1/24'], peer: ['10.200.2.2/24'] });
   }
 
-  /** A default route through the peer, as a pod has (the validation probe needs a route). */
-  async addDefaultRoute(): Promise<void> {
-    await execa('ip', ['-n', this.pod, 'route', 'add', 'default', 'via', ADDRESSES.ipv4.peer]);
+  /** A default route through the peer, as a pod has: IPv4's, and IPv6's when asked. */
+  async addDefaultRoute(families: readonly Family[] = ['ipv4']): Promise<void> {
+    for (const family of families) {
+      const version = family === 'ipv4' ? '-4' : '-6';
+      const route = ['route', 'add', 'default', 'via', ADDRESSES[family].peer];
+      await execa('ip', [version, '-n', this.pod, ...route]);
+    }
+  }
+
+  /**
+   * Runs the real bundle in the pod as `as` with no capability at all: effective,
+   * permitted, inheritable, ambient and bounding sets empty and no_new_privs, as a
+   * container with `capabilities: {drop: [ALL]}`, `runAsUser` and
+   * `allowPrivilegeEscalation: false` runs it.
+   */
+  meshInitUnprivileged(as: { uid: number; gid: number }, args: readonly string[]) {
+    return execa(
+      '/usr/sbin/ip',
+      ['netns', 'exec', this.pod, ...unprivileged(as), process.execPath, BUNDLE, ...args],
+      { reject: false, stripFinalNewline: false },
+    );
+  }
+
+  /** The capability sets (`CapEff:` …) of a process started as meshInitUnprivileged starts one. */
+  async capabilitiesOf(as: { uid: number; gid: number }): Promise<string> {
+    const argv = ['netns', 'exec', this.pod, ...unprivileged(as), '/usr/bin/grep', '^Cap'];
+    const { stdout } = await execa('/usr/sbin/ip', [...argv, '/proc/self/status']);
+    return stdout;
   }
 
   async destroy(): Promise<void> {

@@ -1,7 +1,7 @@
 /** What --ipv6 auto reads: the families of the pod's addresses that are neither loopback nor link-local. */
 import type { NetworkInterfaceInfo } from 'node:os';
 import { describe, expect, it } from 'vitest';
-import { addressFamilies } from '../../src/system/interfaces.js';
+import { addressFamilies, localAddresses } from '../../src/system/interfaces.js';
 
 const v4 = (address: string, internal = false): NetworkInterfaceInfo => ({
   address,
@@ -66,5 +66,35 @@ describe('addressFamilies', () => {
   // addresses whose first group is only three digits, e.g. fe8::1 = 0fe8::1, not in fe80::/10.
   it('0fe8::1 written fe8::1 is not link-local', () => {
     expect(addressFamilies({ eth0: [v6('fe8::1')] }).ipv6).toBe(true);
+  });
+});
+
+describe('localAddresses', () => {
+  it('flattens every interface, lo included, with prefix lengths and without zone ids', () => {
+    const linkLocal = { ...v6('fe80::1'), address: 'fe80::1%eth0', cidr: 'fe80::1/64' };
+    expect(
+      localAddresses({
+        lo: [...lo, { ...v6('::6', true), cidr: '::6/128' }],
+        eth0: [v4('10.244.1.7'), linkLocal],
+        eth1: undefined,
+      }),
+    ).toEqual([
+      { name: 'lo', family: 'ipv4', address: '127.0.0.1', prefix: 24 },
+      { name: 'lo', family: 'ipv6', address: '::1', prefix: 64 },
+      { name: 'lo', family: 'ipv6', address: '::6', prefix: 128 },
+      { name: 'eth0', family: 'ipv4', address: '10.244.1.7', prefix: 24 },
+      { name: 'eth0', family: 'ipv6', address: 'fe80::1', prefix: 64 },
+    ]);
+  });
+
+  it('skips what it cannot read: no cidr (old Node), no address', () => {
+    expect(
+      localAddresses({
+        eth0: [
+          { ...v4('10.0.0.1'), cidr: null },
+          { ...v4(''), cidr: '/24' },
+        ],
+      }),
+    ).toEqual([]);
   });
 });
