@@ -23,13 +23,7 @@ import {
   type TablePlan,
 } from '../../src/plan/rules.js';
 import { configFrom, type Env, withResolvConf } from '../config-from.js';
-import {
-  DOCKER_RESOLV_CONF,
-  GOLDEN_CONFIGS,
-  ISTIO_INJECTOR,
-  RESOLV_CONF,
-  TPROXY_INJECTOR,
-} from '../golden-configs.js';
+import { GOLDEN_CONFIGS, ISTIO_INJECTOR, RESOLV_CONF } from '../golden-configs.js';
 
 const textFor = (config: Config, family: Family) =>
   renderRestore(planTransaction(planNat(config, family), EMPTY_STATE, config.chainPrefix));
