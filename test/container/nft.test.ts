@@ -178,7 +178,8 @@ describe.runIf(engine.ok)('a dual-stack pod whose init container runs --native-n
     const [server, client] = await Promise.all(
       ['service-two', 'service-one'].map(async (name) => {
         const pod = await cluster.startPod(name);
-        const init = await cluster.runInit(pod, NATIVE_ARGS);
+        // As Istio's injector passes ISTIO_DUAL_STACK for a dual-stack mesh.
+        const init = await cluster.runInit(pod, [...NATIVE_ARGS, '--dual-stack']);
         expect(init.exitCode, init.stderr).toBe(0);
         expect(init.stderr).toMatch(/applied ipv4 \(\d+ rules\) and ipv6 \(\d+ rules\)/);
         return { pod, sidecars: await cluster.startSidecars(pod) };

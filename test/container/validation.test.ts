@@ -18,8 +18,11 @@ if (isCI && !engine.ok) {
   });
 }
 
-/** The flags the injector gives both containers; the validation reads no rules, only the flags. */
-const VALIDATE = [...INIT_ARGS, '--probe-timeout', '2'];
+/**
+ * The flags the injector gives both containers; the validation reads no rules, only
+ * the flags. A dual-stack pod's mesh says --dual-stack (Istio's ISTIO_DUAL_STACK) to both.
+ */
+const flagsFor = (ipv6: boolean) => [...INIT_ARGS, ...(ipv6 ? ['--dual-stack'] : [])];
 
 describe.runIf(engine.ok)('the validation container, unprivileged', () => {
   for (const ipv6 of [false, true]) {
@@ -36,9 +39,10 @@ describe.runIf(engine.ok)('the validation container, unprivileged', () => {
           cluster.startPod('captured'),
           cluster.startPod('bare'),
         ]);
-        const init = await cluster.runInit(captured, INIT_ARGS);
+        const init = await cluster.runInit(captured, flagsFor(ipv6));
         expect(init.exitCode, init.stderr).toBe(0);
       });
+      const VALIDATE = [...flagsFor(ipv6), '--probe-timeout', '2'];
       afterAll(async () => {
         await cluster?.remove();
       });
