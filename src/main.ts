@@ -1,25 +1,5 @@
-import { readFile } from 'node:fs/promises';
-import { networkInterfaces } from 'node:os';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { main } from './cli.js';
-import { hasGlobalIpv6 } from './interfaces.js';
-import { runCommand } from './iptables.js';
-import { validateRedirect } from './validate.js';
+import { runProcess } from './cli/process.js';
 
-// The only module that touches `process`. Until main() settles the exit is a
-// failure: a run that never finishes must not let the pod start uncaptured.
-process.exitCode = 1;
-void main(process.argv.slice(2), process.env, {
-  run: runCommand,
-  hasGlobalIpv6: () => hasGlobalIpv6(networkInterfaces()),
-  stdout: (text) => process.stdout.write(text),
-  stderr: (text) => process.stderr.write(text),
-  sleep: (ms) => sleep(ms),
-  now: () => new Date(),
-  random: Math.random,
-  readResolvConf: () => readFile('/etc/resolv.conf', 'utf8'),
-  validate: (config) =>
-    validateRedirect(config, { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 }),
-}).then((code) => {
-  process.exitCode = code;
-});
+// The process entry of the plain bundle (the npm bin); the image starts from a
+// snapshot whose entry is cli/snapshot.ts instead.
+void runProcess(process.argv.slice(2));
