@@ -13,9 +13,15 @@ set -euo pipefail
 
 out=/rootfs
 roots=(nodejs iptables iproute2 dash)
-# Not needed at run time: corepack (the npm/yarn/pnpm shim), debconf (Perl, and no perl here).
-skip_packages='^(node-corepack|debconf)$'
+# Not needed at run time: corepack (the npm/yarn/pnpm shim), debconf (Perl, and no perl here),
+# and the libraries only iproute2's other programs link (Berkeley DB for arpd; Sun
+# RPC and Kerberos for ss): of iproute2, mesh-init runs `ip` alone. Leaving them out
+# (and those programs, and glibc's unused libmvec) makes room for the start-up
+# snapshot (~6 MB) under the image's 130 MB budget.
+skip_packages='^(node-corepack|debconf|libdb5\.3t64|libtirpc3t64|libtirpc-common|libgssapi-krb5-2|libkrb5-3|libk5crypto3|libkrb5support0|libcom-err2|libkeyutils1)$'
 skip_files='^/usr/share/(man|info|locale|lintian|bug|doc-base)/|^/usr/share/doc/.*/[^/]*$|^/usr/lib/x86_64-linux-gnu/gconv/|^/usr/share/nodejs/@types/'
+skip_files+='|^/(usr/)?s?bin/(arpd|bridge|ctstat|dcb|devlink|genl|ifstat|lnstat|nstat|rdma|routel|rtacct|rtmon|rtstat|ss|tc|tipc|vdpa)$'
+skip_files+='|^/usr/lib/x86_64-linux-gnu/(tc/|libmvec\.so)'
 
 mapfile -t packages < <(
   apt-cache depends --recurse --installed --no-recommends --no-suggests --no-conflicts \
