@@ -1,27 +1,64 @@
 #!/usr/bin/env node
-// npm run bench: how long mesh-init's whole apply takes next to the floor of any
-// Node program that applies the same rules (start Node, run one iptables-restore),
-// per backend, in fresh network namespaces. Prints figures; asserts nothing.
+// npm run bench: how long one mesh-init apply takes, in the forms it ships in, next
+// to Istio's 2019 init script and to the floor of any Node program that applies
+// the same rules; per iptables backend, IPv4, each run in a fresh network
+// namespace. Prints figures; asserts nothing. Method and results: docs/startup.md.
 //
-//   sudo npm run bench [-- --runs 30]
+//   sudo npm run bench [-- --runs 30] [-- --steps]     IMAGE=mesh-init:dev by default
 //
-// Needs root, iproute2, iptables, strace and GNU time. NODE_EXTRA_CA_CERTS is
-// removed from the measured commands' environment: it makes every Node start read
-// a CA bundle (~75 ms here), which would drown what is measured.
+// --steps adds the image's program as it was before each step of docs/startup.md.
+//
+// Forms, run in turn within each round (the order rotates from round to round):
+// - image, snapshot: the image's ENTRYPOINT as `docker image inspect` gives it;
+// - image, plain: `node /usr/local/lib/mesh-init/mesh-init.cjs`, no snapshot;
+// - host npm bin: this machine's node running dist/mesh-init.cjs;
+// - Istio 2019: ../shared/peers/istio-iptables-2019.sh, as its NOTICE says, with
+//   `iptables` and friends pointing at the backend measured;
+// - floors: `node -e 0` plus one `*-restore --noflush` of mesh-init's text, minus
+//   one empty start of the launcher, with the image's node and iptables and with
+//   this machine's.
+// The image forms run the image's own files: its filesystem is exported (docker
+// export) and each run is `ip netns exec NS chroot ROOT …`, so they use the
+// image's node, libraries, snapshot blob and iptables; a blob only loads in the
+// node that built it, which this machine's is not. Needs root, docker (an engine
+// and the image), iproute2, iptables (both backends), bash, strace and GNU time.
+//
+// NODE_EXTRA_CA_CERTS is not passed to the measured commands: it makes every Node
+// start read a CA bundle (~75 ms here), which would drown what is measured. They
+// get PATH alone, as in the image.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 
+const STEPS = process.argv.includes('--steps');
 const runsArg = process.argv.indexOf('--runs');
 const RUNS = runsArg > 0 ? Number(process.argv[runsArg + 1]) : 30;
+const IMAGE = process.env.IMAGE ?? 'mesh-init:dev';
 const BUNDLE = new URL('../dist/mesh-init.cjs', import.meta.url).pathname;
+/** The project's copy of Istio's 2019 script: shared/peers/ beside the repository (or a worktree's parent). */
+const SCRIPT_2019 =
+  process.env.ISTIO_2019_SCRIPT ??
+  ['../../shared/peers/', '../../../shared/peers/']
+    .map((up) => new URL(`${up}istio-iptables-2019.sh`, import.meta.url).pathname)
+    .find((path) => existsSync(path)) ??
+  'shared/peers/istio-iptables-2019.sh (set ISTIO_2019_SCRIPT)';
+const IMAGE_BUNDLE = '/usr/local/lib/mesh-init/mesh-init.cjs';
 const ARGS = ['-p', '15001', '-u', '1337', '--ipv6', 'false'];
-const env = { ...process.env };
-delete env.NODE_EXTRA_CA_CERTS;
+const ISTIO_2019_ARGS = ['-p', '15001', '-u', '1337', '-m', 'REDIRECT', '-i', '*', '-b', '*'];
+const PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+const BACKENDS = ['nft', 'legacy'];
 
 function sh(file, args, options = {}) {
-  const result = spawnSync(file, args, { env, encoding: 'utf8', ...options });
+  const result = spawnSync(file, args, { env: { PATH }, encoding: 'utf8', ...options });
   if (result.status !== 0) {
     throw new Error(`${file} ${args.join(' ')} failed (${result.status}): ${result.stderr}`);
   }
@@ -54,77 +91,226 @@ const median = (values) => {
 };
 const ms = (value) => `${value.toFixed(1)} ms`;
 
-if (process.getuid?.() !== 0) {
-  console.error('bench: needs root (it creates network namespaces)');
-  process.exit(1);
-}
-if (!existsSync(BUNDLE)) sh('npm', ['run', 'build']);
-for (const tool of ['strace', '/usr/bin/time']) {
-  if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0) {
-    console.error(`bench: ${tool} is missing (apt-get install strace time)`);
+function preflight() {
+  if (process.getuid?.() !== 0) {
+    console.error('bench: needs root (it creates network namespaces and mounts)');
+    process.exit(1);
+  }
+  for (const tool of ['strace', '/usr/bin/time', 'docker', 'bash', 'iptables-legacy-restore']) {
+    if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0) {
+      console.error(`bench: ${tool} is missing`);
+      process.exit(1);
+    }
+  }
+  if (!existsSync(SCRIPT_2019)) {
+    console.error(`bench: ${SCRIPT_2019} is missing`);
+    process.exit(1);
+  }
+  if (!existsSync(BUNDLE)) sh('npm', ['run', 'build']);
+  if (spawnSync('docker', ['image', 'inspect', IMAGE], { stdio: 'ignore' }).status !== 0) {
+    console.error(`bench: no image ${IMAGE}: build it (npm run image) or set IMAGE`);
     process.exit(1);
   }
 }
 
-const dir = mkdtempSync(join(tmpdir(), 'mesh-init-bench-'));
-// The text mesh-init applies in a fresh namespace (the same for both backends).
-const text = inFreshNamespace(
-  (ns) =>
-    sh('ip', [
-      'netns',
-      'exec',
-      ns,
-      process.execPath,
-      BUNDLE,
-      '--dry-run',
-      ...ARGS,
-      '--iptables-backend',
-      'legacy',
-    ]).stdout,
-);
-console.log(`mesh-init ${ARGS.join(' ')}: ${RUNS} runs per figure, medians`);
-console.log(
-  `machine: ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, node ${process.version}; NODE_EXTRA_CA_CERTS unset for the runs\n`,
-);
-
-const rows = [];
-for (const backend of ['legacy', 'nft']) {
-  /** The measured command, run inside namespace ns. */
-  const meshInit = (ns) => [
-    'netns',
-    'exec',
-    ns,
-    process.execPath,
-    BUNDLE,
-    ...ARGS,
-    '--iptables-backend',
-    backend,
-  ];
-  const apply = [];
-  const floor = [];
-  const parts = { node: [], restore: [], netns: [] };
-  for (let i = 0; i < RUNS; i++) {
-    apply.push(inFreshNamespace((ns) => time('ip', meshInit(ns))));
-    // The floor: Node starting, plus one restore of the same text in a fresh
-    // namespace; one `ip netns exec` is subtracted so both sides pay it once.
-    inFreshNamespace((ns) => {
-      const node = time('ip', ['netns', 'exec', ns, process.execPath, '-e', '0']);
-      const restore = time(
-        'ip',
-        ['netns', 'exec', ns, `iptables-${backend}-restore`, '--noflush'],
-        { input: text },
-      );
-      const netns = time('ip', ['netns', 'exec', ns, 'true']);
-      parts.node.push(node);
-      parts.restore.push(restore);
-      parts.netns.push(netns);
-      floor.push(node + restore - netns);
-    });
+/**
+ * The image's filesystem in a directory, with /dev and /proc as a container has
+ * them; `dispose` unmounts and removes it. Returns the image's ENTRYPOINT too.
+ */
+function exportImage(dir) {
+  const root = join(dir, 'rootfs');
+  mkdirSync(root);
+  const id = sh('docker', ['create', IMAGE]).stdout.trim();
+  try {
+    const exported = spawnSync('sh', ['-c', `docker export ${id} | tar -C ${root} -xf -`]);
+    if (exported.status !== 0) throw new Error(`docker export failed: ${exported.stderr}`);
+  } finally {
+    spawnSync('docker', ['rm', id], { stdio: 'ignore' });
   }
-  // Programs mesh-init starts: every successful execve but ip's own and node's.
-  const trace = join(dir, `${backend}.trace`);
+  const mounts = [];
+  const dispose = () => {
+    for (const target of mounts.reverse()) spawnSync('umount', [target]);
+  };
+  try {
+    sh('mount', ['--bind', '/dev', join(root, 'dev')]);
+    mounts.push(join(root, 'dev'));
+    sh('mount', ['-t', 'proc', 'proc', join(root, 'proc')]);
+    mounts.push(join(root, 'proc'));
+  } catch (error) {
+    dispose();
+    throw error;
+  }
+  const config = JSON.parse(
+    sh('docker', ['image', 'inspect', '--format', '{{json .Config.Entrypoint}}', IMAGE]).stdout,
+  );
+  return { root, entrypoint: config, dispose };
+}
+
+/** `iptables`, `iptables-save`… naming one backend's binaries, for the 2019 script. */
+function backendPath(dir, backend) {
+  const bin = join(dir, `path-${backend}`);
+  mkdirSync(bin);
+  for (const name of ['iptables', 'ip6tables']) {
+    for (const suffix of ['', '-save', '-restore']) {
+      symlinkSync(`/usr/sbin/xtables-${backend}-multi`, join(bin, `${name}${suffix}`));
+    }
+  }
+  return `${bin}:${PATH}`;
+}
+
+/**
+ * What each form runs (after `ip netns exec NS`), with which environment, and the
+ * name of its own program (the programs it starts are counted after that one).
+ */
+function forms(image, backend, scriptPath, steps) {
+  const chroot = ['chroot', image.root];
+  const mesh = [...ARGS, '--iptables-backend', backend];
+  const inImage = (label, argv) => ({
+    label,
+    argv: [...chroot, ...argv, ...mesh],
+    own: 'node',
+  });
+  const stepForms = (list) =>
+    Object.fromEntries(list.map((step) => [step.name, inImage(step.label, step.argv)]));
+  return {
+    ...stepForms(steps.filter((step) => !step.tried)),
+    snapshot: inImage('image: snapshot, exits at once (its entrypoint)', image.entrypoint),
+    plain: inImage('image: no snapshot, exits at once', ['node', IMAGE_BUNDLE]),
+    ...stepForms(steps.filter((step) => step.tried)),
+    hostBin: {
+      label: 'host: npm bin (no snapshot, exits at once)',
+      argv: [process.execPath, BUNDLE, ...mesh],
+      own: 'node',
+    },
+    istio2019: {
+      label: 'host: Istio 2019 script',
+      argv: ['bash', SCRIPT_2019, ...ISTIO_2019_ARGS],
+      env: { PATH: scriptPath },
+      own: 'bash',
+    },
+  };
+}
+
+/** `text` with `from` replaced, which must occur exactly once. */
+function replaceOnce(text, from, to, what) {
+  const count = text.split(from).length - 1;
+  if (count !== 1)
+    throw new Error(`bench --steps: "${from}" is in ${what} ${count} times, not once`);
+  return text.replace(from, to);
+}
+
+/**
+ * --steps: the image's program as it was before each step of docs/startup.md, made
+ * from this work tree's bundles (which must be those the image was built from) and,
+ * for snapshots, built by the image's node like the image's own blob.
+ */
+function prepareSteps(image) {
+  const plainSource = readFileSync(BUNDLE, 'utf8');
+  const imageSource = readFileSync(join(image.root, IMAGE_BUNDLE.slice(1)), 'utf8');
+  if (plainSource !== imageSource) {
+    throw new Error(
+      `bench --steps: ${BUNDLE} is not the image's bundle: npm run build, npm run image`,
+    );
+  }
+  const snapshotSource = readFileSync(BUNDLE.replace(/\.cjs$/, '-snapshot.cjs'), 'utf8');
+  const dir = '/usr/local/lib/mesh-init/bench';
+  mkdirSync(join(image.root, dir));
+  const exitAtOnce = 'process.exit(await main(argv, process.env, processDeps()));';
+  const tearDown = 'process.exitCode = await main(argv, process.env, processDeps());';
+  const variants = [
+    ['plain-teardown', 'no snapshot (before issue 11)', plainSource, [[exitAtOnce, tearDown]]],
+    [
+      'snap-load',
+      'snapshot of the loaded modules',
+      snapshotSource,
+      [
+        [exitAtOnce, tearDown],
+        ['\nvoid warmUp();\n', '\n'],
+      ],
+    ],
+    [
+      'snap-main',
+      'snapshot, main() warmed up',
+      snapshotSource,
+      [
+        [exitAtOnce, tearDown],
+        ['for (const input of [void 0, "x\\n"])', 'for (const input of [])'],
+      ],
+    ],
+    [
+      'snap-execa',
+      "snapshot, main() and execa's spawn warmed up",
+      snapshotSource,
+      [[exitAtOnce, tearDown]],
+    ],
+  ];
+  const steps = [];
+  for (const [name, label, source, replacements] of variants) {
+    let text = source;
+    for (const [from, to] of replacements) text = replaceOnce(text, from, to, name);
+    const file = `${dir}/${name}.cjs`;
+    writeFileSync(join(image.root, file), text);
+    if (name.startsWith('snap-')) {
+      const blob = `${dir}/${name}.blob`;
+      sh('chroot', [image.root, 'node', '--snapshot-blob', blob, '--build-snapshot', file]);
+      steps.push({
+        name,
+        label: `image: ${label}`,
+        argv: ['node', '--snapshot-blob', blob, IMAGE_BUNDLE],
+      });
+    } else {
+      steps.push({ name, label: `image: ${label}`, argv: ['node', file] });
+    }
+  }
+  // Tried, not adopted: V8's code cache for the plain bundle (Node 20 has no
+  // module.enableCompileCache): a loader compiles it with the cache a first run left.
+  const loader = `${dir}/code-cache.cjs`;
+  writeFileSync(
+    join(image.root, loader),
+    `'use strict';
+const fs = require('node:fs');
+const vm = require('node:vm');
+const Module = require('node:module');
+const file = ${JSON.stringify(IMAGE_BUNDLE)};
+const cache = '${dir}/mesh-init.code-cache';
+let cachedData;
+try { cachedData = fs.readFileSync(cache); } catch {}
+const source = fs.readFileSync(file, 'utf8').replace(/^#!.*/, '');
+const script = new vm.Script(Module.wrap(source), { filename: file, cachedData });
+const m = new Module(file, module);
+m.filename = file;
+if (cachedData === undefined) process.on('exit', () => fs.writeFileSync(cache, script.createCachedData()));
+script.runInThisContext().call(m.exports, m.exports, require, m, file, require('node:path').dirname(file));
+`,
+  );
+  // One run writes the cache at exit, so that it holds what a run compiles.
   inFreshNamespace((ns) =>
-    sh('strace', [
+    sh('ip', ['netns', 'exec', ns, 'chroot', image.root, 'node', loader, '--dry-run', ...ARGS]),
+  );
+  steps.push({
+    name: 'code-cache',
+    label: 'image: no snapshot, exits at once, V8 code cache',
+    tried: true,
+    argv: ['node', loader],
+  });
+  return steps;
+}
+
+/** The floor's parts with one launcher: node -e 0, one restore, an empty start. */
+function floorParts(ns, launcher, node, restore, empty, text) {
+  const run = (argv, options) => time('ip', ['netns', 'exec', ns, ...launcher, ...argv], options);
+  const nodeMs = run([node, '-e', '0']);
+  const restoreMs = run([restore, '--noflush'], { input: text });
+  const emptyMs = run(empty);
+  return { node: nodeMs, restore: restoreMs, empty: emptyMs, floor: nodeMs + restoreMs - emptyMs };
+}
+
+/** Programs a form starts: successful execve after the measured program's own. */
+function programsStarted(dir, ns, form, first) {
+  const trace = join(dir, 'trace');
+  sh(
+    'strace',
+    [
       '-f',
       '-qq',
       '-e',
@@ -134,43 +320,196 @@ for (const backend of ['legacy', 'nft']) {
       '-o',
       trace,
       'ip',
-      ...meshInit(ns),
-    ]),
-  );
-  const execs = readFileSync(trace, 'utf8')
-    .split('\n')
-    .filter((l) => /execve\(.*= 0$/.test(l));
-  const programs = execs.slice(2).map((l) => /execve\("([^"]+)"/.exec(l)?.[1]?.split('/').pop());
-  // Peak memory (max RSS) of the mesh-init process itself.
-  const rss = inFreshNamespace((ns) => {
-    const result = sh('ip', [
       'netns',
       'exec',
       ns,
-      '/usr/bin/time',
-      '-f',
-      '%M',
-      process.execPath,
-      BUNDLE,
-      ...ARGS,
-      '--iptables-backend',
-      backend,
-    ]);
-    return Number(result.stderr.trim().split('\n').pop());
-  });
-  rows.push({ backend, apply: median(apply), floor: median(floor), parts, programs, rss });
+      ...form.argv,
+    ],
+    form.env ? { env: form.env } : {},
+  );
+  const programs = readFileSync(trace, 'utf8')
+    .split('\n')
+    .filter((l) => /execve\(.*= 0$/.test(l))
+    .map((l) => /execve\("([^"]+)"/.exec(l)?.[1]?.split('/').pop() ?? '?');
+  const own = programs.indexOf(first);
+  return programs.slice(own + 1);
 }
-rmSync(dir, { recursive: true, force: true });
 
-for (const row of rows) {
-  console.log(`${row.backend}:`);
-  console.log(`  mesh-init apply          ${ms(row.apply)}`);
-  console.log(
-    `  floor                    ${ms(row.floor)}  (node -e 0 ${ms(median(row.parts.node))} + restore ${ms(median(row.parts.restore))} - ip netns exec ${ms(median(row.parts.netns))})`,
+/** Peak RSS (max of the process and the children it waited for), in KiB. */
+function peakRss(ns, form) {
+  const result = sh(
+    'ip',
+    ['netns', 'exec', ns, '/usr/bin/time', '-f', '%M', ...form.argv],
+    form.env ? { env: form.env } : {},
   );
-  console.log(
-    `  ratio                    ${(row.apply / row.floor).toFixed(2)}  (goal on legacy: <= 1.25)`,
-  );
-  console.log(`  programs started         ${row.programs.length}: ${row.programs.join(', ')}`);
-  console.log(`  peak memory (max RSS)    ${(row.rss / 1024).toFixed(1)} MiB`);
+  return Number(result.stderr.trim().split('\n').pop());
 }
+
+function main() {
+  preflight();
+  const dir = mkdtempSync(join(tmpdir(), 'mesh-init-bench-'));
+  let image;
+  try {
+    image = exportImage(dir);
+    const imageNode = sh('chroot', [image.root, 'node', '--version']).stdout.trim();
+    const imageIptables = sh('chroot', [
+      image.root,
+      'iptables-nft-restore',
+      '--version',
+    ]).stdout.trim();
+    const hostIptables = sh('iptables-nft-restore', ['--version']).stdout.trim();
+    const steps = STEPS ? prepareSteps(image) : [];
+    // The text mesh-init applies in a fresh namespace (the same for both backends).
+    const text = inFreshNamespace(
+      (ns) =>
+        sh('ip', [
+          'netns',
+          'exec',
+          ns,
+          'chroot',
+          image.root,
+          'node',
+          IMAGE_BUNDLE,
+          '--dry-run',
+          ...ARGS,
+          '--iptables-backend',
+          'legacy',
+        ]).stdout,
+    );
+    const load = loadavg();
+    console.log(`mesh-init ${ARGS.join(' ')} --iptables-backend B: ${RUNS} rounds, medians`);
+    console.log(
+      `machine: ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}; load ${load.map((l) => l.toFixed(2)).join(' ')} at start`,
+    );
+    console.log(`image ${IMAGE} (its files, chrooted): node ${imageNode}, ${imageIptables}`);
+    console.log(
+      `host: node ${process.version} (${process.execPath}), ${hostIptables}, bash ${sh('bash', ['-c', 'echo $BASH_VERSION']).stdout.trim()}`,
+    );
+    console.log(
+      'image forms run its entrypoint',
+      JSON.stringify(image.entrypoint),
+      'or its node on its bundle',
+    );
+    if (STEPS) {
+      console.log(
+        'steps: the program before each step of docs/startup.md; they let Node tear its heap down, as before',
+      );
+    }
+    console.log(
+      'measured commands get PATH alone (NODE_EXTRA_CA_CERTS unset); each runs in a fresh netns\n',
+    );
+
+    const results = {};
+    for (const backend of BACKENDS) {
+      const scriptPath = backendPath(dir, backend);
+      const all = forms(image, backend, scriptPath, steps);
+      const names = Object.keys(all);
+      const times = Object.fromEntries(names.map((n) => [n, []]));
+      const floors = { image: [], host: [] };
+      /** One measurement each: every form, then the two floors. */
+      const turns = [
+        ...names.map((name) => () => {
+          const form = all[name];
+          times[name].push(
+            inFreshNamespace((ns) =>
+              time('ip', ['netns', 'exec', ns, ...form.argv], form.env ? { env: form.env } : {}),
+            ),
+          );
+        }),
+        () =>
+          floors.image.push(
+            inFreshNamespace((ns) =>
+              floorParts(
+                ns,
+                ['chroot', image.root],
+                'node',
+                `iptables-${backend}-restore`,
+                ['sh', '-c', ':'],
+                text,
+              ),
+            ),
+          ),
+        () =>
+          floors.host.push(
+            inFreshNamespace((ns) =>
+              floorParts(ns, [], process.execPath, `iptables-${backend}-restore`, ['true'], text),
+            ),
+          ),
+      ];
+      for (let round = 0; round < RUNS; round++) {
+        for (let i = 0; i < turns.length; i++) turns[(round + i) % turns.length]();
+      }
+      const programs = Object.fromEntries(
+        names.map((n) => [
+          n,
+          inFreshNamespace((ns) => programsStarted(dir, ns, all[n], all[n].own)),
+        ]),
+      );
+      const rss = Object.fromEntries(
+        names.map((n) => [n, inFreshNamespace((ns) => peakRss(ns, all[n]))]),
+      );
+      results[backend] = { forms: all, times, floors, programs, rss };
+    }
+    report(results, imageNode);
+    const end = loadavg();
+    console.log(`\nload ${end.map((l) => l.toFixed(2)).join(' ')} at the end`);
+  } finally {
+    image?.dispose();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function report(results, imageNode) {
+  for (const [backend, { forms: all, times, floors, programs, rss }] of Object.entries(results)) {
+    const floorOf = (parts) => ({
+      floor: median(parts.map((p) => p.floor)),
+      node: median(parts.map((p) => p.node)),
+      restore: median(parts.map((p) => p.restore)),
+      empty: median(parts.map((p) => p.empty)),
+    });
+    const imageFloor = floorOf(floors.image);
+    const hostFloor = floorOf(floors.host);
+    const script = median(times.istio2019);
+    console.log(`\n${backend} (IPv4, fresh netns per run)`);
+    console.log(
+      `  ${'mesh-init, unless it says otherwise'.padEnd(52)} ${'median'.padStart(9)}  ${'÷image floor'.padStart(12)}  ${'÷host floor'.padStart(11)}  ${'÷2019'.padStart(6)}  programs  peak RSS`,
+    );
+    for (const [name, values] of Object.entries(times)) {
+      const m = median(values);
+      console.log(
+        `  ${all[name].label.padEnd(52)} ${ms(m).padStart(9)}  ${(m / imageFloor.floor).toFixed(2).padStart(12)}  ${(m / hostFloor.floor).toFixed(2).padStart(11)}  ${(m / script).toFixed(2).padStart(6)}  ${String(programs[name].length).padStart(8)}  ${(rss[name] / 1024).toFixed(1)} MiB`,
+      );
+    }
+    for (const [which, f] of [
+      [`image (node ${imageNode})`, imageFloor],
+      [`host (node ${process.version})`, hostFloor],
+    ]) {
+      console.log(
+        `  floor, ${which}: ${ms(f.floor)} = node -e 0 ${ms(f.node)} + restore ${ms(f.restore)} - empty start ${ms(f.empty)}`,
+      );
+    }
+    for (const [name, list] of Object.entries(programs)) {
+      console.log(`  programs, ${name}: ${summarize(list)}`);
+    }
+    const snap = median(times.snapshot);
+    if (backend === 'nft') {
+      console.log(
+        `  goal: image snapshot <= 0.8 x the 2019 script: ${(snap / script).toFixed(2)} (${snap / script <= 0.8 ? 'met' : 'not met'})`,
+      );
+    } else {
+      console.log(
+        `  goal: image snapshot <= 1.6 x the floor: ${(snap / imageFloor.floor).toFixed(2)} against the image's node (${snap / imageFloor.floor <= 1.6 ? 'met' : 'not met'}), ${(snap / hostFloor.floor).toFixed(2)} against this machine's (${snap / hostFloor.floor <= 1.6 ? 'met' : 'not met'})`,
+      );
+    }
+  }
+}
+
+/** `iptables x21, hostname x1`, in order of first appearance. */
+function summarize(list) {
+  if (list.length === 0) return 'none';
+  const counts = new Map();
+  for (const name of list) counts.set(name, (counts.get(name) ?? 0) + 1);
+  return [...counts].map(([name, n]) => (n > 1 ? `${name} x${n}` : name)).join(', ');
+}
+
+main();
