@@ -171,9 +171,16 @@ function forms(image, backend, scriptPath, steps) {
     own: 'node',
   });
   const stepForms = (list) =>
-    Object.fromEntries(list.map((step) => [step.name, inImage(step.label, step.argv)]));
+    Object.fromEntries(
+      list.map((step) => [
+        step.name,
+        step.host
+          ? { label: step.label, argv: [...step.argv, ...mesh], own: 'node' }
+          : inImage(step.label, step.argv),
+      ]),
+    );
   return {
-    ...stepForms(steps.filter((step) => !step.tried)),
+    ...stepForms(steps.filter((step) => !step.tried && !step.host)),
     snapshot: inImage('image: snapshot, exits at once (its entrypoint)', image.entrypoint),
     plain: inImage('image: no snapshot, exits at once', ['node', IMAGE_BUNDLE]),
     ...stepForms(steps.filter((step) => step.tried)),
@@ -182,6 +189,7 @@ function forms(image, backend, scriptPath, steps) {
       argv: [process.execPath, BUNDLE, ...mesh],
       own: 'node',
     },
+    ...stepForms(steps.filter((step) => step.host)),
     istio2019: {
       label: 'host: Istio 2019 script',
       argv: ['bash', SCRIPT_2019, ...ISTIO_2019_ARGS],
@@ -204,7 +212,7 @@ function replaceOnce(text, from, to, what) {
  * from this work tree's bundles (which must be those the image was built from) and,
  * for snapshots, built by the image's node like the image's own blob.
  */
-function prepareSteps(image) {
+function prepareSteps(image, dir) {
   const plainSource = readFileSync(BUNDLE, 'utf8');
   const imageSource = readFileSync(join(image.root, IMAGE_BUNDLE.slice(1)), 'utf8');
   if (plainSource !== imageSource) {
@@ -212,9 +220,10 @@ function prepareSteps(image) {
       `bench --steps: ${BUNDLE} is not the image's bundle: npm run build, npm run image`,
     );
   }
-  const snapshotSource = readFileSync(BUNDLE.replace(/\.cjs$/, '-snapshot.cjs'), 'utf8');
-  const dir = '/usr/local/lib/mesh-init/bench';
-  mkdirSync(join(image.root, dir));
+  const snapshotBundle = BUNDLE.replace(/\.cjs$/, '-snapshot.cjs');
+  const snapshotSource = readFileSync(snapshotBundle, 'utf8');
+  const inside = '/usr/local/lib/mesh-init/bench';
+  mkdirSync(join(image.root, inside));
   const exitAtOnce = 'process.exit(await main(argv, process.env, processDeps()));';
   const tearDown = 'process.exitCode = await main(argv, process.env, processDeps());';
   const variants = [
@@ -248,10 +257,10 @@ function prepareSteps(image) {
   for (const [name, label, source, replacements] of variants) {
     let text = source;
     for (const [from, to] of replacements) text = replaceOnce(text, from, to, name);
-    const file = `${dir}/${name}.cjs`;
+    const file = `${inside}/${name}.cjs`;
     writeFileSync(join(image.root, file), text);
     if (name.startsWith('snap-')) {
-      const blob = `${dir}/${name}.blob`;
+      const blob = `${inside}/${name}.blob`;
       sh('chroot', [image.root, 'node', '--snapshot-blob', blob, '--build-snapshot', file]);
       steps.push({
         name,
@@ -264,7 +273,7 @@ function prepareSteps(image) {
   }
   // Tried, not adopted: V8's code cache for the plain bundle (Node 20 has no
   // module.enableCompileCache): a loader compiles it with the cache a first run left.
-  const loader = `${dir}/code-cache.cjs`;
+  const loader = `${inside}/code-cache.cjs`;
   writeFileSync(
     join(image.root, loader),
     `'use strict';
@@ -272,7 +281,7 @@ const fs = require('node:fs');
 const vm = require('node:vm');
 const Module = require('node:module');
 const file = ${JSON.stringify(IMAGE_BUNDLE)};
-const cache = '${dir}/mesh-init.code-cache';
+const cache = '${inside}/mesh-init.code-cache';
 let cachedData;
 try { cachedData = fs.readFileSync(cache); } catch {}
 const source = fs.readFileSync(file, 'utf8').replace(/^#!.*/, '');
@@ -292,6 +301,16 @@ script.runInThisContext().call(m.exports, m.exports, require, m, file, require('
     label: 'image: no snapshot, exits at once, V8 code cache',
     tried: true,
     argv: ['node', loader],
+  });
+  // What if the image's node were a nodejs.org build like this machine's (built-in
+  // snapshot and code cache for Node's own modules)? The same snapshot, made by it.
+  const hostBlob = join(dir, 'host.blob');
+  sh(process.execPath, ['--snapshot-blob', hostBlob, '--build-snapshot', snapshotBundle]);
+  steps.push({
+    name: 'host-snapshot',
+    label: `host: snapshot made by node ${process.version} (what-if)`,
+    argv: [process.execPath, '--snapshot-blob', hostBlob, BUNDLE],
+    host: true,
   });
   return steps;
 }
@@ -358,7 +377,7 @@ function main() {
       '--version',
     ]).stdout.trim();
     const hostIptables = sh('iptables-nft-restore', ['--version']).stdout.trim();
-    const steps = STEPS ? prepareSteps(image) : [];
+    const steps = STEPS ? prepareSteps(image, dir) : [];
     // The text mesh-init applies in a fresh namespace (the same for both backends).
     const text = inFreshNamespace(
       (ns) =>
