@@ -111,10 +111,25 @@ const comparable = ({ exitCode, stdout, stderr }: RunResult) => ({
   stderr: masked(stderr),
 });
 
+/** How many containers run at once: each is a short one-shot run. */
+const CONCURRENCY = 4;
+
+/** `work` over `items`, at most `limit` at a time, results in order. */
+async function mapLimited<T, R>(items: readonly T[], limit: number, work: (item: T) => Promise<R>) {
+  const results: R[] = new Array(items.length);
+  let next = 0;
+  const worker = async () => {
+    for (let i = next++; i < items.length; i = next++) results[i] = await work(items[i] as T);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return results;
+}
+
 describe.runIf(engine.ok)('the image started from its snapshot', () => {
   let cluster: Cluster;
-  let pod: Pod;
   let runs = 0;
+  /** Each case's run from the snapshot and without, in one pod whose tables stay untouched. */
+  const results = new Map<Case, { fromSnapshot: RunResult; plain: RunResult }>();
 
   /** The image's own entrypoint (`plain` false) or the plain bundle, in `target`. */
   function run(target: Pod, plain: boolean, args: readonly string[], env = {}) {
@@ -129,7 +144,18 @@ describe.runIf(engine.ok)('the image started from its snapshot', () => {
 
   beforeAll(async () => {
     cluster = await Cluster.create();
-    pod = await cluster.startPod('snapshot');
+    const pod = await cluster.startPod('snapshot');
+    const done = await mapLimited(
+      CASES.flatMap((c) => [false, true].map((plain) => ({ c, plain }))),
+      CONCURRENCY,
+      ({ c, plain }) => run(pod, plain, c.args, c.env),
+    );
+    CASES.forEach((c, i) => {
+      results.set(c, {
+        fromSnapshot: done[2 * i] as RunResult,
+        plain: done[2 * i + 1] as RunResult,
+      });
+    });
   });
 
   afterAll(async () => {
@@ -147,9 +173,8 @@ describe.runIf(engine.ok)('the image started from its snapshot', () => {
     ]);
   });
 
-  it.each(CASES)('$name: the same output and exit code', async ({ args, env }) => {
-    const fromSnapshot = await run(pod, false, args, env);
-    const plain = await run(pod, true, args, env);
+  it.each(CASES)('$name: the same output and exit code', (c) => {
+    const { fromSnapshot, plain } = results.get(c) ?? expect.unreachable();
     expect(comparable(fromSnapshot)).toEqual(comparable(plain));
     // Not vacuous: the run said something.
     expect(fromSnapshot.stdout + fromSnapshot.stderr).not.toBe('');
@@ -157,8 +182,9 @@ describe.runIf(engine.ok)('the image started from its snapshot', () => {
 
   it.each(CASES.filter((c) => c.portable))(
     '$name: the npm bin here, without a snapshot, agrees',
-    async ({ args, env }) => {
-      const image = await run(pod, false, args, env);
+    async (c) => {
+      const { args, env } = c;
+      const image = results.get(c)?.fromSnapshot ?? expect.unreachable();
       const bin = await execa(process.execPath, [BUNDLE, ...args], {
         env: { PATH: process.env.PATH ?? '', ...env },
         extendEnv: false,
@@ -185,8 +211,10 @@ describe.runIf(engine.ok)('the image started from its snapshot', () => {
     ]);
     const codes: number[] = [];
     for (const args of steps) {
-      const fromSnapshot = await run(forSnapshot, false, args);
-      const plain = await run(forPlain, true, args);
+      const [fromSnapshot, plain] = await Promise.all([
+        run(forSnapshot, false, args),
+        run(forPlain, true, args),
+      ]);
       expect(comparable(fromSnapshot), args.join(' ')).toEqual(comparable(plain));
       codes.push(fromSnapshot.exitCode);
     }
