@@ -14,13 +14,15 @@ set -euo pipefail
 
 out=/rootfs
 roots=(nodejs iptables nftables iproute2 dash)
-# Not needed at run time: corepack (the npm/yarn/pnpm shim), debconf (Perl, and no perl here).
-# Of iproute2 only `ip` is run: the libraries only its other programs load go too
-# (Berkeley DB for arpd; TI-RPC and its Kerberos for ss; libcap2-bin's tools). That
-# makes room for nftables within 130 MB.
-skip_packages='^(node-corepack|debconf|libdb5\.3t64|libtirpc3t64|libtirpc-common|libgssapi-krb5-2|libkrb5-3|libk5crypto3|libkrb5support0|libkeyutils1|libcom-err2|libcap2-bin)$'
-iproute2_others='arpd|bridge|ctstat|dcb|devlink|genl|ifstat|lnstat|nstat|rdma|routel|rtacct|rtmon|rtstat|ss|tc|tipc|vdpa'
-skip_files="^/usr/share/(man|info|locale|lintian|bug|doc-base)/|^/usr/share/doc/.*/[^/]*\$|^/usr/lib/x86_64-linux-gnu/gconv/|^/usr/share/nodejs/@types/|^/usr/s?bin/(${iproute2_others})\$|^/usr/lib/x86_64-linux-gnu/tc/"
+# Not needed at run time: corepack (the npm/yarn/pnpm shim), debconf (Perl, and no perl here),
+# and the libraries only iproute2's other programs link (Berkeley DB for arpd; Sun
+# RPC and Kerberos for ss; libcap2-bin's tools): of iproute2, mesh-init runs `ip`
+# alone. Leaving them out (and those programs, and glibc's unused libmvec) makes room
+# for nftables and the start-up snapshot (~6 MB) under the image's 130 MB budget.
+skip_packages='^(node-corepack|debconf|libdb5\.3t64|libtirpc3t64|libtirpc-common|libgssapi-krb5-2|libkrb5-3|libk5crypto3|libkrb5support0|libcom-err2|libkeyutils1|libcap2-bin)$'
+skip_files='^/usr/share/(man|info|locale|lintian|bug|doc-base)/|^/usr/share/doc/.*/[^/]*$|^/usr/lib/x86_64-linux-gnu/gconv/|^/usr/share/nodejs/@types/'
+skip_files+='|^/(usr/)?s?bin/(arpd|bridge|ctstat|dcb|devlink|genl|ifstat|lnstat|nstat|rdma|routel|rtacct|rtmon|rtstat|ss|tc|tipc|vdpa)$'
+skip_files+='|^/usr/lib/x86_64-linux-gnu/(tc/|libmvec\.so)'
 
 mapfile -t packages < <(
   apt-cache depends --recurse --installed --no-recommends --no-suggests --no-conflicts \

@@ -110,7 +110,11 @@ export interface InitOptions {
 export interface InPodOptions {
   /** Its name within the pod (`app`, `dns`, …). */
   readonly role: string;
-  readonly entrypoint: readonly string[];
+  /** Default: the image's own (for the mesh-init image: mesh-init from its snapshot). */
+  readonly entrypoint?: readonly string[];
+  /** Arguments after the entrypoint. */
+  readonly command?: readonly string[];
+  readonly env?: Readonly<Record<string, string>>;
   /** Default: the mesh-init image. */
   readonly image?: string;
   /** `uid:gid`; default the image's (root). */
@@ -499,9 +503,12 @@ export class Cluster {
       .withName(`mesh-init-test-${this.runId}-${pod.name}-${options.role}`)
       .withNetworkMode(`container:${pod.id}`)
       .withDroppedCapabilities('ALL')
-      .withEntrypoint([...options.entrypoint])
       .withCopyFilesToContainer(helperFiles)
       .withLabels(this.labels);
+    if (options.entrypoint !== undefined)
+      container = container.withEntrypoint([...options.entrypoint]);
+    if (options.command !== undefined) container = container.withCommand([...options.command]);
+    if (options.env !== undefined) container = container.withEnvironment({ ...options.env });
     if (options.user !== undefined) container = container.withUser(options.user);
     if (options.capabilities !== undefined && options.capabilities.length > 0) {
       container = container.withAddedCapabilities(...options.capabilities);
