@@ -1,6 +1,6 @@
 /**
  * Every failure the user can cause or meet is one of these. The CLI maps them to
- * exit codes in one place (cli.ts); the README documents each code.
+ * exit codes in one place (cli.ts); docs/operations.md documents each code.
  */
 export abstract class MeshInitError extends Error {
   abstract readonly exitCode: number;

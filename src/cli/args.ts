@@ -21,7 +21,7 @@ function buildParser(argv: readonly string[]): Argv {
   let parser = yargs([...argv])
     .scriptName('mesh-init')
     .usage(
-      "mesh-init [options]\nmesh-init inject -f FILE|-   add the init container to manifests (mesh-init inject --help)\n\nRedirect the pod's inbound and outbound TCP to the sidecar proxy with one atomic iptables-restore per IP family, then exit.\nEvery option can also be set by the environment variables named in brackets; a flag beats its variable.",
+      "mesh-init [options]\nmesh-init inject -f FILE|-   add the init container to manifests (mesh-init inject --help)\n\nRedirect the pod's inbound and outbound TCP to the sidecar proxy (one atomic restore per table and IP family, or one nft transaction), then exit.\nEvery option can also be set by the environment variables named in brackets; a flag beats its variable.",
     )
     .parserConfiguration({
       'parse-numbers': false,
