@@ -7,6 +7,8 @@
 //   sudo npm run bench [-- --runs 30] [-- --steps]     IMAGE=mesh-init:dev by default
 //
 // --steps adds the image's program as it was before each step of docs/startup.md.
+// Last, both families in one pod: iptables-nft (a restore per family) next to
+// native nftables (one nft -f), the image's entrypoint each.
 //
 // Forms, run in turn within each round (the order rotates from round to round):
 // - image, snapshot: the image's ENTRYPOINT as `docker image inspect` gives it;
@@ -499,6 +501,7 @@ function main() {
       results[backend] = { forms: all, times, floors, programs, rss };
     }
     report(results, imageNode);
+    bothFamilies(image, dir);
     const end = loadavg();
     console.log(`\nload ${end.map((l) => l.toFixed(2)).join(' ')} at the end`);
   } finally {
@@ -561,6 +564,48 @@ function report(results, imageNode) {
         `  goal: image snapshot <= 1.6 x the floor: with the image's node wall ${verdict(snap.wall / floor.image.wall.floor, 1.6)}, CPU ${verdict(snap.cpu / floor.image.cpu.floor, 1.6)}; with this machine's node wall ${verdict(snap.wall / floor.host.wall.floor, 1.6)}, CPU ${verdict(snap.cpu / floor.host.cpu.floor, 1.6)}`,
       );
     }
+  }
+}
+
+/**
+ * Both families in one pod, the image's entrypoint: iptables-nft (a restore per
+ * family) next to native nftables (one nft -f for both), alternating, each in a
+ * fresh netns; with the programs each starts (`ip` puts ::6 on lo in both).
+ */
+function bothFamilies(image, dir) {
+  const both = ['-p', '15001', '-u', '1337', '--ipv6', 'true'];
+  const cases = {
+    iptablesNft: {
+      label: 'image: snapshot, iptables-nft, IPv4 and IPv6',
+      argv: ['chroot', image.root, ...image.entrypoint, ...both, '--iptables-backend', 'nft'],
+      own: 'node',
+    },
+    nativeNft: {
+      label: 'image: snapshot, native nftables, IPv4 and IPv6',
+      argv: ['chroot', image.root, ...image.entrypoint, ...both, '--native-nftables'],
+      own: 'node',
+    },
+  };
+  const names = Object.keys(cases);
+  const times = Object.fromEntries(names.map((n) => [n, []]));
+  for (let round = 0; round < RUNS; round++) {
+    for (let i = 0; i < names.length; i++) {
+      const name = names[(round + i) % names.length];
+      times[name].push(
+        inFreshNamespace((ns) => time('ip', ['netns', 'exec', ns, ...cases[name].argv])),
+      );
+    }
+  }
+  console.log(`
+both families (IPv4 and IPv6), fresh netns per run, ${RUNS} rounds, medians`);
+  for (const name of names) {
+    const form = cases[name];
+    const programs = inFreshNamespace((ns) => programsStarted(dir, ns, form, form.own));
+    const rss = inFreshNamespace((ns) => peakRss(ns, form));
+    const at = (metric) => median(times[name].map((t) => t[metric]));
+    console.log(
+      `  ${form.label.padEnd(52)} wall ${ms(at('wall')).padStart(9)}  CPU ${ms(at('cpu')).padStart(9)}  ${programs.length} programs (${summarize(programs)})  ${(rss / 1024).toFixed(1)} MiB`,
+    );
   }
 }
 
