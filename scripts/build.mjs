@@ -3,9 +3,7 @@
 // and Node loads CommonJS ~5 ms faster than the same code as an ES module.
 import { build } from 'esbuild';
 
-await build({
-  entryPoints: ['src/cli/main.ts'],
-  outfile: 'dist/mesh-init.cjs',
+const common = {
   bundle: true,
   platform: 'node',
   format: 'cjs',
@@ -18,4 +16,11 @@ await build({
     js: "#!/usr/bin/env node\n'use strict';\nconst __meshInitUrl = require('node:url').pathToFileURL(__filename).href;",
   },
   logLevel: 'warning',
-});
+};
+
+// Two programs: the init container's stays small, the CNI plugin carries the
+// Kubernetes client (some 4 MB) that only it needs.
+await Promise.all([
+  build({ ...common, entryPoints: ['src/cli/main.ts'], outfile: 'dist/mesh-init.cjs' }),
+  build({ ...common, entryPoints: ['src/cli/cni-main.ts'], outfile: 'dist/mesh-init-cni.cjs' }),
+]);
