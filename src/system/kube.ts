@@ -48,8 +48,16 @@ function retryable(status: number): boolean {
   return status === 429 || status >= 500;
 }
 
+/** The Status object's message, whether the client parsed the body or left it as text. */
 function describeApiError(error: ApiException<unknown>): string {
-  const body = error.body as { message?: unknown } | string | undefined;
+  let body = error.body as { message?: unknown } | string | undefined;
+  if (typeof body === 'string') {
+    try {
+      body = JSON.parse(body) as { message?: unknown };
+    } catch {
+      // Not JSON: shown as it is.
+    }
+  }
   const message =
     typeof body === 'object' && body !== null && typeof body.message === 'string'
       ? body.message
