@@ -2,12 +2,15 @@
 // cheapest way to start (an init container's whole run is mostly Node start-up),
 // and Node loads CommonJS ~5 ms faster than the same code as an ES module.
 //
-// Two bundles of the same modules, differing only in their entry:
+// Three bundles: two of the same modules, differing only in their entry, and the
+// CNI plugin's:
 // - dist/mesh-init.cjs, the npm bin: runs main() as soon as it is loaded;
 // - dist/mesh-init-snapshot.cjs, the entry of the image's V8 start-up snapshot
 //   (`node --snapshot-blob X --build-snapshot dist/mesh-init-snapshot.cjs`, see
 //   image/Dockerfile and docs/startup.md): it loads and warms up everything, and
-//   leaves main() to run when a process starts from the snapshot.
+//   leaves main() to run when a process starts from the snapshot;
+// - dist/mesh-init-cni.cjs, the CNI plugin (docs/cni.md), which alone carries the
+//   Kubernetes client.
 import { readFile } from 'node:fs/promises';
 import { build } from 'esbuild';
 
@@ -15,6 +18,8 @@ import { build } from 'esbuild';
 const ENTRY = 'src/cli/main.ts';
 /** The entry the snapshot is built from. */
 const SNAPSHOT_ENTRY = 'src/cli/snapshot.ts';
+/** The CNI plugin's entry: a program of its own, as it carries the Kubernetes client (~4 MB). */
+const CNI_ENTRY = 'src/cli/cni-main.ts';
 
 /**
  * Module-level state that V8 cannot put into a start-up snapshot, made lazy at
@@ -93,4 +98,5 @@ const common = {
 await Promise.all([
   build({ ...common, entryPoints: [ENTRY], outfile: 'dist/mesh-init.cjs' }),
   build({ ...common, entryPoints: [SNAPSHOT_ENTRY], outfile: 'dist/mesh-init-snapshot.cjs' }),
+  build({ ...common, entryPoints: [CNI_ENTRY], outfile: 'dist/mesh-init-cni.cjs' }),
 ]);

@@ -25,7 +25,7 @@ import {
   readLocalRoute,
   removeLocalRoute,
 } from '../system/ip.js';
-import { addressFamiliesIn, inNamespace } from '../system/netns.js';
+import { addressFamiliesIn, inNamespace, type LocateProgram } from '../system/netns.js';
 import type { ValidationResult } from '../system/probe.js';
 
 export interface Deps {
@@ -44,6 +44,11 @@ export interface Deps {
   readonly readGroupFile: () => Promise<string>;
   /** The pod's /etc/resolv.conf, for --redirect-dns. */
   readonly readResolvConf: () => Promise<string>;
+  /**
+   * With --network-namespace: the files of nsenter and of the programs it starts.
+   * Unset, they are found on PATH; the CNI plugin cannot trust the runtime's PATH.
+   */
+  readonly locate?: LocateProgram;
 }
 
 /** The families a run captures, and why IPv6 is not among them (for the log). */
@@ -75,7 +80,7 @@ export async function familiesFor(config: Config, deps: Deps): Promise<Families>
 function scopedTo(config: Config, deps: Deps): Deps {
   const path = config.networkNamespace;
   if (path === undefined) return deps;
-  const run = inNamespace(deps.run, path);
+  const run = inNamespace(deps.run, path, deps.locate);
   return { ...deps, run, addressFamilies: () => addressFamiliesIn(run) };
 }
 

@@ -3,13 +3,43 @@
  * --network-namespace, and the CNI plugin's pod namespace): every program is started
  * through nsenter, so the rest of mesh-init does not know the difference.
  */
+import { statfsSync } from 'node:fs';
 import { BackendError } from '../errors.js';
 import { describeFailure, type RunCommand } from './exec.js';
 import type { AddressFamilies } from './interfaces.js';
 
-/** util-linux's nsenter takes any namespace path: /var/run/netns/NAME, /proc/PID/ns/net. */
-export function inNamespace(run: RunCommand, path: string): RunCommand {
-  return (file, args, input) => run('nsenter', [`--net=${path}`, '--', file, ...args], input);
+/** A program's name → the file to start; names stay names where PATH is to be trusted. */
+export type LocateProgram = (name: string) => string;
+
+const byName: LocateProgram = (name) => name;
+
+/**
+ * util-linux's nsenter takes any namespace path: /var/run/netns/NAME, /proc/PID/ns/net.
+ * `locate` names nsenter and the program it starts: nsenter finds a bare name on its
+ * own PATH, which a CNI runtime may not give at all, so the plugin passes absolute paths.
+ */
+export function inNamespace(
+  run: RunCommand,
+  path: string,
+  locate: LocateProgram = byName,
+): RunCommand {
+  return (file, args, input) =>
+    run(locate('nsenter'), [`--net=${path}`, '--', locate(file), ...args], input);
+}
+
+/** statfs(2)'s f_type of nsfs, the file system of namespace files. */
+const NSFS_MAGIC = 0x6e736673;
+
+/**
+ * Whether the path is a live network namespace: a bind mount of one (/var/run/netns/X)
+ * or /proc/PID/ns/net of a running process. An unmounted leftover file is not.
+ */
+export function isNamespaceFile(path: string): boolean {
+  try {
+    return statfsSync(path).type === NSFS_MAGIC;
+  } catch {
+    return false;
+  }
 }
 
 /**

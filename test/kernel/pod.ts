@@ -110,6 +110,14 @@ export class Pod {
     readonly peer: string,
   ) {}
 
+  /**
+   * Helpers for two namespaces made and wired elsewhere (the CNI suite's, joined by the
+   * bridge plugin): `peer` is any other namespace to connect from. destroy() deletes them.
+   */
+  static adopt(pod: string, peer: string): Pod {
+    return new Pod(pod, peer);
+  }
+
   static async create(): Promise<Pod> {
     const id = `mi-${process.pid}-${counter++}`;
     const net = new Pod(`${id}-pod`, `${id}-peer`);
@@ -331,9 +339,14 @@ export class Pod {
     return stdout;
   }
 
-  async destroy(): Promise<void> {
+  /** Stops the listeners this Pod started; the namespaces stay. */
+  async stopServers(): Promise<void> {
     for (const server of this.servers) server.kill();
     await Promise.allSettled(this.servers.map((server) => server.exited));
+  }
+
+  async destroy(): Promise<void> {
+    await this.stopServers();
     await execa('ip', ['netns', 'del', this.pod], { reject: false });
     await execa('ip', ['netns', 'del', this.peer], { reject: false });
     for (const ns of this.extra) await execa('ip', ['netns', 'del', ns], { reject: false });

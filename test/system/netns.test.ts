@@ -1,0 +1,56 @@
+import { describe, expect, it } from 'vitest';
+import type { RunCommand } from '../../src/system/exec.js';
+import { inNamespace, isNamespaceFile } from '../../src/system/netns.js';
+import { locateIn } from '../../src/system/programs.js';
+
+describe('inNamespace', () => {
+  const recorded: string[][] = [];
+  const run: RunCommand = async (file, args) => {
+    recorded.push([file, ...args]);
+    return { exitCode: 0, stdout: '', stderr: '' };
+  };
+
+  it('starts the program through nsenter, by name unless told where programs are', async () => {
+    recorded.length = 0;
+    await inNamespace(run, '/var/run/netns/pod')('iptables-nft-save', ['-t', 'nat']);
+    const locate = locateIn(['/usr/sbin', '/usr/bin'], (path) =>
+      ['/usr/bin/nsenter', '/usr/sbin/iptables-nft-save'].includes(path),
+    );
+    await inNamespace(run, '/proc/42/ns/net', locate)('iptables-nft-save', ['-t', 'nat']);
+    expect(recorded).toEqual([
+      ['nsenter', '--net=/var/run/netns/pod', '--', 'iptables-nft-save', '-t', 'nat'],
+      [
+        '/usr/bin/nsenter',
+        '--net=/proc/42/ns/net',
+        '--',
+        '/usr/sbin/iptables-nft-save',
+        '-t',
+        'nat',
+      ],
+    ]);
+  });
+});
+
+describe('locateIn', () => {
+  it('takes the first directory that has it, keeps paths, and leaves an unknown name as it is', () => {
+    const looked: string[] = [];
+    const locate = locateIn(['/a', '/b'], (path) => {
+      looked.push(path);
+      return path === '/b/ip';
+    });
+    expect([locate('ip'), locate('ip'), locate('/opt/ip'), locate('nft')]).toEqual([
+      '/b/ip',
+      '/b/ip',
+      '/opt/ip',
+      'nft',
+    ]);
+    expect(looked).toEqual(['/a/ip', '/b/ip', '/a/nft', '/b/nft']);
+  });
+});
+
+describe('isNamespaceFile', () => {
+  it('is false for what is not a namespace', () => {
+    expect(isNamespaceFile('/etc/hostname')).toBe(false);
+    expect(isNamespaceFile('/no/such/file')).toBe(false);
+  });
+});
