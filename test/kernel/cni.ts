@@ -75,6 +75,20 @@ export class CniNode {
       await execa('ip', ['netns', 'add', node.name]);
       await execa('ip', ['-n', node.name, 'link', 'set', 'lo', 'up']);
       await execa('mkdir', ['-p', node.binDir, node.confDir, node.libDir, `${node.dir}/ipam`]);
+      // The bridge made here with an address of its own: a bridge that picks its MAC
+      // takes the lowest of its ports', so the second pod's veth could change it, and
+      // the bridge plugin's CHECK of the first pod then fails ("Mac doesn't match").
+      await execa('ip', ['-n', node.name, 'link', 'add', node.bridge, 'type', 'bridge']);
+      await execa('ip', [
+        '-n',
+        node.name,
+        'link',
+        'set',
+        node.bridge,
+        'address',
+        '02:6d:69:00:00:01',
+      ]);
+      await execa('ip', ['-n', node.name, 'link', 'set', node.bridge, 'up']);
       for (const plugin of ['bridge', 'host-local']) {
         await execa('ln', ['-s', `${REFERENCE_PLUGINS}/${plugin}`, `${node.binDir}/${plugin}`]);
       }
