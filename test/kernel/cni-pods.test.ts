@@ -29,13 +29,14 @@ cniSuite('the CNI plugin reads the pod from the Kubernetes API', () => {
   beforeAll(async () => {
     node = await CniNode.create('10.214.0.0/24');
     await api.start();
+    await api.forwardIn(node.name);
     kubeconfig = `${node.confDir}/../kubeconfig`;
     api.writeKubeconfig(kubeconfig);
     const installed = await node.install({ kubeconfig, flags: BLOCK_FLAGS });
     expect(installed.exitCode, installed.stderr).toBe(0);
   });
   afterAll(async () => {
-    await api.stop();
+    await api.dispose();
     for (const name of namespaces) await deleteNamespace(name);
     await node?.destroy();
   });
@@ -65,7 +66,7 @@ cniSuite('the CNI plugin reads the pod from the Kubernetes API', () => {
       ifname: 'eth0',
       args: `IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME=${name}`,
     };
-    const run = await node.exec(plugin(extra), 'ADD', attachment, { inRoot: true });
+    const run = await node.exec(plugin(extra), 'ADD', attachment);
     return { run, nat: await natIn(netns.name) };
   };
 

@@ -146,7 +146,7 @@ export class CniNode {
     plugin: Record<string, unknown>,
     command: string,
     attachment: Partial<Attachment>,
-    options: { prevResult?: unknown; cniVersion?: string; stdin?: string; inRoot?: boolean } = {},
+    options: { prevResult?: unknown; cniVersion?: string; stdin?: string } = {},
   ): Promise<PluginRun> {
     const list = this.conflist();
     const config = {
@@ -161,12 +161,8 @@ export class CniNode {
     if (attachment.ifname) env.CNI_IFNAME = attachment.ifname;
     if (attachment.args) env.CNI_ARGS = attachment.args;
     const file = `${this.binDir}/${String(plugin.type)}`;
-    // inRoot: started in the machine's namespace, as a runtime there does (it reaches a
-    // test API server on loopback); the plugin still only touches CNI_NETNS.
-    const [program, args] = options.inRoot
-      ? [file, []]
-      : ['/usr/sbin/ip', ['netns', 'exec', this.name, file]];
-    const result = await execa(program, args, {
+    // In the node namespace, as a runtime there starts it: never in this machine's own.
+    const result = await execa('/usr/sbin/ip', ['netns', 'exec', this.name, file], {
       env,
       extendEnv: false,
       input: options.stdin ?? JSON.stringify(config),

@@ -1,12 +1,18 @@
 /**
- * Enough of the Kubernetes API for the CNI plugin's pod lookup, on loopback: GET
+ * Enough of the Kubernetes API for the CNI plugin's pod lookup: GET
  * /api/v1/namespaces/NS/pods/NAME answers the pod the test put there (404 Status
  * otherwise), only with the kubeconfig's bearer token. `stop()` and `start()` take
- * it down and bring it back on the same port.
+ * it down and bring it back.
+ *
+ * It listens on a Unix socket, and `forwardIn(ns)` serves that socket on
+ * 127.0.0.1:PORT inside a network namespace of the test's: the plugin then runs
+ * there, as every other test runs it, and never in this machine's own namespace
+ * (where a bug of the plugin's could apply rules).
  */
-import { writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { execa, type ResultPromise } from 'execa';
 
 export const TOKEN = 'mesh-init-test-token';
 
@@ -23,7 +29,12 @@ export class KubeApi {
   readonly requests: string[] = [];
   private server: Server | undefined;
   private dropping = 0;
-  port = 0;
+  private readonly dir = mkdtempSync(`${tmpdir()}/mesh-init-kube-api-`);
+  /** Where the server listens: a Unix socket, reached from any network namespace. */
+  readonly socket = `${this.dir}/api.sock`;
+  /** The port the forwarder serves the API on, on 127.0.0.1 of its namespace. */
+  readonly port = 6443;
+  private forwarder: { kill: () => void; exited: Promise<unknown> } | undefined;
 
   /** The next `count` requests get no answer: the connection is cut, as by a server going down. */
   dropNext(count: number): void {
@@ -84,8 +95,8 @@ export class KubeApi {
 
   async start(): Promise<void> {
     const server = createServer((req, res) => this.handle(req, res));
-    await new Promise<void>((resolve) => server.listen(this.port, '127.0.0.1', resolve));
-    this.port = (server.address() as AddressInfo).port;
+    rmSync(this.socket, { force: true });
+    await new Promise<void>((resolve) => server.listen(this.socket, resolve));
     this.server = server;
   }
 
@@ -95,6 +106,37 @@ export class KubeApi {
     if (server === undefined) return;
     server.closeAllConnections();
     await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+
+  /**
+   * Serves the API on 127.0.0.1:port inside network namespace `ns`: a small Node
+   * forwarder there joins each connection to the Unix socket (a connection is cut
+   * when the server is down, as with a server that went away).
+   */
+  async forwardIn(ns: string): Promise<void> {
+    const code = `const net = require('node:net');
+net.createServer((c) => {
+  const u = net.connect(${JSON.stringify(this.socket)});
+  u.on('error', () => c.destroy());
+  c.on('error', () => u.destroy());
+  c.pipe(u).pipe(c);
+}).listen(${this.port}, '127.0.0.1', () => console.log('ready'));`;
+    const child = execa('ip', ['netns', 'exec', ns, process.execPath, '-e', code], {
+      reject: false,
+    });
+    this.forwarder = { kill: () => child.kill('SIGKILL'), exited: child.then(() => undefined) };
+    await new Promise<void>((resolve, reject) => {
+      child.stdout?.once('data', () => resolve());
+      child.once('exit', (exit) => reject(new Error(`the API forwarder exited (${exit})`)));
+    });
+  }
+
+  /** Stops the forwarder and the server, and removes the socket. */
+  async dispose(): Promise<void> {
+    this.forwarder?.kill();
+    await this.forwarder?.exited;
+    await this.stop();
+    rmSync(this.dir, { recursive: true, force: true });
   }
 
   /** A kubeconfig for this server with the token. */
