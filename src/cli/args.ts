@@ -1,16 +1,7 @@
 import yargs, { type Argv } from 'yargs';
 import { FLAGS, type FlagSpec } from '../config/flags.js';
+import type { GivenOption, GivenOptions } from '../config/given.js';
 import { UsageError } from '../errors.js';
-
-/** What the command line and the environment said, before validation. */
-export interface GivenOption {
-  readonly value: string | boolean;
-  /** How the user wrote it: `--proxy-port`, or `--proxy-port (from ENVOY_PORT)`. */
-  readonly origin: string;
-  readonly fromEnv: boolean;
-}
-
-export type GivenOptions = ReadonlyMap<string, GivenOption>;
 
 export type Parsed =
   | { readonly kind: 'help'; readonly text: string }

@@ -69,7 +69,8 @@ export async function familiesFor(config: Config, deps: Deps): Promise<Families>
   if (config.ipv6 === 'auto') {
     const has = await deps.addressFamilies();
     if (!has.ipv6) return only('no global IPv6 address');
-    if (has.ipv4 && !config.dualStack) {
+    // What an earlier run with --dual-stack or --ipv6 true left is cleaned up too.
+    if (has.ipv4 && !config.dualStack && config.mode !== 'cleanup') {
       return only('the pod has IPv4 too and --dual-stack is off, as in Istio');
     }
   }
@@ -313,6 +314,15 @@ async function dropStaleLocalRoute(
  */
 async function readResolvers(config: Config, deps: Deps, log: Logger): Promise<Config> {
   if (config.dns.capture === 'off' || config.mode === 'cleanup') return config;
+  // Applied from outside the pod (--network-namespace, the CNI plugin), this
+  // /etc/resolv.conf is not the pod's: all of port 53 is captured, as Istio's CNI does.
+  if (config.networkNamespace !== undefined) {
+    log.info(
+      'dns',
+      "dns: capturing DNS to any address: the pod's /etc/resolv.conf cannot be read from outside its namespace (as with --capture-all-dns)",
+    );
+    return { ...config, dns: { ...config.dns, capture: 'all', resolvers: [] } };
+  }
   let text: string;
   try {
     text = await deps.readResolvConf();
@@ -357,9 +367,9 @@ async function readGroups(config: Config, deps: Deps): Promise<Config> {
 /** The whole run, by mode. Returns the exit code. */
 export async function runMeshInit(given: Config, shellDeps: Deps, log: Logger): Promise<number> {
   const deps = scopedTo(given, shellDeps);
-  const config = given.skipRuleApply
-    ? given
-    : await readGroups(await readResolvers(given, deps, log), deps);
+  // Group names count for validation too: it traces the rules for its own identity.
+  const withGroups = await readGroups(given, deps);
+  const config = given.skipRuleApply ? withGroups : await readResolvers(withGroups, deps, log);
   const scope = await familiesFor(config, deps);
   const { families } = scope;
   if (config.skipRuleApply) {

@@ -1,6 +1,6 @@
-import type { GivenOption, GivenOptions } from '../cli/args.js';
 import { UsageError } from '../errors.js';
 import { FLAGS, type FlagSpec } from './flags.js';
+import type { GivenOption, GivenOptions } from './given.js';
 
 /**
  * Per-pod settings from the pod template's annotations, turned into the same

@@ -1,6 +1,6 @@
 import ipaddr from 'ipaddr.js';
-import type { GivenOption, GivenOptions } from '../cli/args.js';
 import { UsageError } from '../errors.js';
+import type { GivenOption, GivenOptions } from './given.js';
 import type { Cidr, Family } from './net.js';
 
 export type PortSelection =
@@ -569,6 +569,10 @@ function engine(given: Given): { backend: 'auto' | Backend; nativeNftables: bool
     throw new UsageError(
       `conflicting ${given.get('native-nftables')?.origin} and ${asked?.origin}: native nftables uses no iptables backend`,
     );
+  }
+  const wait = given.get('wait');
+  if (nativeNftables && wait !== undefined) {
+    given.note(`${wait.origin} has no effect with native nftables: nft takes no xtables lock`);
   }
   return { backend: chosen, nativeNftables };
 }

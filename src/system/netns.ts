@@ -44,7 +44,8 @@ export function isNamespaceFile(path: string): boolean {
 
 /**
  * The families the namespace has a global address of (not loopback, not link-local):
- * what `ip` lists with scope global, ULA addresses included as for our own namespace.
+ * what `ip` lists with scope global, ULA addresses included as for our own namespace,
+ * lo's left out (mesh-init's own ::6 there is scope global too).
  */
 export async function addressFamiliesIn(run: RunCommand): Promise<AddressFamilies> {
   const args = ['-o', 'addr', 'show', 'scope', 'global'];
@@ -54,7 +55,7 @@ export async function addressFamiliesIn(run: RunCommand): Promise<AddressFamilie
       `cannot read the namespace's addresses (ip ${args.join(' ')}): ${describeFailure(shown)}`,
     );
   }
-  const lines = shown.stdout.split('\n');
+  const lines = shown.stdout.split('\n').filter((line) => !/^\d+:\s+lo\s/.test(line));
   return {
     ipv4: lines.some((line) => /\sinet\s/.test(line)),
     ipv6: lines.some((line) => /\sinet6\s/.test(line)),

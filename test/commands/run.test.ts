@@ -2887,6 +2887,20 @@ describe('--network-namespace: every program runs in that namespace', () => {
     expect(result.stderrLines().at(-1)).toBe(inside.stderrLines().at(-1));
   });
 
+  it("--redirect-dns there captures all of port 53: this /etc/resolv.conf is not the pod's", async () => {
+    const result = await run(
+      ['--network-namespace', NS, '--redirect-dns', '--ipv6', 'false', '--dry-run'],
+      LIVE_NFT,
+      { answers: { nsenter: nsenter(false) }, resolvConf: 'nameserver 10.96.0.10\n' },
+    );
+    expect(result.code).toBe(0);
+    expect(result.stdout()).toContain('-A ISTIO_OUTPUT_DNS -p udp --dport 53 -m comment');
+    expect(result.stdout()).not.toContain('10.96.0.10');
+    expect(result.stderrLines()).toContain(
+      "mesh-init: dns: capturing DNS to any address: the pod's /etc/resolv.conf cannot be read from outside its namespace (as with --capture-all-dns)",
+    );
+  });
+
   it('--ipv6 true asks nothing about addresses', async () => {
     const seen: Inner[] = [];
     const result = await run(['--network-namespace', NS, '--ipv6', 'true'], LIVE_NFT, {
@@ -3001,5 +3015,31 @@ describe('group names of the owner-group filters', () => {
     expect(result.stderrLines().at(-1)).toBe(
       `mesh-init: invalid --outbound-owner-groups: group "java" is not in the init container's /etc/group; give its GID`,
     );
+  });
+});
+
+describe('group names and families where only part of a run happens', () => {
+  it('--skip-rule-apply --run-validation: the validation gets the groups as GIDs', async () => {
+    const result = await run(
+      ['--run-validation', '--skip-rule-apply', '--outbound-owner-groups', 'adm'],
+      {},
+      {},
+    );
+    expect(result.code).toBe(0);
+    expect(result.validations.map((v) => v.config.ownerGroups)).toEqual([
+      { kind: 'only', groups: [4] },
+    ]);
+  });
+
+  it('--cleanup on a dual-stack pod without --dual-stack cleans IPv6 too (an earlier run may have had it)', async () => {
+    const result = await run(['--cleanup', '--iptables-backend', 'nft'], LIVE_NFT, {
+      globalIpv4: true,
+      globalIpv6: true,
+    });
+    expect(result.code).toBe(0);
+    expect(result.restores().map((c) => c.file)).toEqual([
+      'iptables-nft-restore',
+      'ip6tables-nft-restore',
+    ]);
   });
 });

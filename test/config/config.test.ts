@@ -2885,3 +2885,13 @@ describe('--native-nftables and the iptables backend (issue 9)', () => {
     expect((await configFrom(['--iptables-backend', 'auto'])).nativeNftables).toBe(false);
   });
 });
+
+describe('--wait with --native-nftables', () => {
+  it('is taken with a note: nft takes no xtables lock', async () => {
+    const config = await configFrom(['--native-nftables', '--wait', '5']);
+    expect(config.notes).toEqual([
+      '--wait has no effect with native nftables: nft takes no xtables lock',
+    ]);
+    expect((await configFrom(['--wait', '5'])).notes).toEqual([]);
+  });
+});

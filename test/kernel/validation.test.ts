@@ -10,12 +10,12 @@ import { kernelSuite } from './suite.js';
 
 /**
  * How each backend applies the rules the validation then probes. The validation
- * itself reads no rules, so a backend is one entry here: native nftables joins as
- * `'native-nft': ['--native-nftables']` once --native-nftables applies.
+ * itself reads no rules, so a backend is one entry here.
  */
 const BACKENDS: Readonly<Record<string, readonly string[]>> = {
   legacy: ['--iptables-backend', 'legacy'],
   nft: ['--iptables-backend', 'nft'],
+  'native-nft': ['--native-nftables'],
 };
 
 const OUT = 15001;

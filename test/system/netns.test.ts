@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { RunCommand } from '../../src/system/exec.js';
-import { inNamespace, isNamespaceFile } from '../../src/system/netns.js';
+import { addressFamiliesIn, inNamespace, isNamespaceFile } from '../../src/system/netns.js';
 import { locateIn } from '../../src/system/programs.js';
 
 describe('inNamespace', () => {
@@ -49,8 +49,26 @@ describe('locateIn', () => {
 });
 
 describe('isNamespaceFile', () => {
+  it("is true for a network namespace's file", () => {
+    expect(isNamespaceFile('/proc/self/ns/net')).toBe(true);
+  });
+
   it('is false for what is not a namespace', () => {
     expect(isNamespaceFile('/etc/hostname')).toBe(false);
     expect(isNamespaceFile('/no/such/file')).toBe(false);
+  });
+});
+
+describe('addressFamiliesIn', () => {
+  const shows =
+    (stdout: string): RunCommand =>
+    async () => ({ exitCode: 0, stdout, stderr: '' });
+  it("reads each family from ip's global addresses; lo's (mesh-init's ::6) do not count", async () => {
+    const lo = '1: lo    inet6 ::6/128 scope global \\       valid_lft forever\n';
+    const eth0v4 = '2: eth0    inet 10.244.1.7/24 brd 10.244.1.255 scope global eth0\n';
+    const eth0v6 = '2: eth0    inet6 fd00::7/64 scope global \\       valid_lft forever\n';
+    expect(await addressFamiliesIn(shows(lo + eth0v4))).toEqual({ ipv4: true, ipv6: false });
+    expect(await addressFamiliesIn(shows(eth0v4 + eth0v6))).toEqual({ ipv4: true, ipv6: true });
+    expect(await addressFamiliesIn(shows(''))).toEqual({ ipv4: false, ipv6: false });
   });
 });

@@ -5,8 +5,9 @@
  * whose network namespace is CNI_NETNS; the plugin only decides and translates.
  * stdout carries the result or the error, nothing else; logs go to stderr.
  */
-import type { GivenOptions } from '../../cli/args.js';
+
 import { validateConfig } from '../../config/config.js';
+import type { GivenOptions } from '../../config/given.js';
 import { EXIT_DRIFT, EXIT_OK, MeshInitError, UsageError } from '../../errors.js';
 import { createLogger, formatConfig, type Logger } from '../../log.js';
 import type { RunCommand } from '../../system/exec.js';

@@ -3,9 +3,11 @@
  * waits on, from the pod as the Kubernetes API returns it. Pure. The annotations are
  * read exactly as `mesh-init inject` reads a pod template's.
  */
-import type { GivenOption, GivenOptions } from '../../cli/args.js';
+
 import { optionsWithAnnotations, wantsCapture, wantsInjection } from '../../config/annotations.js';
 import { type Config, validateConfig } from '../../config/config.js';
+import type { GivenOption, GivenOptions } from '../../config/given.js';
+import { namesGroups } from '../../config/groups.js';
 import { UsageError } from '../../errors.js';
 import type { PodView } from '../../system/kube.js';
 import { type CniSettings, INIT_CONTAINER_FLAGS, NAMESPACE_FLAG } from './settings.js';
@@ -72,8 +74,8 @@ export interface PodConfig {
 /**
  * The pod's flags → the run's Config in the pod's namespace. Flags of the validation
  * init container are left to it; a namespace of its own choosing is refused. DNS
- * capture takes all of port 53, as Istio's CNI plugin does: the plugin cannot read
- * the pod's /etc/resolv.conf, which the kubelet writes later.
+ * capture takes all of port 53, as Istio's CNI plugin does (the run does so for any
+ * namespace of another's): the plugin cannot read the pod's /etc/resolv.conf.
  */
 export function podConfig(options: GivenOptions, netns: string, mode: RunMode): PodConfig {
   const given = new Map<string, GivenOption>();
@@ -100,10 +102,11 @@ export function podConfig(options: GivenOptions, netns: string, mode: RunMode): 
     });
   }
   const config = validateConfig(given);
+  if (namesGroups(config)) {
+    throw new UsageError(
+      "invalid --outbound-owner-groups: group names need the pod's /etc/group, which the CNI plugin cannot read; give GIDs",
+    );
+  }
   notes.push(...config.notes);
-  if (config.dns.capture !== 'resolvers') return { config, notes };
-  notes.push(
-    `${given.get('redirect-dns')?.origin ?? '--redirect-dns'}: DNS to any address is captured, as with --capture-all-dns (the plugin cannot read the pod's /etc/resolv.conf; Istio's CNI plugin does the same)`,
-  );
-  return { config: { ...config, dns: { ...config.dns, capture: 'all' } }, notes };
+  return { config, notes };
 }

@@ -139,9 +139,13 @@ function versionOf(value: unknown): CniVersion {
   return version;
 }
 
-/** The configuration on stdin; VERSION may come with none (then the latest version is meant). */
+/**
+ * The configuration on stdin. VERSION answers whatever comes with it (none, or a
+ * version this plugin does not know), as the spec's reference library does: the
+ * runtime asks precisely to learn which versions are supported.
+ */
 function parseConfig(command: CniCommand, stdin: string): PluginConfig {
-  if (command === 'VERSION' && stdin.trim() === '') {
+  if (command === 'VERSION') {
     return { cniVersion: LATEST_VERSION, name: undefined, prevResult: undefined, raw: {} };
   }
   let raw: unknown;

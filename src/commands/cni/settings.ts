@@ -3,10 +3,12 @@
  * them, and the flags every pod gets unless its annotations say otherwise. Checked
  * once per call, before anything else; every message names the key.
  */
-import type { GivenOption, GivenOptions } from '../../cli/args.js';
+
 import { POD_FLAGS } from '../../config/annotations.js';
 import { validateConfig } from '../../config/config.js';
 import { FLAGS, type FlagSpec } from '../../config/flags.js';
+import type { GivenOption, GivenOptions } from '../../config/given.js';
+import { namesGroups } from '../../config/groups.js';
 import { UsageError } from '../../errors.js';
 import { CniError, ERROR_CODES } from './protocol.js';
 
@@ -248,7 +250,11 @@ export function parseSettings(raw: Readonly<Record<string, unknown>>): CniSettin
   const options = flagOptions(block.flags);
   try {
     // Every pod starts from these: a bad one is the node's mistake, found before any pod.
-    validateConfig(options);
+    if (namesGroups(validateConfig(options))) {
+      throw new UsageError(
+        `invalid ${BLOCK_KEY}.flags: group names of --outbound-owner-groups need the pod's /etc/group, which the CNI plugin cannot read; give GIDs`,
+      );
+    }
   } catch (error) {
     if (error instanceof UsageError) throw new CniError(ERROR_CODES.invalidConfig, error.message);
     throw error;

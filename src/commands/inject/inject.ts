@@ -1,6 +1,5 @@
 import type { Container } from 'kubernetes-types/core/v1.js';
 import { type Document, isMap, isSeq, type YAMLMap } from 'yaml';
-import type { GivenOption, GivenOptions } from '../../cli/args.js';
 import {
   FLAG_ANNOTATIONS,
   INJECT_ANNOTATIONS,
@@ -9,6 +8,7 @@ import {
   wantsInjection,
 } from '../../config/annotations.js';
 import { validateConfig } from '../../config/config.js';
+import type { GivenOption, GivenOptions } from '../../config/given.js';
 import {
   buildInitContainer,
   buildProxyContainer,

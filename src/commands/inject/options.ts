@@ -1,5 +1,4 @@
 import yargs, { type Argv } from 'yargs';
-import type { GivenOption } from '../../cli/args.js';
 import {
   FLAG_ANNOTATIONS,
   INJECT_ANNOTATIONS,
@@ -8,6 +7,7 @@ import {
   POD_FLAGS,
 } from '../../config/annotations.js';
 import { validateConfig } from '../../config/config.js';
+import type { GivenOption } from '../../config/given.js';
 import { UsageError } from '../../errors.js';
 import { VERSION } from '../../version.js';
 import type { InjectSettings } from './inject.js';

@@ -134,16 +134,20 @@ describe('podConfig', () => {
     );
   });
 
-  it("DNS capture takes all of port 53: the plugin cannot read the pod's resolv.conf", () => {
-    const { config, notes } = podConfig(
-      optionsOf({ 'mesh-init/redirect-dns': 'true' }),
-      '/p',
-      'apply',
-    );
-    expect(config.dns).toMatchObject({ capture: 'all' });
-    expect(notes.at(-1)).toContain(
-      'annotation mesh-init/redirect-dns on pod shop/web: DNS to any address is captured',
-    );
+  it("DNS capture is left to the run, which takes all of port 53 in another's namespace", () => {
+    const { config } = podConfig(optionsOf({ 'mesh-init/redirect-dns': 'true' }), '/p', 'apply');
+    expect(config.dns).toMatchObject({ capture: 'resolvers' });
+    expect(config.networkNamespace).toBe('/p');
+  });
+
+  it("group names are refused: the plugin cannot read the pod's /etc/group", () => {
+    expect(() =>
+      podConfig(optionsOf({ 'mesh-init/outbound-owner-groups': 'java' }), '/p', 'apply'),
+    ).toThrow(/group names need the pod's \/etc\/group/);
+    expect(
+      podConfig(optionsOf({ 'mesh-init/outbound-owner-groups': '1001' }), '/p', 'apply').config
+        .ownerGroups,
+    ).toEqual({ kind: 'only', groups: [1001] });
   });
 });
 

@@ -95,6 +95,10 @@ describe('parseRequest', () => {
     const del = parseRequest({ ...ADD_ENV, CNI_COMMAND: 'DEL', CNI_NETNS: '' }, config());
     expect(del.netns).toBeUndefined();
     expect(parseRequest({ CNI_COMMAND: 'VERSION' }, '').config.cniVersion).toBe('1.1.0');
+    // Asked with a version it does not know, it still answers (the runtime asks to learn).
+    expect(
+      parseRequest({ CNI_COMMAND: 'VERSION' }, '{"cniVersion":"9.9.9"}').config.cniVersion,
+    ).toBe('1.1.0');
   });
 });
 
