@@ -12,7 +12,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
-import { execa, type ResultPromise } from 'execa';
+import { execa } from 'execa';
 
 export const TOKEN = 'mesh-init-test-token';
 
