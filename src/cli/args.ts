@@ -1,6 +1,7 @@
-import yargs, { type Argv } from 'yargs';
+import type { Argv } from 'yargs';
 import { FLAGS, type FlagSpec } from '../config/flags.js';
 import type { GivenOption, GivenOptions } from '../config/given.js';
+import { strictParser } from '../config/parser.js';
 import { UsageError } from '../errors.js';
 
 export type Parsed =
@@ -9,27 +10,11 @@ export type Parsed =
   | { readonly kind: 'run'; readonly options: GivenOptions };
 
 function buildParser(argv: readonly string[]): Argv {
-  let parser = yargs([...argv])
-    .scriptName('mesh-init')
-    .usage(
-      "mesh-init [options]\nmesh-init inject -f FILE|-   add the init container to manifests (mesh-init inject --help)\n\nRedirect the pod's inbound and outbound TCP to the sidecar proxy (one atomic restore per table and IP family, or one nft transaction), then exit.\nEvery option can also be set by the environment variables named in brackets; a flag beats its variable.",
-    )
-    .parserConfiguration({
-      'parse-numbers': false,
-      'parse-positional-numbers': false,
-      'boolean-negation': true,
-      'camel-case-expansion': false,
-    })
-    .strict()
-    .help(false)
-    .version(false)
-    .exitProcess(false)
-    .wrap(100)
-    .fail((message, error) => {
-      throw new UsageError(message || error?.message || 'invalid command line');
-    })
-    .option('help', { alias: 'h', type: 'boolean', describe: 'show this help' })
-    .option('version', { type: 'boolean', describe: 'show the version' });
+  let parser = strictParser(
+    argv,
+    'mesh-init',
+    "mesh-init [options]\nmesh-init inject -f FILE|-   add the init container to manifests (mesh-init inject --help)\n\nRedirect the pod's inbound and outbound TCP to the sidecar proxy (one atomic restore per table and IP family, or one nft transaction), then exit.\nEvery option can also be set by the environment variables named in brackets; a flag beats its variable.",
+  ).option('version', { type: 'boolean', describe: 'show the version' });
   for (const flag of FLAGS) {
     parser = parser.option(flag.name, {
       type: flag.type,

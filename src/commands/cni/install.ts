@@ -4,7 +4,8 @@
  * chained: the primary network's agent (Calico, Cilium, flannel …) rewrites its file
  * when it likes, without mesh-init-cni.
  */
-import yargs from 'yargs';
+
+import { strictParser } from '../../config/parser.js';
 import { UsageError } from '../../errors.js';
 import {
   CONF_EXTENSIONS,
@@ -55,23 +56,13 @@ interface InstallArgs {
 const BUNDLE_NAME = 'mesh-init-cni.cjs';
 
 async function parseArgs(argv: readonly string[]): Promise<InstallArgs | { help: string }> {
-  const parser = yargs([...argv])
-    .scriptName('mesh-init-cni')
-    .usage(
-      "mesh-init-cni install [options]     chain the plugin after the node's primary CNI network\nmesh-init-cni uninstall [options]   take it out again, and its files\n\nWithout a command, with CNI_COMMAND set, mesh-init-cni is the CNI plugin itself.",
-    )
-    .parserConfiguration({ 'parse-numbers': false, 'camel-case-expansion': false })
-    .strict()
-    .help(false)
-    .version(false)
-    .exitProcess(false)
-    .wrap(100)
-    .fail((message, error) => {
-      throw new UsageError(message || error?.message || 'invalid command line');
-    })
+  const parser = strictParser(
+    argv,
+    'mesh-init-cni',
+    "mesh-init-cni install [options]     chain the plugin after the node's primary CNI network\nmesh-init-cni uninstall [options]   take it out again, and its files\n\nWithout a command, with CNI_COMMAND set, mesh-init-cni is the CNI plugin itself.",
+  )
     .command('install', 'chain the plugin')
     .command('uninstall', 'take the plugin out')
-    .option('help', { alias: 'h', type: 'boolean', describe: 'show this help' })
     .option('conf-dir', {
       type: 'string',
       default: '/etc/cni/net.d',

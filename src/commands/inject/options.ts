@@ -1,4 +1,4 @@
-import yargs, { type Argv } from 'yargs';
+import type { Argv } from 'yargs';
 import {
   FLAG_ANNOTATIONS,
   INJECT_ANNOTATIONS,
@@ -8,6 +8,7 @@ import {
 } from '../../config/annotations.js';
 import { validateConfig } from '../../config/config.js';
 import type { GivenOption } from '../../config/given.js';
+import { strictParser } from '../../config/parser.js';
 import { UsageError } from '../../errors.js';
 import { VERSION } from '../../version.js';
 import type { InjectSettings } from './inject.js';
@@ -77,24 +78,7 @@ const EPILOGUE = [
 ].join('\n');
 
 function buildParser(argv: readonly string[]): Argv {
-  let parser = yargs([...argv])
-    .scriptName('mesh-init inject')
-    .usage(USAGE)
-    .parserConfiguration({
-      'parse-numbers': false,
-      'parse-positional-numbers': false,
-      'boolean-negation': true,
-      'camel-case-expansion': false,
-    })
-    .strict()
-    .help(false)
-    .version(false)
-    .exitProcess(false)
-    .wrap(100)
-    .fail((message, error) => {
-      throw new UsageError(message || error?.message || 'invalid command line');
-    })
-    .option('help', { alias: 'h', type: 'boolean', describe: 'show this help' })
+  let parser = strictParser(argv, 'mesh-init inject', USAGE)
     .options(INJECT_FLAGS)
     .group(['filename', ...Object.keys(INJECT_FLAGS).slice(1)], 'Inject:')
     .epilogue(EPILOGUE)
