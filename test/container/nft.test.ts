@@ -7,27 +7,14 @@
 // has the machine's 1.0.x); and a dual-stack pod is captured over IPv6 as well.
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  Cluster,
-  HOW_TO_RUN,
-  INIT_ARGS,
-  isCI,
-  type Pod,
-  probeEngine,
-  type Sidecars,
-} from './pod.js';
+import { Cluster, gate, INIT_ARGS, type Pod, probeEngine, type Sidecars } from './pod.js';
 
 const engine = await probeEngine();
-if (!engine.ok && !isCI) {
-  console.warn(`container suite skipped: ${engine.reason}. To run it, ${HOW_TO_RUN}`);
-}
-if (isCI && !engine.ok) {
-  describe('container suite (native nftables)', () => {
-    it('has a Docker engine and the mesh-init image (CI=true: never skipped)', () => {
-      throw new Error(`${engine.ok ? '' : engine.reason}. To run it, ${HOW_TO_RUN}`);
-    });
-  });
-}
+const ready = gate(
+  'container suite (native nftables)',
+  engine.ok ? undefined : engine.reason,
+  'a Docker engine and the mesh-init image',
+);
 
 const NATIVE_ARGS = [...INIT_ARGS, '--native-nftables'];
 const marker = (what: string) => `mesh-init-test/${what}/${randomUUID().slice(0, 8)}`;
@@ -44,7 +31,7 @@ async function ruleset(cluster: Cluster, pod: Pod): Promise<string> {
   return result.stdout.replace(/counter packets \d+ bytes \d+/g, 'counter packets 0 bytes 0');
 }
 
-describe.runIf(engine.ok)('a pod whose init container runs --native-nftables', () => {
+describe.runIf(ready)('a pod whose init container runs --native-nftables', () => {
   let cluster: Cluster;
   let one: Pod;
   let two: Pod;
@@ -165,7 +152,7 @@ describe.runIf(engine.ok)('a pod whose init container runs --native-nftables', (
   });
 });
 
-describe.runIf(engine.ok)('a dual-stack pod whose init container runs --native-nftables', () => {
+describe.runIf(ready)('a dual-stack pod whose init container runs --native-nftables', () => {
   let cluster: Cluster;
   beforeAll(async () => {
     cluster = await Cluster.create({ ipv6: true });

@@ -7,9 +7,8 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   Cluster,
-  HOW_TO_RUN,
+  gate,
   INIT_ARGS,
-  isCI,
   type Pod,
   probeEngine,
   type RunResult,
@@ -17,9 +16,11 @@ import {
 } from './pod.js';
 
 const engine = await probeEngine();
-if (!engine.ok && !isCI) {
-  console.warn(`container suite skipped: ${engine.reason}. To run it, ${HOW_TO_RUN}`);
-}
+const ready = gate(
+  'container suite',
+  engine.ok ? undefined : engine.reason,
+  'a Docker engine and the mesh-init image',
+);
 
 /** A User-Agent no other request carries, to find one request in the access logs. */
 const marker = (what: string) => `mesh-init-test/${what}/${randomUUID().slice(0, 8)}`;
@@ -37,15 +38,7 @@ function requestIdOf(body: string | undefined): string | undefined {
   return body?.match(/^x-request-id=(\S+)$/m)?.[1];
 }
 
-if (isCI && !engine.ok) {
-  describe('container suite', () => {
-    it('has a Docker engine and the mesh-init image (CI=true: never skipped)', () => {
-      throw new Error(`${engine.ok ? '' : engine.reason}. To run it, ${HOW_TO_RUN}`);
-    });
-  });
-}
-
-describe.runIf(engine.ok)('a pod with the mesh-init init container', () => {
+describe.runIf(ready)('a pod with the mesh-init init container', () => {
   let cluster: Cluster;
   let one: Pod;
   let two: Pod;
@@ -210,7 +203,7 @@ describe.runIf(engine.ok)('a pod with the mesh-init init container', () => {
   );
 });
 
-describe.runIf(engine.ok)('dual-stack pods with the mesh-init init container', () => {
+describe.runIf(ready)('dual-stack pods with the mesh-init init container', () => {
   let cluster: Cluster;
 
   beforeAll(async () => {

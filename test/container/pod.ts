@@ -4,6 +4,7 @@
 // Every pod sits on one Docker network created `Internal: true`, so nothing a
 // test sends can leave the machine; everything is labelled with the run's id
 // and removed by `Cluster.remove()`.
+
 import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import {
@@ -15,6 +16,7 @@ import {
   Wait,
   type WaitStrategy,
 } from 'testcontainers';
+import { describe, it } from 'vitest';
 
 // Ryuk would be pulled from a registry (there is none here), and this host has
 // /.dockerenv, which makes testcontainers look for the engine at a gateway address.
@@ -47,6 +49,25 @@ export const isCI = ['true', '1'].includes((process.env.CI ?? '').toLowerCase())
 export type Engine = { readonly ok: true } | { readonly ok: false; readonly reason: string };
 
 /** Whether the suite can run here: an engine that answers, and the image built. */
+/**
+ * Whether a container test file can run: when `missing` names what it lacks, one
+ * line says so and the file is skipped; under CI=true a failing test says it
+ * instead, never a silent skip.
+ */
+export function gate(suite: string, missing: string | undefined, needs: string): boolean {
+  if (missing === undefined) return true;
+  if (isCI) {
+    describe(suite, () => {
+      it(`has ${needs} (CI=true: never skipped)`, () => {
+        throw new Error(`${missing}. To run it, ${HOW_TO_RUN}`);
+      });
+    });
+  } else {
+    console.warn(`${suite} skipped: ${missing}. To run it, ${HOW_TO_RUN}`);
+  }
+  return false;
+}
+
 export async function probeEngine(): Promise<Engine> {
   let client: ContainerRuntimeClient;
   try {

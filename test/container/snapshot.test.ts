@@ -8,28 +8,14 @@
 import { execa } from 'execa';
 import { getContainerRuntimeClient } from 'testcontainers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  Cluster,
-  HOW_TO_RUN,
-  IMAGE,
-  INIT_ARGS,
-  isCI,
-  type Pod,
-  probeEngine,
-  type RunResult,
-} from './pod.js';
+import { Cluster, gate, IMAGE, INIT_ARGS, type Pod, probeEngine, type RunResult } from './pod.js';
 
 const engine = await probeEngine();
-if (!engine.ok && !isCI) {
-  console.warn(`container suite skipped: ${engine.reason}. To run it, ${HOW_TO_RUN}`);
-}
-if (isCI && !engine.ok) {
-  describe('container suite', () => {
-    it('has a Docker engine and the mesh-init image (CI=true: never skipped)', () => {
-      throw new Error(`${engine.ok ? '' : engine.reason}. To run it, ${HOW_TO_RUN}`);
-    });
-  });
-}
+const ready = gate(
+  'container suite',
+  engine.ok ? undefined : engine.reason,
+  'a Docker engine and the mesh-init image',
+);
 
 /** The npm bin (`npm run build`). */
 const BUNDLE = new URL('../../dist/mesh-init.cjs', import.meta.url).pathname;
@@ -129,7 +115,7 @@ async function mapLimited<T, R>(items: readonly T[], limit: number, work: (item:
   return results;
 }
 
-describe.runIf(engine.ok)('the image started from its snapshot', () => {
+describe.runIf(ready)('the image started from its snapshot', () => {
   let cluster: Cluster;
   let runs = 0;
   /** Each case's run from the snapshot and without, in one pod whose tables stay untouched. */
