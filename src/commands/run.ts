@@ -63,7 +63,7 @@ interface Families {
  * says the mesh's proxies serve both families. A proxy that listens on IPv4 only
  * would refuse every captured IPv6 connection.
  */
-export async function familiesFor(config: Config, deps: Deps): Promise<Families> {
+async function familiesFor(config: Config, deps: Deps): Promise<Families> {
   const only = (ipv6Left: string): Families => ({ families: ['ipv4'], ipv6Left });
   if (config.ipv6 === false) return only('--ipv6 false');
   if (config.ipv6 === 'auto') {

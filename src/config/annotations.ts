@@ -43,7 +43,7 @@ const NOT_PER_POD: ReadonlySet<string> = new Set([
 export const POD_FLAGS: readonly FlagSpec[] = FLAGS.filter((flag) => !NOT_PER_POD.has(flag.name));
 
 /** Istio's annotation names, where Istio has one for the same setting. */
-export const ISTIO_ANNOTATIONS: ReadonlyMap<string, string> = new Map([
+const ISTIO_ANNOTATIONS: ReadonlyMap<string, string> = new Map([
   ['traffic.sidecar.istio.io/includeOutboundIPRanges', 'outbound-include-cidrs'],
   ['traffic.sidecar.istio.io/excludeOutboundIPRanges', 'outbound-exclude-cidrs'],
   ['traffic.sidecar.istio.io/includeInboundPorts', 'inbound-ports'],

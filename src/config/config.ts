@@ -107,13 +107,13 @@ export interface ValidationProbe {
   readonly timeoutMs: number;
 }
 
-export const DEFAULT_PROXY_PORT = 15001;
-export const DEFAULT_PROXY_ID = 1337;
-export const DEFAULT_CHAIN_PREFIX = 'ISTIO_';
+const DEFAULT_PROXY_PORT = 15001;
+const DEFAULT_PROXY_ID = 1337;
+const DEFAULT_CHAIN_PREFIX = 'ISTIO_';
 export const DEFAULT_DNS_PORT = 15053;
-export const DEFAULT_TPROXY_MARK = 1337;
-export const DEFAULT_TPROXY_ROUTE_TABLE = 133;
-export const DEFAULT_TUNNEL_PORT = 15008;
+const DEFAULT_TPROXY_MARK = 1337;
+const DEFAULT_TPROXY_ROUTE_TABLE = 133;
+const DEFAULT_TUNNEL_PORT = 15008;
 /** More `! --gid-owner` matches than this in one rule, and the kernel tools refuse it (Istio's limit). */
 const MAX_OWNER_GROUPS = 64;
 

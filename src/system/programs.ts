@@ -7,7 +7,7 @@
 import { accessSync, constants, statSync } from 'node:fs';
 import type { LocateProgram } from './netns.js';
 
-export const SYSTEM_DIRECTORIES: readonly string[] = [
+const SYSTEM_DIRECTORIES: readonly string[] = [
   '/usr/local/sbin',
   '/usr/local/bin',
   '/usr/sbin',
@@ -34,7 +34,7 @@ export function locateIn(
   };
 }
 
-export function isExecutableFile(path: string): boolean {
+function isExecutableFile(path: string): boolean {
   try {
     accessSync(path, constants.X_OK);
     return statSync(path).isFile();

@@ -269,7 +269,7 @@ function chainLine(table: string, chain: NftChain): string {
 }
 
 /** A rule as the script writes it: its counter between what it matches and what it does. */
-export function ruleText(rule: NftRule): string {
+function ruleText(rule: NftRule): string {
   return [...rule.matches, 'counter', ...rule.actions, `comment "${rule.comment}"`].join(' ');
 }
 

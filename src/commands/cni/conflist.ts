@@ -30,7 +30,7 @@ function parse(text: string): Json | undefined {
 }
 
 /** A file the runtime would load: a list with plugins, or a single plugin with a type. */
-export function pluginsOf(file: ConfFile): Json[] | undefined {
+function pluginsOf(file: ConfFile): Json[] | undefined {
   if (!CONF_EXTENSIONS.some((ext) => file.name.endsWith(ext))) return undefined;
   const conf = parse(file.text);
   if (conf === undefined) return undefined;

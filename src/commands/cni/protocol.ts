@@ -5,9 +5,9 @@
  */
 
 /** Versions whose configuration may carry a prevResult (chaining began with 0.3.0). */
-export const SUPPORTED_VERSIONS = ['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'] as const;
+const SUPPORTED_VERSIONS = ['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'] as const;
 export type CniVersion = (typeof SUPPORTED_VERSIONS)[number];
-export const LATEST_VERSION: CniVersion = '1.1.0';
+const LATEST_VERSION: CniVersion = '1.1.0';
 
 export type CniCommand = 'ADD' | 'DEL' | 'CHECK' | 'VERSION' | 'STATUS' | 'GC';
 

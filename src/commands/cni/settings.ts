@@ -65,7 +65,7 @@ export interface CniSettings {
   readonly options: GivenOptions;
 }
 
-export const DEFAULT_SETTINGS = {
+const DEFAULT_SETTINGS = {
   proxyContainer: 'proxy',
   initContainer: 'mesh-init',
   podLookup: { attempts: 10, intervalMs: 1000, timeoutMs: 5000 },
@@ -167,7 +167,7 @@ function logFormat(value: unknown): 'text' | 'json' {
 }
 
 /** How messages name a flag of the block: `mesh-init.flags.proxy-port of the CNI configuration`. */
-export function blockOrigin(name: string): string {
+function blockOrigin(name: string): string {
   return `${BLOCK_KEY}.flags.${name} of the CNI configuration`;
 }
 

@@ -58,7 +58,7 @@ function segments(manifest: Manifest): string[] {
  * the narrowest indentation of a nested line, and whether sequences under a key
  * are indented (`key:\n  - a`) or not (`key:\n- a`, as kubectl prints them).
  */
-export function styleOf(text: string): ToStringOptions {
+function styleOf(text: string): ToStringOptions {
   const lines = text.split('\n');
   let indent: number | undefined;
   let indented = 0;

@@ -15,11 +15,11 @@ import type { InjectSettings } from './inject.js';
 
 /** `mesh-init inject …`: its own yargs parser, with the capture flags of the flag table. */
 
-export const DEFAULT_IMAGE = `mesh-init:${VERSION}`;
-export const DEFAULT_NAME = 'mesh-init';
+const DEFAULT_IMAGE = `mesh-init:${VERSION}`;
+const DEFAULT_NAME = 'mesh-init';
 /** Istio calls its CNI-mode init container istio-validation: a reader sees it only checks. */
-export const DEFAULT_CNI_NAME = 'mesh-init-validation';
-export const DEFAULT_PROXY_NAME = 'proxy';
+const DEFAULT_CNI_NAME = 'mesh-init-validation';
+const DEFAULT_PROXY_NAME = 'proxy';
 
 export type ParsedInject =
   | { readonly kind: 'help'; readonly text: string }

@@ -15,7 +15,7 @@ export interface Injected {
   readonly containers: readonly string[];
 }
 
-export const NOTHING_INJECTED: Injected = { initContainers: [], containers: [] };
+const NOTHING_INJECTED: Injected = { initContainers: [], containers: [] };
 
 type ContainerList = keyof Injected;
 

@@ -22,7 +22,7 @@ export interface WorkloadKind {
 
 const APPS_V1_REMOVED = '1.16';
 
-export const WORKLOAD_KINDS: readonly WorkloadKind[] = [
+const WORKLOAD_KINDS: readonly WorkloadKind[] = [
   {
     kind: 'Pod',
     current: 'v1',
