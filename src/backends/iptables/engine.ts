@@ -8,14 +8,7 @@ import type { Changes } from '../changes.js';
 import type { Applied, Engine, EngineDeps, Preview } from '../engine.js';
 import { type Choice, chooseBackend, type Probe } from './binaries.js';
 import { findDrift } from './drift.js';
-import {
-  liveHooks,
-  liveOwnedChains,
-  planCleanup,
-  planTransaction,
-  planUndo,
-  type Transaction,
-} from './reconcile.js';
+import { liveHooks, liveOwnedChains, planCleanup, planTransaction, planUndo } from './reconcile.js';
 import { renderRestore } from './render.js';
 import { restore, save, saveOrThrow } from './restore.js';
 import {
@@ -25,6 +18,7 @@ import {
   type TableState,
   tableSection,
 } from './state.js';
+import type { Transaction } from './transaction.js';
 
 /** What is live: each family's whole dump, to plan from and to put tables back as they were. */
 interface Live {

@@ -9,6 +9,7 @@ import {
 } from '../../plan/rules.js';
 import { ruleSpec } from './render.js';
 import { canonicalRule, EMPTY_STATE, type LiveRule, type TableState } from './state.js';
+import type { Transaction } from './transaction.js';
 
 /** Chains the kernel provides in every table mesh-init writes; jumps from them into owned chains are mesh-init's. */
 const KERNEL_CHAINS: readonly string[] = [
@@ -18,33 +19,6 @@ const KERNEL_CHAINS: readonly string[] = [
   'OUTPUT',
   'POSTROUTING',
 ];
-
-/**
- * One table's change in one family, as a single iptables-restore --noflush
- * transaction: declaring an owned chain creates it or (with --noflush) empties it,
- * the old jumps into owned chains are deleted, the planned rules appended, and
- * chains to remove deleted last. Applying it to its own result changes nothing;
- * rules of others are never touched.
- */
-export interface Transaction {
-  readonly family: Family;
-  readonly table: Table;
-  readonly purpose: 'rules' | 'cleanup';
-  readonly prefix: string;
-  readonly declare: readonly OwnedChain[];
-  /** Jumps into owned chains found live in the kernel's chains, deleted before re-adding. */
-  readonly unhook: readonly LiveRule[];
-  /**
-   * Owned chains deleted (-X) and created (-N) again once emptied and unhooked. -X
-   * fails while anything still jumps to a chain, so the whole transaction fails,
-   * changing nothing, when a jump exists that mesh-init did not know of: the table
-   * changed since it was read (another run), or it was never read (the first try).
-   */
-  readonly recreate: readonly OwnedChain[];
-  /** Rules of owned chains first, then the jumps into them, so the hooks land last. */
-  readonly rules: readonly Rule[];
-  readonly remove: readonly OwnedChain[];
-}
 
 /** The live jumps from the kernel's chains into the given owned chains. */
 export function liveHooks(

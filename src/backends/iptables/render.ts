@@ -1,6 +1,6 @@
 import type { Cidr, Family } from '../../config/net.js';
 import { chainName, type Mark, type Match, type Rule, type Target } from '../../plan/rules.js';
-import type { Transaction } from './reconcile.js';
+import type { Transaction } from './transaction.js';
 
 const cidr = (c: Cidr) => `${c.address}/${c.prefix}`;
 const not = (negate: boolean | undefined) => (negate ? '! ' : '');

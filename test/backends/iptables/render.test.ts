@@ -10,7 +10,6 @@ import {
   planCleanup,
   planTransaction,
   planUndo,
-  type Transaction,
 } from '../../../src/backends/iptables/reconcile.js';
 import {
   renderRestore,
@@ -19,6 +18,7 @@ import {
   ruleSpec,
 } from '../../../src/backends/iptables/render.js';
 import { EMPTY_STATE, parseTableState } from '../../../src/backends/iptables/state.js';
+import type { Transaction } from '../../../src/backends/iptables/transaction.js';
 import type { Cidr, Family } from '../../../src/config/net.js';
 import { planMangle, planNat, planRaw } from '../../../src/plan/plan.js';
 import { type Match, OWNED_CHAINS, type Rule } from '../../../src/plan/rules.js';
