@@ -28,6 +28,9 @@ export const ISTIO_INJECTOR = [
 
 export const TPROXY_INJECTOR = ISTIO_INJECTOR.map((arg) => (arg === 'REDIRECT' ? 'TPROXY' : arg));
 
+/** Every feature at once: the all-features goldens, and the *-all-features fixtures of both backends. */
+export const ALL_FEATURES = [...TPROXY_INJECTOR, '--redirect-dns', '--drop-invalid'];
+
 export interface GoldenConfig {
   readonly name: string;
   readonly argv: string[];

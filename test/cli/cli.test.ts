@@ -24,6 +24,7 @@ import {
   run,
   type Setup,
 } from '../fake-system.js';
+import { ISTIO_INJECTOR } from '../golden-configs.js';
 
 /** Every run that gets past validation logs its effective configuration first. */
 const CONFIG_LINE = expect.stringMatching(
@@ -33,10 +34,6 @@ const DEFAULT_CONFIG_LINE =
   'mesh-init: config: mode=apply proxy-port=15001 inbound-capture-port=15001 inbound-tunnel-port=15008 proxy-uid=1337 proxy-gid=1337 inbound-ports=* inbound-exclude-ports="" outbound-include-cidrs=* outbound-exclude-cidrs="" outbound-exclude-ports="" outbound-include-ports="" outbound-owner-groups=* ipv4-loopback-cidr=127.0.0.1/32 kube-virt-interfaces="" exclude-interfaces="" inbound-interception-mode=REDIRECT redirect-dns=false drop-invalid=false ipv6=auto dual-stack=false iptables-backend=auto chain-prefix=ISTIO_ wait=10 max-retries=3 retry-interval=1 run-validation=false';
 
 const RESTORE_ARGS = ['--noflush', '--wait=10'];
-const ISTIO_INJECTOR = [
-  ...['-p', '15001', '-z', '15006', '-u', '1337', '-m', 'REDIRECT'],
-  ...['-i', '*', '-x', '', '-b', '*', '-d', '15090,15021,15020'],
-];
 
 describe('dry-run prints exactly what apply feeds to *-restore', () => {
   it.each<[string, string[], Setup, boolean]>([

@@ -31,6 +31,7 @@ import {
   success,
   type TableKey,
 } from '../fake-system.js';
+import { ALL_FEATURES, TPROXY_INJECTOR } from '../golden-configs.js';
 
 /** How the kernel's table differs from the plan of argv (findDrift); [] when it holds it. */
 async function driftIn(
@@ -1196,12 +1197,6 @@ describe('--run-validation', () => {
 
 describe('TPROXY, DNS capture and --drop-invalid: nat, mangle and raw per family', () => {
   const TPROXY = [...['-p', '15001', '-z', '15006', '-u', '1337', '-m', 'TPROXY']];
-  const TPROXY_INJECTOR = [
-    ...TPROXY,
-    ...['-i', '*', '-x', '', '-b', '*', '-d', '15090,15021,15020'],
-  ];
-  /** plan.test.ts's all-features golden and the *-all-features.txt fixtures were made with these. */
-  const ALL_FEATURES = [...TPROXY_INJECTOR, '--redirect-dns', '--drop-invalid'];
   const RESOLV_CONF = 'nameserver 10.96.0.10\nnameserver fd00:10:96::a\n';
   const FRESH: Setup = {};
   const FORCED = ['--iptables-backend', 'nft'];

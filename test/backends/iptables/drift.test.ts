@@ -27,6 +27,7 @@ import { planNat, planTables } from '../../../src/plan/plan.js';
 import { TABLES, type Table, type TablePlan } from '../../../src/plan/rules.js';
 import { configFrom, withResolvConf } from '../../config-from.js';
 import { beforeC1467e4, hooksFirst } from '../../fake-system.js';
+import { ALL_FEATURES } from '../../golden-configs.js';
 
 const fixture = (name: string) =>
   readFileSync(new URL(`../../fixtures/iptables/${name}`, import.meta.url), 'utf8');
@@ -37,22 +38,7 @@ const VARIED = [
   ...['-x', '10.96.0.1,fd00:10:96::1', '--ipv6', 'true'],
 ];
 
-/** The config of the `*-all-features.txt` fixtures: plan.test.ts's all-features golden. */
-const ALL_FEATURES = [
-  ...['-p', '15001', '-z', '15006', '-u', '1337', '-m', 'TPROXY'],
-  ...[
-    '-i',
-    '*',
-    '-x',
-    '',
-    '-b',
-    '*',
-    '-d',
-    '15090,15021,15020',
-    '--redirect-dns',
-    '--drop-invalid',
-  ],
-];
+/** The pod resolv.conf of the `*-all-features.txt` fixtures (made with ALL_FEATURES). */
 const ALL_FEATURES_RESOLV_CONF = 'nameserver 10.96.0.10\nnameserver fd00:10:96::a\n';
 const allFeatures = async (argv: string[] = ALL_FEATURES) =>
   withResolvConf(await configFrom(argv), ALL_FEATURES_RESOLV_CONF);

@@ -16,6 +16,7 @@ import {
   SIX_ON_LO,
   success,
 } from '../../fake-system.js';
+import { TPROXY_INJECTOR } from '../../golden-configs.js';
 
 const golden = (name: string) =>
   readFileSync(new URL(`../../golden/nftables/${name}`, import.meta.url), 'utf8');
@@ -23,10 +24,6 @@ const fixture = (name: string) =>
   readFileSync(new URL(`../../fixtures/nftables/${name}`, import.meta.url), 'utf8');
 
 const NATIVE = '--native-nftables';
-const TPROXY_INJECTOR = [
-  ...['-p', '15001', '-z', '15006', '-u', '1337', '-m', 'TPROXY'],
-  ...['-i', '*', '-x', '', '-b', '*', '-d', '15090,15021,15020'],
-];
 const POD_RESOLV_CONF =
   'nameserver 10.96.0.10\nnameserver fd00:10:96::a\nnameserver 10.96.0.11#53\n';
 

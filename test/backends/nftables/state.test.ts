@@ -24,6 +24,7 @@ import { planInet } from '../../../src/backends/nftables/render.js';
 import { parseRuleset } from '../../../src/backends/nftables/state.js';
 import type { Family } from '../../../src/config/net.js';
 import { configFrom, withResolvConf } from '../../config-from.js';
+import { ALL_FEATURES as ALL_FEATURES_ARGV } from '../../golden-configs.js';
 
 const fixture = (name: string) =>
   readFileSync(new URL(`../../fixtures/nftables/${name}`, import.meta.url), 'utf8');
@@ -31,11 +32,7 @@ const OURS = ['istio-proxy-nat', 'istio-proxy-mangle', 'istio-proxy-raw'];
 const BOTH: Family[] = ['ipv4', 'ipv6'];
 
 const ALL_FEATURES = {
-  argv: [
-    ...['-p', '15001', '-z', '15006', '-u', '1337', '-m', 'TPROXY'],
-    ...['-i', '*', '-x', '', '-b', '*', '-d', '15090,15021,15020'],
-    ...['--redirect-dns', '--drop-invalid'],
-  ],
+  argv: ALL_FEATURES_ARGV,
   resolvConf: 'nameserver 10.96.0.10\nnameserver fd00:10:96::a\nnameserver 10.96.0.11#53\n',
 };
 const INTERFACES = {
